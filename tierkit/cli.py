@@ -1,0 +1,59 @@
+"""The `tierkit` command: mounts each verb module and turns TierkitError into `error:` lines."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tierkit.console import print_errors
+from tierkit.errors import TierkitError
+
+app = typer.Typer(
+    name="tierkit",
+    help=(
+        "Stand up LLM inference on GPU servers in three tiers (single-gpu, multi-gpu, failover).\n\n"
+        "Start with `tierkit plan` to size a deployment, `tierkit validate --stack NAME` to check a "
+        "stack file, and `tierkit up --stack NAME` to deploy it."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _mount() -> None:
+    """Register every verb. Each module exposes `register(app)`."""
+    from tierkit.commands import plan, validate
+
+    for module in (plan, validate):
+        module.register(app)
+
+
+_mount()
+
+
+def main() -> None:
+    """Console entry point: user errors print one line each and exit 2, never a traceback."""
+    try:
+        result = app(standalone_mode=False)
+    except TierkitError as exc:
+        print_errors(exc.problems)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print_errors(["aborted"])
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            print_errors([exc.format_message().replace("\n", " ")])
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.ClickException):
+            print_errors([exc.format_message()])
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,1 @@
+"""The `tierkit` verbs, one module each; `tierkit.cli` mounts them."""
