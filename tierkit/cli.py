@@ -25,10 +25,15 @@ app = typer.Typer(
 
 def _mount() -> None:
     """Register every verb. Each module exposes `register(app)`."""
-    from tierkit.commands import plan, validate
+    import importlib
 
-    for module in (plan, validate):
-        module.register(app)
+    for name in VERBS:
+        importlib.import_module(f"tierkit.commands.{name}").register(app)
+
+
+# One module per verb (or verb group) under tierkit/commands/, each with `register(app)`.
+VERBS: tuple[str, ...] = (
+)
 
 
 _mount()
