@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from tierkit.console import print_errors
 from tierkit.errors import TierkitError
@@ -33,6 +34,8 @@ def _mount() -> None:
 
 # One module per verb (or verb group) under tierkit/commands/, each with `register(app)`.
 VERBS: tuple[str, ...] = (
+    "plan",
+    "validate",
 )
 
 
@@ -46,19 +49,17 @@ def main() -> None:
     except TierkitError as exc:
         print_errors(exc.problems)
         sys.exit(exc.exit_code)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except UsageError as exc:
+        where = f"{exc.ctx.command_path}: " if exc.ctx else ""
+        print_errors([where + exc.format_message().replace("\n", " ")])
+        sys.exit(2)
+    except ClickException as exc:
+        print_errors([exc.format_message()])
+        sys.exit(exc.exit_code)
     except typer.Abort:
         print_errors(["aborted"])
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.UsageError):
-            print_errors([exc.format_message().replace("\n", " ")])
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.ClickException):
-            print_errors([exc.format_message()])
-            sys.exit(exc.exit_code)
-        raise
     sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,492 @@
+"""The tier spec: what a platform team wants served, as pydantic models, validated to one-line errors.
+
+A stack file (`stacks/Pulumi.<stack>.yaml`) holds the spec under the config key `tierkit:tier`.
+`load_stack` / `load_spec_file` read it; `parse_spec` validates a plain dict. Every problem comes
+out as `<field path>: <what is wrong>; <how to fix>` inside one `TierkitError`, and nothing is
+touched before the whole spec is valid.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tierkit import catalog
+from tierkit.errors import TierkitError
+
+SPEC_KEY = "tierkit:tier"
+TierKind = Literal["single-gpu", "multi-gpu", "failover"]
+Interconnect = Literal["nvlink", "pcie", "any"]
+LabTopology = str  # nvlink | pcie | pairs | path to a captured `nvidia-smi topo -m`
+
+# GPUs per server each tier allows (issue 2 cross-field rules).
+TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 8), "failover": (1, 8)}
+TIER_SERVERS: dict[str, int] = {"single-gpu": 1, "multi-gpu": 1, "failover": 2}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Providers: where the servers come from.
+
+
+class LabProvider(_Strict):
+    """Simulated GPU servers on this machine (the built-in default)."""
+
+    kind: Literal["lab"] = "lab"
+    name: str = Field("tierkit", pattern=r"^[a-z][a-z0-9-]{0,11}$", description="lab name (short: it names namespaces)")
+    topology: LabTopology = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
+    faults: list[str] = Field(default_factory=list, description="faults to inject, e.g. 'inactive-link:0:3'")
+    subnet: ipaddress.IPv4Network | None = Field(None, description="the lab's /24; default: the next free one")
+
+
+class BaremetalHost(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    address: str
+    user: str = "root"
+    port: int = Field(22, ge=1, le=65535)
+    key_path: str
+
+
+class BaremetalProvider(_Strict):
+    """Servers that already exist: tierkit adopts them over SSH."""
+
+    kind: Literal["baremetal"]
+    hosts: list[BaremetalHost] = Field(min_length=1)
+
+
+class AwsProvider(_Strict):
+    """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
+
+    kind: Literal["aws"]
+    region: str
+    instance_type: str | None = Field(None, description="default: from the GPU set (catalog map)")
+    ami: str | None = Field(None, description="default: latest Deep Learning Base AMI (lookup)")
+    ssh_cidr: str = Field(description="CIDR allowed to reach SSH, e.g. 203.0.113.0/24")
+    public_key_path: str = Field(description="SSH public key registered as the instance key pair")
+    private_key_path: str = Field(description="matching private key, used by Ready and Ansible")
+    availability_zones: list[str] | None = Field(None, description="default: the region's first two")
+
+
+Provider = Annotated[LabProvider | BaremetalProvider | AwsProvider, Field(discriminator="kind")]
+
+
+# ---------------------------------------------------------------------------------------------
+# What runs on the servers.
+
+
+class GpuSpec(_Strict):
+    model: str = Field(description="catalog GPU key, e.g. rtx-pro-6000, h100-sxm")
+    count: int = Field(ge=1, le=8, description="GPUs per server")
+    interconnect: Interconnect = Field("any", description="required link between the GPUs")
+
+
+class ModelSpec(_Strict):
+    """A catalog model (`key`), or one given by its numbers; weights from hf_id or a local path."""
+
+    key: str | None = Field(None, description="catalog model key, e.g. llama-3.3-70b")
+    hf_id: str | None = Field(None, description="Hugging Face id to download (default: the catalog's)")
+    path: str | None = Field(None, description="model directory already on the servers")
+    params_b: float | None = Field(None, gt=0)
+    layers: int | None = Field(None, gt=0)
+    hidden_size: int | None = Field(None, gt=0)
+    attention_heads: int | None = Field(None, gt=0)
+    kv_heads: int | None = Field(None, gt=0)
+    head_dim: int | None = Field(None, gt=0)
+    quantization: catalog.Quantization = "bf16"
+    max_context: int | None = Field(None, gt=0, description="tokens; default min(model's, 8192)")
+
+
+class ServingSpec(_Strict):
+    tensor_parallel: int | None = Field(None, ge=1, le=8, description="default: GPUs per server / PP")
+    pipeline_parallel: int = Field(1, ge=1, le=8)
+    port: int = Field(8000, ge=1, le=65535)
+    max_num_seqs: int = Field(64, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    served_model_name: str | None = Field(None, description="default: the model key or directory name")
+    extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
+    allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
+    nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
+
+
+class SmokeSpec(_Strict):
+    concurrency: int = Field(8, ge=1)
+    requests: int = Field(64, ge=1)
+    input_len: int = Field(128, ge=1)
+    output_len: int = Field(128, ge=1)
+    warmup: int = Field(2, ge=0)
+    min_output_tok_s: float | Literal["derive"] = Field("derive", description="a number, or 'derive' from the plan")
+    max_p99_ttft_ms: float | None = Field(None, gt=0)
+    max_p99_tpot_ms: float | None = Field(None, gt=0)
+    max_failed: int = Field(0, ge=0)
+
+
+class FailoverSpec(_Strict):
+    virtual_ip: ipaddress.IPv4Address
+    router_id: int = Field(51, ge=1, le=255, description="VRRP virtual router id")
+    advert_int: int = Field(1, ge=1, le=255, description="VRRP advert interval, seconds")
+
+
+class TierSpec(_Strict):
+    """The whole tier spec (the value of `tierkit:tier`)."""
+
+    tier: TierKind
+    provider: Provider = Field(default_factory=LabProvider)
+    gpu: GpuSpec
+    model: ModelSpec
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    smoke: SmokeSpec = Field(default_factory=SmokeSpec)
+    failover: FailoverSpec | None = None
+    servers: int | None = Field(None, ge=1, description="default: 1, or 2 for failover")
+    users: int | None = Field(None, ge=1, description="concurrent users to size for")
+
+    # Derived views (the rules below guarantee they are well defined on a valid spec).
+    @property
+    def server_count(self) -> int:
+        return self.servers if self.servers is not None else TIER_SERVERS[self.tier]
+
+    @property
+    def gpu_info(self) -> catalog.Gpu:
+        return catalog.GPUS[self.gpu.model]
+
+    @property
+    def model_info(self) -> catalog.Model:
+        return resolve_model(self.model)
+
+    @property
+    def tensor_parallel(self) -> int:
+        sv = self.serving
+        return sv.tensor_parallel if sv.tensor_parallel is not None else max(1, self.gpu.count // sv.pipeline_parallel)
+
+    @property
+    def pipeline_parallel(self) -> int:
+        return self.serving.pipeline_parallel
+
+    @property
+    def context(self) -> int:
+        m = self.model_info
+        return self.model.max_context or min(m.default_context, 8192)
+
+    @property
+    def served_model_name(self) -> str:
+        if self.serving.served_model_name:
+            return self.serving.served_model_name
+        if self.model.key:
+            return self.model.key
+        return Path(self.model.path or self.model.hf_id or "model").name
+
+
+_CUSTOM_FIELDS = ("params_b", "layers", "hidden_size", "attention_heads", "kv_heads", "head_dim")
+
+
+def resolve_model(m: ModelSpec) -> catalog.Model:
+    """The catalog entry for `m.key`, with any numbers given overriding it; or a custom model."""
+    given = {f: getattr(m, f) for f in _CUSTOM_FIELDS if getattr(m, f) is not None}
+    if m.key:
+        base = catalog.lookup_model(m.key, "model.key")
+        return base.model_copy(update={**given, "hf_id": m.hf_id or base.hf_id})
+    heads = given.get("attention_heads")
+    hidden = given.get("hidden_size")
+    head_dim = given.get("head_dim") or (hidden // heads if hidden and heads else None)
+    return catalog.Model(
+        key=Path(m.path or m.hf_id or "custom").name,
+        hf_id=m.hf_id,
+        params_b=given["params_b"],
+        layers=given["layers"],
+        hidden_size=hidden or (head_dim or 0) * (heads or 0),
+        attention_heads=heads,
+        kv_heads=given.get("kv_heads", heads),
+        head_dim=head_dim,
+        default_context=m.max_context or 8192,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning pydantic's errors into one line each: `<path>: <what>; <fix>`.
+
+
+def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
+    parts = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in ("lab", "baremetal", "aws"):  # discriminated-union tags add no information
+            continue
+        else:
+            parts.append(str(item))
+    return ".".join(parts)
+
+
+def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the field at `loc` (to suggest a close key)."""
+    model: type[BaseModel] | None = TierSpec
+    tagged = {"lab": LabProvider, "baremetal": BaremetalProvider, "aws": AwsProvider}
+    for item in loc[:-1]:
+        if isinstance(item, int) or model is None:
+            continue
+        if item in tagged:
+            model = tagged[item]
+            continue
+        field = model.model_fields.get(item)
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+        inner = [c for c in candidates if issubclass(c, BaseModel)]
+        if not inner:
+            args = getattr(ann, "__args__", ())
+            inner = [a for a in (getattr(x, "__args__", (x,))[0] for x in args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        model = inner[0] if len(inner) == 1 else None
+    return model
+
+
+def _describe(err: dict[str, Any], prefix: str) -> str:
+    loc = tuple(err["loc"])
+    path = _loc(prefix, loc)
+    kind = err["type"]
+    given = err.get("input")
+    if kind == "extra_forbidden":
+        owner = _model_for(loc)
+        known = dict.fromkeys(owner.model_fields) if owner else {}
+        close = catalog.close_match(str(loc[-1]), known) if known else None
+        fix = f"did you mean {close!r}?" if close else "remove it (see the README for the spec's keys)"
+        return f"{path}: unknown key; {fix}"
+    if kind == "missing":
+        return f"{path}: required; add it"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{path}: {given!r} is not allowed; use one of {expected}"
+    if kind == "union_tag_invalid":
+        return f"{path}: unknown kind {err.get('ctx', {}).get('tag')!r}; use one of lab, baremetal, aws"
+    if kind == "union_tag_not_found":
+        return f"{path}: kind is missing; add kind: lab, baremetal or aws"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{path}: {given!r} {err['msg'].lower()}; change the value"
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"{path}: {err['msg'].lower()}, got {given!r}; fix the value's type"
+    return f"{path}: {err['msg']}; fix the value"
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-field rules. Each returns problems; all are reported together.
+
+
+def _check_catalog(spec: TierSpec, prefix: str) -> list[str]:
+    problems = []
+    if spec.gpu.model not in catalog.GPUS:
+        problems.append(f"{prefix}.gpu.model: unknown GPU {spec.gpu.model!r}; {catalog.unknown_key_hint(spec.gpu.model, catalog.GPUS)}")
+    m = spec.model
+    if m.key is not None and m.key not in catalog.MODELS:
+        problems.append(f"{prefix}.model.key: unknown model {m.key!r}; {catalog.unknown_key_hint(m.key, catalog.MODELS)}")
+    if m.key is None:
+        missing = [f for f in ("params_b", "layers", "attention_heads") if getattr(m, f) is None]
+        if m.head_dim is None and m.hidden_size is None:
+            missing.append("head_dim")
+        if missing:
+            problems.append(
+                f"{prefix}.model: no catalog key and no {', '.join(missing)}; "
+                f"set model.key (one of {', '.join(catalog.MODELS)}) or give the model's numbers"
+            )
+        if m.hf_id is None and m.path is None:
+            problems.append(f"{prefix}.model: no weights source; set model.hf_id or model.path")
+    return problems
+
+
+def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
+    problems = []
+    lo, hi = TIER_GPUS[spec.tier]
+    n = spec.gpu.count
+    if not lo <= n <= hi:
+        want = "exactly 1 GPU" if lo == hi else f"{lo}-{hi} GPUs"
+        fix = "use tier multi-gpu" if spec.tier == "single-gpu" else "use tier single-gpu" if n == 1 else "set gpu.count within range"
+        problems.append(f"{prefix}.gpu.count: {spec.tier} means {want} per server, got {n}; {fix}")
+    want_servers = TIER_SERVERS[spec.tier]
+    if spec.server_count != want_servers:
+        problems.append(f"{prefix}.servers: {spec.tier} means exactly {want_servers} server(s), got {spec.server_count}; set servers: {want_servers}")
+    if isinstance(spec.provider, BaremetalProvider) and len(spec.provider.hosts) != spec.server_count:
+        problems.append(
+            f"{prefix}.provider.hosts: {spec.tier} needs {spec.server_count} host(s), got {len(spec.provider.hosts)}; list exactly {spec.server_count}"
+        )
+    tp, pp = spec.tensor_parallel, spec.pipeline_parallel
+    if tp * pp != n:
+        problems.append(
+            f"{prefix}.serving: tensor_parallel {tp} x pipeline_parallel {pp} = {tp * pp}, but a replica has {n} GPUs; "
+            f"make TP x PP equal gpu.count"
+        )
+    return problems
+
+
+def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
+    if spec.tier != "failover":
+        if spec.failover is not None:
+            return [f"{prefix}.failover: only the failover tier takes a failover section; remove it or set tier: failover"]
+        return []
+    if spec.failover is None:
+        if isinstance(spec.provider, AwsProvider):
+            return []
+        return [f"{prefix}.failover.virtual_ip: the failover tier needs a virtual IP; add failover: {{virtual_ip: <free address in the hosts' subnet>}}"]
+    vip = spec.failover.virtual_ip
+    if isinstance(spec.provider, LabProvider):
+        subnet = spec.provider.subnet
+        if subnet is None:
+            return [f"{prefix}.provider.subnet: a lab failover tier needs the lab's subnet to place its VIP; add subnet: 10.77.40.0/24"]
+        if vip not in subnet:
+            return [f"{prefix}.failover.virtual_ip: {vip} is outside the hosts' subnet {subnet}; pick a free address in it, e.g. {subnet[100]}"]
+        if vip in lab_host_addresses(subnet, spec.server_count):
+            return [f"{prefix}.failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet, e.g. {subnet[100]}"]
+    if isinstance(spec.provider, BaremetalProvider):
+        addrs = []
+        for h in spec.provider.hosts:
+            try:
+                addrs.append(ipaddress.IPv4Address(h.address))
+            except ValueError:
+                continue
+        if vip in addrs:
+            return [f"{prefix}.failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet"]
+        if addrs and not any(ipaddress.IPv4Network(f"{a}/24", strict=False) == ipaddress.IPv4Network(f"{vip}/24", strict=False) for a in addrs):
+            return [f"{prefix}.failover.virtual_ip: {vip} is outside the hosts' subnet; pick a free address next to {addrs[0]}"]
+    return []
+
+
+def lab_host_addresses(subnet: ipaddress.IPv4Network, hosts: int) -> list[ipaddress.IPv4Address]:
+    """Lab hosts take .11, .12, ... of their /24 (.1 is the switch; .100-.199 stay free for VIPs)."""
+    return [subnet[11 + i] for i in range(hosts)]
+
+
+def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
+    """TP divisibility, interconnect, quantization and context rules, then the planner's fit."""
+    from tierkit import planner  # the planner imports this module's types
+
+    gpu, model = spec.gpu_info, spec.model_info
+    tp, pp = spec.tensor_parallel, spec.pipeline_parallel
+    problems = []
+    for heads, what in ((model.attention_heads, "attention heads"), (model.kv_heads, "KV heads")):
+        if heads % tp:
+            divisors = [d for d in range(1, 9) if model.attention_heads % d == 0 and model.kv_heads % d == 0]
+            problems.append(
+                f"{prefix}.serving.tensor_parallel: {tp} does not divide the model's {heads} {what}; use one of {divisors}"
+            )
+            break
+    nvlinked = gpu.nvlink == "switch" or (gpu.nvlink == "bridge" and tp <= 2)
+    if spec.gpu.interconnect == "nvlink" and gpu.nvlink == "none":
+        problems.append(f"{prefix}.gpu.interconnect: {gpu.key} has no NVLink; set interconnect: pcie or choose an NVLink GPU")
+    if tp > 1 and not nvlinked and not spec.serving.allow_pcie_tensor_parallel:
+        problems.append(
+            f"{prefix}.serving.tensor_parallel: {tp} needs NVLink between all {tp} GPUs, and {gpu.key} has "
+            f"{'only bridged pairs' if gpu.nvlink == 'bridge' else 'none'}; use pipeline_parallel: {tp} with "
+            f"tensor_parallel: 1, or set allow_pcie_tensor_parallel: true"
+        )
+    quant = spec.model.quantization
+    need_cc = catalog.MIN_COMPUTE_CAPABILITY.get(quant)
+    if need_cc and gpu.compute_capability < need_cc:
+        problems.append(
+            f"{prefix}.model.quantization: {quant} needs compute capability {need_cc}+ (Ada or newer), and {gpu.key} "
+            f"has {gpu.compute_capability}; use int8, awq or gptq, or an Ada/Hopper/Blackwell GPU"
+        )
+    if spec.model.max_context and spec.model.max_context > model.default_context:
+        problems.append(
+            f"{prefix}.model.max_context: {spec.model.max_context} is longer than {model.key}'s {model.default_context}; "
+            f"set max_context <= {model.default_context}"
+        )
+    if problems:
+        return problems
+    plan = planner.plan_for_spec(spec)
+    if not plan.fits:
+        fix = planner.smallest_fix(model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization)
+        problems.append(
+            f"{prefix}.model: {model.key} {quant} at context {spec.context} does not fit {spec.gpu.count}x {gpu.key} "
+            f"({plan.notes[0] if plan.notes else 'out of memory'}); {fix}"
+        )
+    return problems
+
+
+def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:
+    """All cross-field problems of a structurally valid spec, one line each."""
+    problems = _check_catalog(spec, prefix)
+    if problems:
+        return problems
+    problems = _check_shape(spec, prefix) + _check_failover(spec, prefix)
+    if not problems:
+        problems = _check_model_fit(spec, prefix)
+    return problems
+
+
+def parse_spec(data: Any, prefix: str = SPEC_KEY) -> TierSpec:
+    """Validate a plain dict into a TierSpec, or raise TierkitError with every problem."""
+    if not isinstance(data, dict):
+        raise TierkitError(f"{prefix}: expected a mapping (tier:, gpu:, model:, ...), got {type(data).__name__}; see stacks/ for examples")
+    try:
+        spec = TierSpec.model_validate(data)
+    except ValidationError as exc:
+        raise TierkitError(*[_describe(e, prefix) for e in exc.errors()]) from None
+    problems = check_rules(spec, prefix)
+    if problems:
+        raise TierkitError(*problems)
+    return spec
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading stack files.
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The directory holding Pulumi.yaml: `start` (default: the working directory) or a parent."""
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "Pulumi.yaml").is_file():
+            return d
+    raise TierkitError(f"--stack: no Pulumi.yaml in {here} or above; run from the tierkit project, or use --file PATH")
+
+
+def stack_path(name: str, root: Path | None = None) -> Path:
+    """`<stackConfigDir>/Pulumi.<name>.yaml`, as Pulumi.yaml's `stackConfigDir` says."""
+    root = project_root(root)
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    return root / project.get("stackConfigDir", ".") / f"Pulumi.{name}.yaml"
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        others = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml"))
+        hint = f"available stacks: {', '.join(others)}" if others else "create it (see stacks/ for examples)"
+        raise TierkitError(f"{path}: no such stack file; {hint}") from None
+    except OSError as exc:
+        raise TierkitError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from None
+    if not text.strip():
+        raise TierkitError(f"{path}: the file is empty; add `config:` with `{SPEC_KEY}:` (see stacks/ for examples)")
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TierkitError(f"{path}{where}: YAML syntax error ({what}); fix the syntax") from None
+
+
+def spec_data_from_stack_file(path: Path) -> Any:
+    """The raw `tierkit:tier` value of a stack file."""
+    doc = _read_yaml(path)
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(config, dict):
+        raise TierkitError(f"{path}: config: missing or not a mapping; add `config:` with `{SPEC_KEY}:` under it")
+    if SPEC_KEY not in config:
+        raise TierkitError(f"{path}: config.{SPEC_KEY}: missing; add the tier spec under config: {SPEC_KEY}: (see stacks/)")
+    return config[SPEC_KEY]
+
+
+def load_spec_file(path: str | Path) -> TierSpec:
+    """Read and validate any stack file."""
+    return parse_spec(spec_data_from_stack_file(Path(path)))
+
+
+def load_stack(name: str, root: Path | None = None) -> TierSpec:
+    """Read and validate `stacks/Pulumi.<name>.yaml` of the project at `root` (default: cwd)."""
+    return load_spec_file(stack_path(name, root))
