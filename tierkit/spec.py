@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -223,27 +223,25 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     return ".".join(parts)
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions, lists, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
+
+
 def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the field at `loc` (to suggest a close key)."""
-    model: type[BaseModel] | None = TierSpec
-    tagged = {"lab": LabProvider, "baremetal": BaremetalProvider, "aws": AwsProvider}
+    candidates: list[type[BaseModel]] = [TierSpec]
     for item in loc[:-1]:
-        if isinstance(item, int) or model is None:
+        if isinstance(item, int):
             continue
-        if item in tagged:
-            model = tagged[item]
+        if len(candidates) > 1:  # a discriminated union: pydantic puts the tag in the path
+            candidates = [m for m in candidates if "kind" in m.model_fields and item in get_args(m.model_fields["kind"].annotation)]
             continue
-        field = model.model_fields.get(item)
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
-        inner = [c for c in candidates if issubclass(c, BaseModel)]
-        if not inner:
-            args = getattr(ann, "__args__", ())
-            inner = [a for a in (getattr(x, "__args__", (x,))[0] for x in args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        model = inner[0] if len(inner) == 1 else None
-    return model
+        field = candidates[0].model_fields.get(item) if candidates else None
+        candidates = _models_in(field.annotation) if field else []
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _describe(err: dict[str, Any], prefix: str) -> str:
@@ -267,7 +265,7 @@ def _describe(err: dict[str, Any], prefix: str) -> str:
     if kind == "union_tag_not_found":
         return f"{path}: kind is missing; add kind: lab, baremetal or aws"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return f"{path}: {given!r} {err['msg'].lower()}; change the value"
+        return f"{path}: {err['msg'].lower()}, got {given!r}; change the value"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"{path}: {err['msg'].lower()}, got {given!r}; fix the value's type"
     return f"{path}: {err['msg']}; fix the value"

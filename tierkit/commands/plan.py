@@ -60,6 +60,8 @@ def plan_command(
 ) -> None:
     """Size a deployment: memory fit, tier, TP/PP, users and expected decode tokens/second.
 
+    Exits 0 when the model fits, 1 when it does not (the notes name the smallest fix), 2 on bad flags.
+
     Example: tierkit plan --model llama-3.3-70b --quant awq --gpu rtx-pro-6000 --gpus 4
     """
     if quant not in catalog.BYTES_PER_PARAM:
@@ -82,6 +84,8 @@ def plan_command(
         print_json(result.to_json())
     else:
         render(result)
+    if not result.fits:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,5 @@
+"""`python -m tierkit` runs the CLI."""
+
+from tierkit.cli import main
+
+main()
