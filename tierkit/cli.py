@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
-from tierkit.console import print_errors
+from tierkit import __version__
+from tierkit.console import console, print_errors
 from tierkit.errors import TierkitError
 
 app = typer.Typer(
@@ -24,6 +26,21 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"tierkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print tierkit's version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
+) -> None:
+    """Stand up LLM inference on GPU servers in three tiers."""
+
+
 def _mount() -> None:
     """Register every verb. Each module exposes `register(app)`."""
     import importlib
@@ -36,6 +53,8 @@ def _mount() -> None:
 VERBS: tuple[str, ...] = (
     "plan",
     "validate",
+    "assets",
+    "topology",
 )
 
 
