@@ -1,0 +1,111 @@
+"""`tierkit smoke`: stream load at an OpenAI-compatible endpoint and gate on what it delivers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from pydantic import ValidationError
+
+from tierkit.console import console, err_console
+from tierkit.errors import TierkitError
+from tierkit.smoke.endpoint import load_api_key, parse_endpoint
+from tierkit.smoke.gates import Gates, gates_from_spec
+from tierkit.smoke.report import LiveProgress, show, write_json
+from tierkit.smoke.run import SmokeSettings, run_smoke
+
+# Settings fields whose flag is not simply --field-name.
+FLAGS = {"duration_s": "--duration", "timeout_s": "--timeout", "api_key": "--api-key-file"}
+LOAD_FIELDS = ("concurrency", "requests", "input_len", "output_len", "warmup")
+GATE_FIELDS = ("min_output_tok_s", "max_p99_ttft_ms", "max_p99_tpot_ms", "max_failed")
+
+
+def _flag(loc: tuple[Any, ...]) -> str:
+    name = str(loc[-1]) if loc else "options"
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _settings(given: dict[str, Any], stack: str | None) -> SmokeSettings:
+    """CLI flags over the stack's smoke section over the defaults, validated in one go."""
+    load = {k: v for k, v in given.items() if k not in GATE_FIELDS and v is not None}
+    gates = {k: given[k] for k in GATE_FIELDS if given[k] is not None}
+    if stack is not None:
+        from tierkit.spec import load_stack
+
+        spec = load_stack(stack)
+        base = gates_from_spec(spec).model_dump()
+        gates = {**base, **gates, "source": base["source"] + (" with command-line overrides" if gates else "")}
+        load = {**{k: getattr(spec.smoke, k) for k in LOAD_FIELDS}, **load}
+        load.setdefault("model", spec.served_model_name)
+        if given["duration_s"] is not None and given["requests"] is None:
+            load.pop("requests")  # a --duration run replaces the spec's request count
+    try:
+        return SmokeSettings(**load, gates=Gates(**gates))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            got = f" (got {err['input']!r})" if err["loc"] and not isinstance(err["input"], dict) else ""
+            problems.append(f"{_flag(err['loc'])}: {err['msg'].removeprefix('Value error, ')}{got}; see tierkit smoke --help")
+        raise TierkitError(*problems) from None
+
+
+def smoke_command(
+    endpoint: Annotated[str, typer.Option("--endpoint", help="The server's base URL, e.g. http://10.0.0.5:8000 (no /v1).")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Model name to request. Default: the first one /v1/models lists (with --stack: the spec's served name).")] = None,
+    api: Annotated[str, typer.Option("--api", help="completions (/v1/completions) or chat (/v1/chat/completions).")] = "completions",
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at most. Default 8.")] = None,
+    requests: Annotated[Optional[int], typer.Option("--requests", help="Requests to measure (after warmup). Default 64.")] = None,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Instead of --requests: start requests for this many seconds, then wait for them.")] = None,
+    request_rate: Annotated[Optional[float], typer.Option("--request-rate", help="Poisson arrivals at this many requests/s (capped by --concurrency). Default: all at once (inf).")] = None,
+    input_len: Annotated[Optional[int], typer.Option("--input-len", help="Prompt tokens per request, as the server's tokenizer counts them. Default 128.")] = None,
+    output_len: Annotated[Optional[int], typer.Option("--output-len", help="Output tokens per request (ignore_eos is sent to vLLM). Default 128.")] = None,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Requests sent first and left out of the figures. Default 1.")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds one request may take before it counts as failed. Default 300.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for prompts and arrival times. Default 0.")] = None,
+    min_output_tok_s: Annotated[Optional[float], typer.Option("--min-output-tok-s", help="Gate: output_throughput (output tokens/s) at least this.")] = None,
+    max_p99_ttft_ms: Annotated[Optional[float], typer.Option("--max-p99-ttft-ms", help="Gate: p99 time to first token at most this (ms).")] = None,
+    max_p99_tpot_ms: Annotated[Optional[float], typer.Option("--max-p99-tpot-ms", help="Gate: p99 time per output token at most this (ms).")] = None,
+    max_failed: Annotated[Optional[int], typer.Option("--max-failed", help="Gate: failed requests at most this. Default 0.")] = None,
+    stack: Annotated[Optional[str], typer.Option("--stack", help="Take load and gates from stacks/Pulumi.<NAME>.yaml's smoke section (and the plan for 'derive'); flags override.")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="File holding the API key (first line). Default: $OPENAI_API_KEY. The key is never printed or written.")] = None,
+    json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to FILE as JSON: vllm bench serve's key names plus gates and passed.")] = None,
+) -> None:
+    """Stream load at an OpenAI-compatible endpoint, measure it as `vllm bench serve` does, and gate.
+
+    Figures: output_throughput, total_token_throughput, request_throughput, and mean/median/p90/p99 of TTFT, TPOT, ITL and E2EL, computed as vLLM's benchmark computes them.
+
+    Gates: the thresholds below (or --stack), failed requests (default 0), and a text check (empty output, or identical output for every prompt, fails).
+
+    Exit codes: 0 every gate passed; 1 a gate failed; 2 unusable arguments, or no request could be sent.
+
+    Example: tierkit smoke --endpoint http://127.0.0.1:8000 --concurrency 16 --requests 200 --min-output-tok-s 500
+    """
+    if api not in ("completions", "chat"):
+        raise TierkitError(f"--api: {api!r} is not an API; use completions or chat")
+    if json_file is not None and not json_file.parent.is_dir():
+        raise TierkitError(f"--json: {json_file.parent} is not a directory; write the file somewhere that exists")
+    given = {
+        "endpoint": parse_endpoint(endpoint), "model": model, "api": api, "concurrency": concurrency,
+        "requests": requests, "duration_s": duration, "request_rate": request_rate, "input_len": input_len,
+        "output_len": output_len, "warmup": warmup, "timeout_s": timeout, "seed": seed,
+        "api_key": load_api_key(str(api_key_file) if api_key_file else None),
+        "min_output_tok_s": min_output_tok_s, "max_p99_ttft_ms": max_p99_ttft_ms,
+        "max_p99_tpot_ms": max_p99_tpot_ms, "max_failed": max_failed,
+    }
+    settings = _settings(given, stack)
+    with LiveProgress(err_console, settings.shape.requests) as live:
+        report = asyncio.run(run_smoke(settings, on_result=live.on_result, on_phase=live.phase))
+    show(console, report)
+    if json_file is not None:
+        write_json(json_file, report)
+    if not report.reached_server:
+        reason = next(iter(report.failures), "nothing was sent")
+        raise TierkitError(f"--endpoint: no request reached {settings.endpoint.url} ({reason}); check that the server is up")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("smoke")(smoke_command)

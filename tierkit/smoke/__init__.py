@@ -1,0 +1,19 @@
+"""The smoke test: an async streaming load generator for OpenAI-compatible servers, metrics as
+vLLM's `vllm bench serve` defines them, and gates that decide whether a deploy counts.
+
+Modules, one job each:
+  endpoint  the base URL and the API key (read, never printed)
+  http      a lean HTTP/1.1 client on asyncio protocols (the hot path) and its connection pool
+  sse       incremental server-sent-events parsing
+  stream    one streamed request: events -> timings, tokens, text, or a failure reason
+  server    control-plane calls: /v1/models, /tokenize, /detokenize
+  prompts   prompts whose token count the server confirms, and the request bodies
+  load      arrivals (closed loop or Poisson), workers, warmup, duration
+  metrics   the figures (vLLM key names) from per-request timelines
+  sanity    the generated-text check (empty or identical output)
+  gates     thresholds, their verdicts, and the tier spec -> gates mapping
+  run       one smoke run end to end
+  report    the rich table, live progress, verdict line and JSON file
+
+It knows nothing of Pulumi: the CLI and the Pulumi program both call `run.run_smoke`.
+"""

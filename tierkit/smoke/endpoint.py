@@ -1,0 +1,72 @@
+"""Where the smoke test sends requests, and with which API key.
+
+The key comes from a file (`--api-key-file`) or from `$OPENAI_API_KEY` (the variable OpenAI
+clients and `vllm bench serve` read). It is held as a `SecretStr`: it goes into request headers
+and nowhere else (not into errors, reports, JSON or reprs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from tierkit.errors import TierkitError
+
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+class Endpoint(BaseModel):
+    """An OpenAI-compatible server's base URL, split into what the HTTP client needs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str  # as given, without a trailing slash
+    host: str
+    port: int
+    prefix: str  # path before /v1/..., "" for most servers
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == 80 else f"{host}:{self.port}"
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """`http://HOST[:PORT][/PREFIX]`, or one-line errors naming the fix."""
+    fix = "give the server's base URL, e.g. http://10.0.0.5:8000"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise TierkitError(f"--endpoint: {url!r} is not a URL ({exc}); {fix}") from None
+    if parts.scheme == "https":
+        raise TierkitError(
+            f"--endpoint: {url!r} is https, which the smoke client does not speak; "
+            "point it at the server's plain-http address (vLLM serves http on its port)"
+        )
+    if parts.scheme != "http" or not parts.hostname:
+        raise TierkitError(f"--endpoint: {url!r} is not an http:// URL with a host; {fix}")
+    if parts.query or parts.fragment:
+        raise TierkitError(f"--endpoint: {url!r} has a query or fragment; {fix}")
+    prefix = parts.path.rstrip("/")
+    if "v1" in prefix.split("/"):
+        raise TierkitError(f"--endpoint: {url!r} includes the API path; {fix} (without /v1)")
+    return Endpoint(url=url.strip().rstrip("/"), host=parts.hostname, port=port or 80, prefix=prefix)
+
+
+def load_api_key(path: str | None) -> SecretStr | None:
+    """The key from `path` (first line, stripped), else from $OPENAI_API_KEY, else None."""
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise TierkitError(f"--api-key-file: cannot read {path} ({exc.strerror}); pass a readable file") from None
+        key = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if not key:
+            raise TierkitError(f"--api-key-file: {path} is empty; put the API key on its first line")
+        return SecretStr(key)
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    return SecretStr(key) if key else None

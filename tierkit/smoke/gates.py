@@ -1,0 +1,109 @@
+"""Gates: the thresholds a run must meet, their verdicts, and where they come from.
+
+Given on the command line, or taken from a tier spec by `gates_from_spec` (the one place that maps
+a spec to gates). `min_output_tok_s: derive` asks the planner: the tier's expected tok/s
+(single-stream decode per replica x replicas) times `PLAN_FRACTION`. The planner's estimate
+already assumes 50-70% of peak memory bandwidth; the fraction leaves room for run-to-run noise
+without letting a tier that misses its promise by more than a fifth through.
+The text sanity check is always a gate.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tierkit.smoke.metrics import Metrics
+
+if TYPE_CHECKING:
+    from tierkit.spec import TierSpec
+
+PLAN_FRACTION = 0.8  # "derive": require this share of the plan's expected output tok/s
+
+
+class Gates(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_output_tok_s: float | None = Field(None, gt=0, description="output_throughput must reach this")
+    max_p99_ttft_ms: float | None = Field(None, gt=0, description="p99_ttft_ms must not exceed this")
+    max_p99_tpot_ms: float | None = Field(None, gt=0, description="p99_tpot_ms must not exceed this")
+    max_failed: int = Field(0, ge=0, description="failed requests allowed")
+    source: str = Field("command line", description="where the thresholds came from")
+
+
+class GateResult(BaseModel):
+    name: str  # the metric's key (vLLM names), or "text"
+    measured: float | str
+    op: Literal[">=", "<="] | None  # None for the text check
+    required: float | str
+    unit: str
+    passed: bool
+
+    def measured_text(self) -> str:
+        return _num(self.measured) + (f" {self.unit}" if self.unit else "")
+
+    def required_text(self) -> str:
+        if self.op is None:
+            return str(self.required)
+        return f"{self.op} {_num(self.required)}" + (f" {self.unit}" if self.unit else "")
+
+    def describe(self) -> str:
+        """`output_throughput 812.3 tok/s, required >= 1000.0 tok/s`."""
+        if self.op is None:
+            return f"{self.name}: {self.measured}"
+        return f"{self.name} {self.measured_text()}, required {self.required_text()}"
+
+
+def _num(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+
+
+def evaluate(gates: Gates, metrics: Metrics, text_problems: list[str]) -> list[GateResult]:
+    """One verdict per gate set, in a fixed order; the text check always comes last."""
+    checks: list[tuple[str, float | None, Literal[">=", "<="], str]] = [
+        ("output_throughput", gates.min_output_tok_s, ">=", "tok/s"),
+        ("p99_ttft_ms", gates.max_p99_ttft_ms, "<=", "ms"),
+        ("p99_tpot_ms", gates.max_p99_tpot_ms, "<=", "ms"),
+        ("failed", float(gates.max_failed), "<=", ""),
+    ]
+    results = []
+    for key, limit, op, unit in checks:
+        if limit is None:
+            continue
+        measured = metrics[key]
+        passed = measured >= limit if op == ">=" else measured <= limit
+        results.append(GateResult(name=key, measured=measured, op=op, required=limit, unit=unit, passed=passed))
+    results.append(
+        GateResult(
+            name="text",
+            measured="; ".join(text_problems) or "non-empty and varied",
+            op=None,
+            required="non-empty, not identical across requests",
+            unit="",
+            passed=not text_problems,
+        )
+    )
+    return results
+
+
+def gates_from_spec(spec: TierSpec) -> Gates:
+    """The smoke gates a tier spec asks for (`derive` resolved through the planner)."""
+    smoke = spec.smoke
+    minimum = smoke.min_output_tok_s
+    source = "the spec's smoke section"
+    if minimum == "derive":
+        from tierkit.planner import plan_for_spec
+
+        expected = plan_for_spec(spec).expected_tok_s
+        minimum = expected * PLAN_FRACTION
+        source = f"the spec; min_output_tok_s derived as {PLAN_FRACTION:g} x the plan's {expected:.1f} tok/s"
+    return Gates(
+        min_output_tok_s=minimum,
+        max_p99_ttft_ms=smoke.max_p99_ttft_ms,
+        max_p99_tpot_ms=smoke.max_p99_tpot_ms,
+        max_failed=smoke.max_failed,
+        source=source,
+    )
