@@ -55,6 +55,7 @@ VERBS: tuple[str, ...] = (
     "validate",
     "assets",
     "topology",
+    "smoke",
 )
 
 
