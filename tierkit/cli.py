@@ -56,6 +56,8 @@ VERBS: tuple[str, ...] = (
     "assets",
     "topology",
     "smoke",
+    "inventory",
+    "configure",
 )
 
 
