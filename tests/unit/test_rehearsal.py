@@ -1,0 +1,216 @@
+"""The rehearsal runner on tiny Pulumi programs whose local.Command resources touch files.
+
+Each test writes a throwaway project (Pulumi.yaml + stacks/Pulumi.<stack>.yaml) in tmp_path and
+runs `rehearsal.up` / `rehearsal.down` on it with a program defined here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pytest
+from pulumi_command import local
+
+from tierkit import rehearsal
+from tierkit.errors import TierkitError
+
+STACK = "t"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "Pulumi.yaml").write_text("name: demo\nruntime: python\nstackConfigDir: stacks\n")
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / f"Pulumi.{STACK}.yaml").write_text(
+        "config:\n"
+        "  tierkit:tier: {tier: single-gpu}\n"
+        "  greeting: hello\n"
+        "  tierkit:apiKey:\n"
+        "    secure: AAABAJ0xg==\n"
+    )
+    return tmp_path
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def stamp(path: Path, name: str, seconds: float = 0.0) -> str:
+    """A shell command that records its start and end times in PATH/NAME.start/.end."""
+    return (
+        f"python3 -c 'import time; print(time.time())' > {path}/{name}.start && sleep {seconds} && "
+        f"python3 -c 'import time; print(time.time())' > {path}/{name}.end && echo {name}-out"
+    )
+
+
+def read_time(path: Path) -> float:
+    return float(path.read_text())
+
+
+class Pair(pulumi.ComponentResource):
+    def __init__(self, name: str, work: Path, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("demo:test:Pair", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.a = local.Command("a", create=stamp(work, "a", 0.6), delete=f"rm -f {work}/a.start {work}/a.end", opts=child)
+        self.b = local.Command("b", create=stamp(work, "b", 0.6), delete=f"rm -f {work}/b.start {work}/b.end", opts=child)
+        self.register_outputs({})
+
+
+def test_dependency_order_parallelism_and_components(project: Path) -> None:
+    work = project / "work"
+    work.mkdir()
+
+    def program() -> None:
+        pair = Pair("pair", work)
+        c = local.Command(
+            "c",
+            create=pulumi.Output.concat(stamp(work, "c"), " && cat > ", str(work), "/c.stdin"),
+            stdin=pulumi.Output.concat(pair.a.stdout, "+", pair.b.stdout),
+            delete=f"rm -f {work}/c.start {work}/c.end {work}/c.stdin",
+            opts=pulumi.ResourceOptions(parent=pair),
+        )
+        pulumi.export("c", c.stdout)
+        pulumi.export("greeting", pulumi.Config().get("greeting"))
+
+    log = Lines()
+    result = rehearsal.up(program, project, STACK, {}, log)
+    a0, a1 = read_time(work / "a.start"), read_time(work / "a.end")
+    b0, b1 = read_time(work / "b.start"), read_time(work / "b.end")
+    c0 = read_time(work / "c.start")
+    assert b0 < a1 and a0 < b1, "independent commands a and b should overlap"
+    assert c0 >= max(a1, b1), "c depends on a and b (through stdin) and must start after both"
+    assert (work / "c.stdin").read_text() == "a-out+b-out"
+    assert result.exports["c"].value == "c-out"
+    assert result.exports["greeting"].value == "hello"  # project-namespaced plain config
+    assert any(line.startswith("plan: 3 commands") for line in log.lines)
+
+    record = json.loads(rehearsal.record_path(project, STACK).read_text())
+    assert "Not a Pulumi state" in record["about"]
+    by_name = {c["name"]: c for c in record["commands"]}
+    assert set(by_name) == {"a", "b", "c"}
+    assert set(by_name["c"]["dependencies"]) == {by_name["a"]["urn"], by_name["b"]["urn"]}
+    assert "Pair$command:local:Command::a" in by_name["a"]["urn"]  # a child of the component
+
+    down = rehearsal.down(project, STACK, log)
+    assert down.deleted.index("c") < min(down.deleted.index("a"), down.deleted.index("b"))
+    assert not any(work.iterdir()), "every delete ran"
+    assert not (project / ".tierkit").exists(), "down leaves no record and no stack directory"
+
+
+def test_refuses_cloud_resources_before_running_anything(project: Path) -> None:
+    marker = project / "ran"
+
+    def program() -> None:
+        local.Command("prep", create=f"touch {marker}")
+        aws.ec2.Instance("gpu", ami="ami-123", instance_type="g6e.xlarge")
+
+    with pytest.raises(TierkitError) as info:
+        rehearsal.up(program, project, STACK, {}, Lines())
+    assert info.value.problems == [
+        "resource aws:ec2/instance:Instance needs the Pulumi CLI; rehearsal runs lab and baremetal stacks"
+    ]
+    assert not marker.exists()
+    assert not rehearsal.record_path(project, STACK).exists()
+
+
+def test_failed_command_stops_dependents_and_down_undoes_the_rest(project: Path) -> None:
+    work = project / "work"
+    work.mkdir()
+
+    def program() -> None:
+        ok = local.Command("ok", create=f"sleep 0.3 && touch {work}/ok", delete=f"rm {work}/ok")
+        bad = local.Command("bad", create="echo 'gate failed: 3 tok/s < 10' >&2; exit 1", delete="true")
+        local.Command("after", create=f"touch {work}/after", opts=pulumi.ResourceOptions(depends_on=[bad, ok]))
+
+    with pytest.raises(TierkitError) as info:
+        rehearsal.up(program, project, STACK, {}, Lines())
+    assert info.value.exit_code == 1
+    assert info.value.problems == ["bad: command failed with exit 1"]
+    assert (work / "ok").exists(), "the independent command finished"
+    assert not (work / "after").exists(), "the dependent command never ran"
+    recorded = [c["name"] for c in json.loads(rehearsal.record_path(project, STACK).read_text())["commands"]]
+    assert recorded == ["ok"]
+    rehearsal.down(project, STACK, Lines())
+    assert not (work / "ok").exists()
+
+
+def test_secrets_reach_the_command_but_not_the_record_or_the_log(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_KEY", "s3cret-value")
+    out = project / "seen"
+
+    def program() -> None:
+        key = pulumi.Config("tierkit").require_secret("apiKey")
+        cmd = local.Command(
+            "uses-key",
+            create=f"printf %s \"$API_KEY\" > {out} && echo \"key=$API_KEY\"",
+            environment={"API_KEY": key, "PLAIN": "visible"},
+            logging=local.Logging.STDERR,
+            opts=pulumi.ResourceOptions(additional_secret_outputs=["stdout"]),
+        )
+        pulumi.export("stdout", cmd.stdout)
+        pulumi.export("env", cmd.environment)
+
+    log = Lines()
+    result = rehearsal.up(program, project, STACK, {"tierkit:apiKey": "DEMO_KEY"}, log)
+    assert out.read_text() == "s3cret-value"
+    assert result.exports["stdout"].secret and result.exports["env"].secret
+    assert not any("s3cret" in line for line in log.lines), "logging=stderr keeps stdout out of the log"
+    assert "tierkit:apiKey: `secure:` value skipped" in " ".join(log.lines)
+    assert "tierkit:apiKey: from $DEMO_KEY, as a secret" in " ".join(log.lines)
+    text = rehearsal.record_path(project, STACK).read_text()
+    assert "s3cret" not in text
+    entry = json.loads(text)["commands"][0]
+    assert entry["environment"] == {} or "API_KEY" not in entry["environment"]
+    assert "API_KEY" in entry["secret_environment"]
+    assert entry["stdout"] is None
+    assert os.stat(rehearsal.record_path(project, STACK)).st_mode & 0o077 == 0
+
+
+def test_program_errors_register_nothing(project: Path) -> None:
+    def program() -> None:
+        raise TierkitError("tierkit:tier.gpu.count: single-gpu means exactly 1 GPU per server, got 2; use tier multi-gpu")
+
+    with pytest.raises(TierkitError) as info:
+        rehearsal.up(program, project, STACK, {}, Lines())
+    assert info.value.problems[0].startswith("tierkit:tier.gpu.count:")
+    assert not (project / ".tierkit").exists()
+
+
+def test_delete_sees_the_previous_stdout(project: Path) -> None:
+    seen = project / "seen"
+
+    def program() -> None:
+        local.Command("emit", create="echo hosts-json", delete=f"printf %s \"$PULUMI_COMMAND_STDOUT\" > {seen}")
+
+    rehearsal.up(program, project, STACK, {}, Lines())
+    rehearsal.down(project, STACK, Lines())
+    assert seen.read_text() == "hosts-json"
+
+
+def test_down_without_a_record_does_nothing(project: Path) -> None:
+    log = Lines()
+    assert rehearsal.down(project, STACK, log).deleted == []
+    assert "nothing to delete" in log.lines[0]
+
+
+def test_second_up_runs_every_create_again(project: Path) -> None:
+    count = project / "count"
+
+    def program() -> None:
+        local.Command("tick", create=f"echo x >> {count}", delete=f"rm -f {count}")
+
+    for _ in range(2):
+        start = time.monotonic()
+        rehearsal.up(program, project, STACK, {}, Lines())
+        assert time.monotonic() - start < 30
+    assert count.read_text() == "x\nx\n"
+    assert len(json.loads(rehearsal.record_path(project, STACK).read_text())["commands"]) == 1

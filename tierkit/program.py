@@ -1,0 +1,67 @@
+"""The Pulumi program: stack config -> tier spec -> fleet components -> exports.
+
+`pulumi up --stack NAME` runs it through __main__.py; without the Pulumi CLI, `tierkit up`
+runs it through the rehearsal (tierkit/rehearsal.py). Config it reads (namespace `tierkit`):
+
+- `tierkit:tier`    the tier spec (an object; see stacks/), validated before any resource exists;
+- `tierkit:apiKey`  the API key vLLM requires on /v1/* (secret; optional);
+- `tierkit:hfToken` a Hugging Face token for gated models (secret; optional).
+Set the secrets with `pulumi config set --secret tierkit:apiKey ...`; the rehearsal, which cannot
+decrypt `secure:` values, reads them from $TIERKIT_API_KEY and $HF_TOKEN instead (SECRET_ENV).
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from tierkit import fleet, providers
+from tierkit.errors import TierkitError
+from tierkit.inventory import API_KEY_ENV, HF_TOKEN_ENV
+from tierkit.planner import plan_for_spec
+from tierkit.providers import StackContext
+from tierkit.spec import SPEC_KEY, TierSpec, parse_spec, project_root
+
+# Secret config keys, and the environment variables the rehearsal takes them from.
+SECRET_ENV = {"tierkit:apiKey": API_KEY_ENV, "tierkit:hfToken": HF_TOKEN_ENV}
+
+
+class ProgramError(TierkitError, pulumi.RunError):
+    """A bad spec: Pulumi prints the message without a traceback; tierkit prints `error:` lines."""
+
+
+def load_spec(config: pulumi.Config) -> TierSpec:
+    """The validated spec, or ProgramError with every problem (nothing is registered yet)."""
+    try:
+        raw = config.require_object("tier")
+    except pulumi.ConfigMissingError:
+        raise ProgramError(f"{SPEC_KEY}: missing from the stack's config; add the tier spec (see stacks/)") from None
+    except pulumi.ConfigTypeError:
+        raise ProgramError(f"{SPEC_KEY}: not an object; give the tier spec as a YAML mapping (see stacks/)") from None
+    try:
+        spec = parse_spec(raw)
+    except TierkitError as exc:
+        raise ProgramError(*exc.problems) from None
+    problems = providers.problems(spec)
+    if problems:
+        raise ProgramError(*problems)
+    return spec
+
+
+def main() -> None:
+    config = pulumi.Config("tierkit")
+    spec = load_spec(config)
+    plan = plan_for_spec(spec)
+    ctx = StackContext(root=project_root(), stack=pulumi.get_stack())
+    secrets = fleet.Secrets(api_key=config.get_secret("apiKey"), hf_token=config.get_secret("hfToken"))
+
+    servers = fleet.Servers(spec, ctx)
+    ready = fleet.Readiness(ctx, servers)
+    configure = fleet.Configure(spec, ctx, ready, secrets)
+    endpoint = fleet.endpoint_of(spec, servers)
+    smoke = fleet.Smoke(spec, ctx, configure, ready, endpoint, secrets)
+
+    pulumi.export("endpoint", endpoint)
+    pulumi.export("hosts", ready.hosts)
+    pulumi.export("plan", plan.to_json())
+    pulumi.export("smoke", smoke.summary)
+    pulumi.export("notes", pulumi.Output.all(ready.hosts, endpoint).apply(lambda a: fleet.notes(spec, plan, a[0], a[1])))

@@ -1,0 +1,65 @@
+"""Providers: each turns a tier spec into servers, as `Host` records (tierkit/hosts.py).
+
+`lab` simulates GPU servers on this machine, `baremetal` adopts servers that exist, `aws` makes
+EC2 instances. A provider registers its resources under the Servers component and returns what it
+provisioned; it knows nothing of Ansible, SSH readiness or the smoke test. `problems(spec)` runs
+before any resource is registered, so a spec a provider cannot serve fails with one-line errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+
+from tierkit.spec import TierSpec
+
+
+@dataclass(frozen=True)
+class StackContext:
+    """Where the program runs: the project root, the stack, and how to call `tierkit`."""
+
+    root: Path
+    stack: str
+
+    @property
+    def state_dir(self) -> Path:
+        """`.tierkit/<stack>/`: the stack's known_hosts and smoke report (not a Pulumi state)."""
+        return self.root / ".tierkit" / self.stack
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @staticmethod
+    def tierkit() -> str:
+        """The `tierkit` console script beside this interpreter (commands run without the venv's
+        PATH under the Pulumi CLI), shell-quoted."""
+        script = Path(sys.executable).with_name("tierkit")
+        return shlex.quote(str(script)) if script.exists() else "tierkit"
+
+
+@dataclass
+class Provisioned:
+    """What a provider made: the hosts (a list of Host dicts, JSON-ready), and a load balancer's
+    base URL when the provider puts one in front of the servers."""
+
+    hosts: pulumi.Output
+    endpoint: pulumi.Output | None = None
+    resources: list[pulumi.Resource] = field(default_factory=list)
+
+
+def problems(spec: TierSpec) -> list[str]:
+    """What this spec asks of its provider that the provider cannot do (one line each)."""
+    module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")
+    return module.problems(spec)
+
+
+def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
+    """Register the provider's resources (children of `opts.parent`) and return the hosts."""
+    module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")
+    return module.provision(spec, ctx, opts)

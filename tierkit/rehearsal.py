@@ -1,0 +1,663 @@
+"""Run the Pulumi program without the Pulumi CLI (DESIGN.md "Running the Pulumi program without ...").
+
+The Pulumi CLI cannot be installed on tierkit's machines, so `tierkit up` falls back to this
+rehearsal. It loads the stack's config, installs Pulumi's mock runtime with a monitor that records
+the resource graph, and runs the real program twice:
+
+1. a preview pass executes nothing: it lists the resources and refuses the stack when any custom
+   resource is not a `command:local:Command` (a cloud server needs the Pulumi CLI);
+2. the run pass executes each Command's `create` for real when the SDK registers it. The SDK
+   registers a resource only once its inputs and dependencies have resolved, on a thread pool, so
+   commands run in dependency order and independent ones in parallel. Component resources pass
+   through.
+
+It keeps no state and computes no diffs: every `up` runs every create again (tierkit's commands
+are idempotent). It records the commands it ran in `.tierkit/<stack>/rehearsal.json`, so that
+`tierkit down` can run their deletes, dependents first. That record is not a Pulumi state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+from pydantic import BaseModel, Field
+
+from tierkit import spec as tier_spec
+from tierkit.errors import TierkitError
+
+COMMAND = "command:local:Command"
+DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
+RECORD_NAME = "rehearsal.json"
+RECORD_ABOUT = (
+    "tierkit rehearsal record: the local commands `tierkit up` ran for this stack without the Pulumi "
+    "CLI, kept so that `tierkit down` can run their deletes. Not a Pulumi state: no diffs, no "
+    "resource outputs, no secret values."
+)
+Log = Callable[[str], None]
+
+_SIG, _SECRET = rpc._special_sig_key, rpc._special_secret_sig
+
+
+# ---------------------------------------------------------------------------------------------
+# Secrets as the mock runtime carries them: {sig: secret-sig, "value": ...}.
+
+
+def is_sealed(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(_SIG) == _SECRET
+
+
+def seal(value: Any) -> Any:
+    return value if is_sealed(value) else {_SIG: _SECRET, "value": value}
+
+
+def reveal(value: Any) -> Any:
+    """The plain value, every secret wrapper removed (for running a command, never for printing)."""
+    if is_sealed(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+def has_secret(value: Any) -> bool:
+    if is_sealed(value):
+        return True
+    if isinstance(value, dict):
+        return any(has_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_secret(v) for v in value)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# The monitor: Pulumi's mock monitor, plus the graph (parents, dependencies) and the engine's
+# secret rules, which the plain mock monitor leaves out.
+
+
+@dataclass
+class Registration:
+    """One resource as the program registered it."""
+
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    dependencies: list[str]
+    custom: bool
+    inputs: dict[str, Any]
+    secret_outputs: list[str]
+
+    def plain(self, key: str, default: Any = None) -> Any:
+        value = self.inputs.get(key)
+        return default if value is None else reveal(value)
+
+
+class Backend(mocks.Mocks):
+    """Decides what registering a resource does (run it, record it, fake it). Subclass `create`."""
+
+    def create(self, reg: Registration) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        # Only `Resource.get` lookups reach here (registrations go through RecordingMonitor).
+        reg = Registration(args.name, args.typ, args.name, None, [], bool(args.custom), dict(args.inputs), [])
+        return self.create(reg)
+
+    def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+def apply_secret_rules(reg: Registration, state: dict[str, Any]) -> dict[str, Any]:
+    """As the Pulumi engine does: an output is secret when listed in additionalSecretOutputs or
+    when the input of the same name was secret."""
+    return {
+        k: seal(v) if k in reg.secret_outputs or has_secret(reg.inputs.get(k)) else v
+        for k, v in state.items()
+    }
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """Pulumi's MockMonitor that keeps every registration (with parent and dependencies)."""
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(backend)
+        self.backend = backend
+        self.registrations: list[Registration] = []
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        reg = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent or None,
+            dependencies=list(request.dependencies),
+            custom=bool(request.custom),
+            inputs=rpc.deserialize_properties(request.object),
+            secret_outputs=list(request.additionalSecretOutputs),
+        )
+        with self._lock:
+            self.registrations.append(reg)
+        id_, state = self.backend.create(reg)
+        state = apply_secret_rules(reg, state)
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, id_, state)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj)
+
+
+@dataclass
+class Export:
+    value: Any
+    secret: bool
+    known: bool
+
+
+@dataclass
+class ProgramRun:
+    """What one run of the program registered (in registration order) and exported."""
+
+    registrations: list[Registration]
+    states: dict[str, dict[str, Any]]  # urn -> outputs, as the engine would keep them
+    constructed: list[tuple[str, str]]  # (type, name) in the order the program built them
+    exports: dict[str, Export]
+    error: BaseException | None = None
+
+    def by_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str, *, component: bool = False) -> Registration:
+        """The one custom resource (or, with component=True, component) called `name`."""
+        found = [r for r in self.registrations if r.name == name and r.custom != component]
+        if len(found) != 1:
+            raise KeyError(f"{len(found)} resources named {name!r}")
+        return found[0]
+
+
+def _quiet_reported(loop: Any, context: dict[str, Any]) -> None:
+    """A failed command rejects every output that depended on it; the failure is reported once
+    by the caller, so the event loop's "exception was never retrieved" noise is dropped."""
+    if isinstance(context.get("exception"), (CommandFailed, RehearsalRefused)):
+        return
+    loop.default_exception_handler(context)
+
+
+def run_program(
+    program: Callable[[], None],
+    backend: Backend,
+    *,
+    project: str,
+    stack: str,
+    config: dict[str, str],
+    secret_keys: list[str] | None = None,
+    preview: bool = False,
+) -> ProgramRun:
+    """Run a Pulumi program under the mock runtime; never raises for the program's own errors
+    (they land in `ProgramRun.error`, after every started registration has finished)."""
+    settings.ROOT.set(None)
+    _ensure_event_loop().set_exception_handler(_quiet_reported)
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys or []))
+    monitor = RecordingMonitor(backend)
+    mocks.set_mocks(backend, project, stack, preview=preview, monitor=monitor)
+    settings.SETTINGS.outputs.clear()
+    constructed: list[tuple[str, str]] = []
+
+    def with_order() -> None:
+        pulumi.runtime.register_stack_transformation(lambda a: constructed.append((a.type_, a.name)) or None)
+        program()
+
+    error: BaseException | None = None
+    try:
+        _sync_await(run_pulumi_func(with_order))
+    except Exception as exc:  # the program's or a resource's failure: reported by the caller
+        error = exc
+    exports: dict[str, Export] = {}
+    root = settings.get_root_resource()
+    if error is None and root is not None:
+        for key, value in getattr(root, "outputs", {}).items():
+            out = pulumi.Output.from_input(value)
+            exports[key] = Export(
+                _sync_await(out.future()), bool(_sync_await(out.is_secret())), bool(_sync_await(out.is_known()))
+            )
+    states = {urn: dict(r.state) for urn, r in monitor.get_registered_resources().items()}
+    return ProgramRun(list(monitor.registrations), states, constructed, exports, error)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one command, as pulumi-command's local provider does.
+
+
+@dataclass
+class CommandResult:
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class CommandFailed(Exception):
+    def __init__(self, name: str, code: int, tail: str) -> None:
+        super().__init__(f"{name}: command exited {code}")
+        self.name, self.code, self.tail = name, code, tail
+
+
+def _pump(stream: Any, sink: list[str], show: Log | None, prefix: str) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode(errors="replace")
+        sink.append(line)
+        if show is not None:
+            show(f"{prefix}{line.rstrip()}")
+    stream.close()
+
+
+def execute(
+    name: str,
+    command: str,
+    *,
+    interpreter: list[str] | None,
+    directory: str | None,
+    environment: dict[str, str],
+    stdin: str | None,
+    logging: str,
+    log: Log,
+) -> CommandResult:
+    """Run `interpreter + [command]`, stream its lines as `logging` allows, and capture both
+    streams (trailing newline trimmed, as pulumi-command does). Raises CommandFailed."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [*(interpreter or DEFAULT_INTERPRETER), command],
+        cwd=directory,
+        env={**os.environ, **environment},
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out: list[str] = []
+    err: list[str] = []
+    show_out = log if logging in ("stdout", "stdoutAndStderr") else None
+    show_err = log if logging in ("stderr", "stdoutAndStderr") else None
+    pumps = [
+        threading.Thread(target=_pump, args=(proc.stdout, out, show_out, f"  {name} | "), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, err, show_err, f"  {name} | "), daemon=True),
+    ]
+    for t in pumps:
+        t.start()
+    if stdin:
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(stdin.encode())
+        except BrokenPipeError:
+            pass
+        proc.stdin.close()
+    code = proc.wait()
+    for t in pumps:
+        t.join()
+    if code != 0:
+        tail = "".join(err[-8:]).strip() if show_err is None else ""
+        raise CommandFailed(name, code, tail)
+    return CommandResult("".join(out).removesuffix("\n"), "".join(err).removesuffix("\n"), time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------------------------
+# The record `tierkit down` reads.
+
+
+class RecordedCommand(BaseModel):
+    urn: str
+    name: str
+    delete: str | None
+    dir: str | None
+    interpreter: list[str] | None
+    environment: dict[str, str] = Field(description="non-secret variables only")
+    secret_environment: list[str] = Field(description="names of secret variables; values are never written")
+    stdout: str | None = Field(description="None when secret")
+    stderr: str | None = Field(description="None when secret")
+    dependencies: list[str]
+    created: str
+
+
+class Record(BaseModel):
+    about: str = RECORD_ABOUT
+    stack: str
+    commands: list[RecordedCommand] = Field(default_factory=list)
+
+
+class RecordStore:
+    """`.tierkit/<stack>/rehearsal.json`, rewritten atomically after every change (0600)."""
+
+    def __init__(self, path: Path, stack: str) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self.record = self.load(path) or Record(stack=stack)
+
+    @staticmethod
+    def load(path: Path) -> Record | None:
+        try:
+            return Record.model_validate_json(path.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise TierkitError(f"{path}: not a rehearsal record ({str(exc).splitlines()[0]}); move it aside and run down by hand") from None
+
+    def put(self, entry: RecordedCommand) -> None:
+        with self._lock:
+            kept = [c for c in self.record.commands if c.urn != entry.urn]
+            self.record = self.record.model_copy(update={"commands": [*kept, entry]})
+            self._write()
+
+    def drop(self, urn: str) -> None:
+        with self._lock:
+            kept = [c for c in self.record.commands if c.urn != urn]
+            self.record = self.record.model_copy(update={"commands": kept})
+            self._write()
+
+    def _write(self) -> None:
+        if not self.record.commands:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.record.model_dump_json(indent=2) + "\n")
+        tmp.replace(self.path)
+
+
+def _environment(reg: Registration) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """(everything to run with, the non-secret part, the secret names)."""
+    raw = reg.inputs.get("environment") or {}
+    if is_sealed(raw):
+        plain = reveal(raw)
+        return plain, {}, sorted(plain)
+    public = {k: v for k, v in raw.items() if not has_secret(v)}
+    return reveal(raw), public, sorted(k for k in raw if k not in public)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rehearsal's backend.
+
+
+class RehearsalRefused(Exception):
+    pass
+
+
+@dataclass
+class CommandRunner(Backend):
+    """Runs (or, in preview, lists) Command resources; refuses any other custom resource."""
+
+    execute: bool
+    log: Log
+    store: RecordStore | None = None
+    planned: list[Registration] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    failures: list[CommandFailed] = field(default_factory=list)
+    ran: list[tuple[str, CommandResult]] = field(default_factory=list)
+    invoked: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0
+
+    def wait_idle(self) -> None:
+        """Block until no command runs (a failure ends the program run while others still do)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0)
+
+    def call(self, args: mocks.MockCallArgs) -> dict[str, Any]:
+        with self._lock:
+            self.invoked.append(args.token)
+        if self.execute:
+            raise RehearsalRefused(args.token)
+        return {}
+
+    def create(self, reg: Registration) -> tuple[str, dict[str, Any]]:
+        if not reg.custom:
+            return "", {}
+        if reg.type != COMMAND:
+            with self._lock:
+                self.refused.append(reg.type)
+            if self.execute:
+                raise RehearsalRefused(reg.type)
+            return "", dict(reg.inputs)
+        if not self.execute:
+            with self._lock:
+                self.planned.append(reg)
+            return "", dict(reg.inputs)
+        with self._lock:
+            self._active += 1
+        try:
+            return self._run(reg)
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def _run(self, reg: Registration) -> tuple[str, dict[str, Any]]:
+        env, public_env, secret_names = _environment(reg)
+        create = reg.plain("create")
+        self.log(f"+ {reg.name}: running")
+        result = CommandResult("", "", 0.0)
+        if create:
+            try:
+                result = execute(
+                    reg.name,
+                    create,
+                    interpreter=reg.plain("interpreter"),
+                    directory=reg.plain("dir"),
+                    environment=env,
+                    stdin=reg.plain("stdin"),
+                    logging=str(reg.plain("logging", "stdoutAndStderr")),
+                    log=self.log,
+                )
+            except CommandFailed as exc:
+                with self._lock:
+                    self.failures.append(exc)
+                self.log(f"x {reg.name}: failed (exit {exc.code})")
+                raise
+        self.log(f"= {reg.name}: done in {result.seconds:.1f} s")
+        secret_out = set(reg.secret_outputs)
+        if self.store is not None:
+            self.store.put(
+                RecordedCommand(
+                    urn=reg.urn,
+                    name=reg.name,
+                    delete=reg.plain("delete"),
+                    dir=reg.plain("dir"),
+                    interpreter=reg.plain("interpreter"),
+                    environment=public_env,
+                    secret_environment=secret_names,
+                    stdout=None if "stdout" in secret_out else result.stdout,
+                    stderr=None if "stderr" in secret_out else result.stderr,
+                    dependencies=reg.dependencies,
+                    created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                )
+            )
+        with self._lock:
+            self.ran.append((reg.name, result))
+        rid = hashlib.sha256(reg.urn.encode()).hexdigest()[:16]
+        return rid, {**reg.inputs, "stdout": result.stdout, "stderr": result.stderr}
+
+
+# ---------------------------------------------------------------------------------------------
+# Stack config as the program sees it.
+
+
+@dataclass
+class StackConfig:
+    project: str
+    config: dict[str, str]
+    secret_keys: list[str]
+    notes: list[str]
+
+
+def load_stack_config(root: Path, stack: str, secret_env: dict[str, str]) -> StackConfig:
+    """The stack file's `config:` as Pulumi hands it to a program (strings; objects as JSON).
+
+    `secure:` values cannot be decrypted without the Pulumi CLI: each key in `secret_env`
+    (config key -> environment variable) is taken from the environment instead, as a secret."""
+    project = (yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}).get("name", "project")
+    path = tier_spec.stack_path(stack, root)
+    tier_spec.spec_data_from_stack_file(path)  # the file exists, parses and has the spec key
+    raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    config: dict[str, str] = {}
+    notes: list[str] = []
+    for key, value in raw.items():
+        full = key if ":" in key else f"{project}:{key}"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            notes.append(f"{full}: `secure:` value skipped (the rehearsal cannot decrypt it)")
+            continue
+        config[full] = value if isinstance(value, str) else json.dumps(value)
+    secret_keys = []
+    for key, var in secret_env.items():
+        if os.environ.get(var):
+            config[key] = os.environ[var]
+            secret_keys.append(key)
+            notes.append(f"{key}: from ${var}, as a secret")
+        else:
+            config.pop(key, None)
+            notes.append(f"{key}: not set (export {var} to set it)")
+    return StackConfig(project, config, secret_keys, notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# up and down.
+
+
+def record_path(root: Path, stack: str) -> Path:
+    return root / ".tierkit" / stack / RECORD_NAME
+
+
+@dataclass
+class UpResult:
+    exports: dict[str, Export]
+    ran: list[tuple[str, CommandResult]]
+    seconds: float
+
+
+def refusal(type_: str) -> TierkitError:
+    return TierkitError(f"resource {type_} needs the Pulumi CLI; rehearsal runs lab and baremetal stacks")
+
+
+def _failure(run: ProgramRun, runner: CommandRunner) -> TierkitError:
+    if isinstance(run.error, TierkitError):
+        return run.error
+    if runner.failures:
+        lines = []
+        for f in runner.failures:
+            lines.append(f"{f.name}: command failed with exit {f.code}" + (f" ({f.tail.splitlines()[-1]})" if f.tail else ""))
+        return TierkitError(*lines, exit_code=1)
+    if isinstance(run.error, RehearsalRefused):
+        return refusal(str(run.error))
+    return TierkitError(f"program: {type(run.error).__name__}: {run.error}; see the lines above", exit_code=1)
+
+
+def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str, str], log: Log) -> UpResult:
+    """Preview (refusing cloud resources), then run every Command's create for real."""
+    started = time.monotonic()
+    cfg = load_stack_config(root, stack, secret_env)
+    for note in cfg.notes:
+        log(f"config {note}")
+    preview_runner = CommandRunner(execute=False, log=log)
+    preview = run_program(program, preview_runner, project=cfg.project, stack=stack, config=cfg.config,
+                          secret_keys=cfg.secret_keys, preview=True)
+    if preview.error is not None:
+        raise _failure(preview, preview_runner)
+    if preview_runner.refused:
+        refused = set(preview_runner.refused)
+        first = next((t for t, _ in preview.constructed if t in refused), preview_runner.refused[0])
+        raise refusal(first)
+    if preview_runner.invoked:
+        raise TierkitError(f"invoke {preview_runner.invoked[0]} needs the Pulumi CLI; rehearsal runs lab and baremetal stacks")
+    names = ", ".join(r.name for r in preview_runner.planned)
+    log(f"plan: {len(preview_runner.planned)} commands ({names}); every create runs (no state, no diffs)")
+    runner = CommandRunner(execute=True, log=log, store=RecordStore(record_path(root, stack), stack))
+    run = run_program(program, runner, project=cfg.project, stack=stack, config=cfg.config,
+                      secret_keys=cfg.secret_keys, preview=False)
+    runner.wait_idle()
+    if run.error is not None:
+        raise _failure(run, runner)
+    return UpResult(run.exports, runner.ran, time.monotonic() - started)
+
+
+@dataclass
+class DownResult:
+    deleted: list[str]
+    seconds: float
+
+
+def _delete_one(entry: RecordedCommand, log: Log) -> CommandResult:
+    env = dict(entry.environment)
+    if entry.stdout:
+        env["PULUMI_COMMAND_STDOUT"] = entry.stdout
+    if entry.stderr:
+        env["PULUMI_COMMAND_STDERR"] = entry.stderr
+    log(f"- {entry.name}: deleting")
+    if not entry.delete:
+        return CommandResult("", "", 0.0)
+    return execute(entry.name, entry.delete, interpreter=entry.interpreter, directory=entry.dir,
+                   environment=env, stdin=None, logging="stdoutAndStderr", log=log)
+
+
+def down(root: Path, stack: str, log: Log) -> DownResult:
+    """Run the recorded deletes: a command only after everything that depends on it is gone,
+    independent ones in parallel. A failure stops the scheduling and keeps the rest recorded."""
+    started = time.monotonic()
+    path = record_path(root, stack)
+    store = RecordStore(path, stack)
+    entries = {c.urn: c for c in store.record.commands}
+    if not entries:
+        log(f"nothing recorded in {path}: nothing to delete")
+        return DownResult([], time.monotonic() - started)
+    dependents = {urn: {o.urn for o in entries.values() if urn in o.dependencies} for urn in entries}
+    pending = dict(entries)
+    deleted: list[str] = []
+    failures: list[CommandFailed] = []
+    with ThreadPoolExecutor(max_workers=max(1, len(entries))) as pool:
+        running: dict[Future[CommandResult], RecordedCommand] = {}
+        while pending or running:
+            if not failures:
+                busy = set(pending) | {e.urn for e in running.values()}
+                for urn in [u for u in pending if not (dependents[u] & busy)]:
+                    entry = pending.pop(urn)
+                    running[pool.submit(_delete_one, entry, log)] = entry
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                entry = running.pop(fut)
+                try:
+                    result = fut.result()
+                except CommandFailed as exc:
+                    failures.append(exc)
+                    continue
+                store.drop(entry.urn)
+                deleted.append(entry.name)
+                log(f"= {entry.name}: deleted in {result.seconds:.1f} s")
+    if failures:
+        raise TierkitError(*[f"{f.name}: delete failed with exit {f.code}; fix it and run `tierkit down` again" for f in failures], exit_code=1)
+    for directory in (path.parent, path.parent.parent):  # .tierkit/<stack>, then .tierkit
+        if directory.is_dir() and not any(directory.iterdir()):
+            directory.rmdir()
+    return DownResult(deleted, time.monotonic() - started)
