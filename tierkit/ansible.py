@@ -9,7 +9,9 @@ deleted after the run; they never reach the inventory files.
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -98,7 +100,10 @@ class EventCollector:
         data = event.get("event_data") or {}
         host = data.get("host") or data.get("remote_addr") or "?"
         task = data.get("task") or ""
-        if kind == "playbook_on_play_start":
+        if kind == "runner_on_start":
+            # A host that starts another task after a failure had it rescued by a block.
+            self.failures = [f for f in self.failures if f.host != host]
+        elif kind == "playbook_on_play_start":
             self._say(f"[bold]PLAY[/] {escape(data.get('play', ''))}")
         elif kind == "runner_on_ok":
             changed = bool((data.get("res") or {}).get("changed"))
@@ -122,13 +127,6 @@ class EventCollector:
                     setattr(recap, field, int(count))
         return True
 
-    def settled_failures(self) -> list[TaskFailure]:
-        """Failures of hosts the recap still counts as failed (a block's rescue clears its own)."""
-        if not self.recap:
-            return list(self.failures)
-        failed = {n for n, r in self.recap.items() if r.failed or r.unreachable}
-        return [f for f in self.failures if f.host in failed]
-
 
 def run_netns(hosts: list[Host]) -> str | None:
     """The one network namespace the hosts are reached from (None: this machine's own)."""
@@ -137,6 +135,17 @@ def run_netns(hosts: list[Host]) -> str | None:
         raise TierkitError(f"hosts: reached from different network namespaces ({', '.join(map(str, spaces))}); "
                            f"configure them in separate runs")
     return spaces.pop() if spaces else None
+
+
+def ansible_playbook_binary() -> str:
+    """ansible-playbook beside this Python (tierkit's venv), else on PATH."""
+    beside = Path(sys.executable).parent / "ansible-playbook"
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        raise TierkitError("ansible-playbook: not found; run tierkit from its venv (scripts/setup.sh)")
+    return found
 
 
 def playbook_path(name: str) -> Path:
@@ -183,13 +192,13 @@ def run_playbook(
         "quiet": True,
         "project_dir": str(PROJECT_ROOT),
     }
+    command = [ansible_playbook_binary(), str(path)]
     if netns:
-        ansible_playbook = shutil.which("ansible-playbook")
-        if ansible_playbook is None:
-            raise TierkitError("ansible-playbook: not on PATH; run tierkit from its venv (scripts/setup.sh)")
-        options |= {"binary": "ip", "cmdline": f"netns exec {netns} {ansible_playbook} {path}"}
+        command = ["netns", "exec", netns, *command]
+        options["binary"] = "ip"
     else:
-        options["playbook"] = str(path)
+        options["binary"] = command.pop(0)
+    options["cmdline"] = shlex.join(command)
     started = time.monotonic()
     try:
         runner = ansible_runner.run(**options)
@@ -205,7 +214,7 @@ def run_playbook(
         status=runner.status,
         elapsed_s=round(time.monotonic() - started, 1),
         recap=collector.recap,
-        failures=collector.settled_failures(),
+        failures=collector.failures,
     )
 
 

