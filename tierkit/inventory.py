@@ -189,6 +189,15 @@ def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     }
 
 
+def vllm_port(spec: TierSpec) -> int:
+    """vLLM's port: the serving port, except on the failover tier, where HAProxy serves that port
+    on the VIP and each vLLM sits behind it on the next one (the one before, for 65535)."""
+    port = spec.serving.port
+    if spec.tier != "failover":
+        return port
+    return port + 1 if port < 65535 else port - 1
+
+
 def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     sv = spec.serving
     quant = spec.model.quantization
@@ -198,7 +207,7 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "vllm_model": model_source(spec),
         "vllm_served_model_name": spec.served_model_name,
-        "vllm_port": sv.port,
+        "vllm_port": vllm_port(spec),
         "vllm_tensor_parallel_size": spec.tensor_parallel,
         "vllm_pipeline_parallel_size": spec.pipeline_parallel,
         "vllm_quantization": QUANTIZATION_FLAG.get(quant, ""),
@@ -232,9 +241,27 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     return out
 
 
-# One builder per role, in site.yml's order. The failover tier adds its role's builder here.
+def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    """The pair, its VIP, VRRP settings and ports (the failover tier only; other tiers: none)."""
+    fo = spec.failover
+    if fo is None:
+        return {}
+    # The lab knows its subnet; elsewhere the VIP shares the hosts' /24 (the spec's rule).
+    subnet = getattr(spec.provider, "subnet", None)
+    return {
+        "failover_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "failover_virtual_ip": str(fo.virtual_ip),
+        "failover_virtual_prefix": subnet.prefixlen if subnet is not None else 24,
+        "failover_router_id": fo.router_id,
+        "failover_advert_int": fo.advert_int,
+        "failover_port": spec.serving.port,
+        "failover_backend_port": vllm_port(spec),
+    }
+
+
+# One builder per role, in site.yml's order.
 ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
-    driver_vars, nccl_vars, topology_vars, vllm_vars,
+    driver_vars, nccl_vars, topology_vars, vllm_vars, failover_vars,
 )
 
 
