@@ -58,6 +58,7 @@ VERBS: tuple[str, ...] = (
     "smoke",
     "inventory",
     "configure",
+    "lab",
 )
 
 

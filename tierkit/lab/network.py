@@ -1,0 +1,110 @@
+"""A lab's private network: a switch namespace and one namespace per host, nothing else.
+
+The switch namespace `tks-<lab>` holds a bridge at .1 of the lab's own /24 (10.211.N.0/24, a
+different N for each lab, so labs coexist). Each host gets a namespace `tkh-<host>` with a veth
+`eth0` into the bridge, a fixed MAC (a new MAC on re-create left stale ARP entries that stalled
+SSH for up to 69 s) and address .11, .12, ...; .100-.199 stay free for virtual IPs. Nothing is
+added to the machine's root namespace, and the switch has no default route and does not
+forward, so no lab address is ever routed off the machine. Hosts route via the switch (.1),
+which lets software that probes for a default route find one without reaching anything.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+
+from tierkit import netns
+from tierkit.errors import TierkitError
+
+POOL = IPv4Network("10.211.0.0/16")
+FIRST_HOST = 11  # host i (1-based) gets .(10 + i)
+MAX_HOSTS = 32
+BRIDGE = "br0"
+
+
+def switch_netns(lab: str) -> str:
+    return f"tks-{lab}"
+
+
+def host_netns(host: str) -> str:
+    return f"tkh-{host}"
+
+
+def port(index: int) -> str:
+    """The host's veth end in the switch namespace."""
+    return f"h{index}"
+
+
+def allocate(used: set[IPv4Network]) -> IPv4Network:
+    """The first /24 of the pool no other lab uses (the pool's first /24 is skipped)."""
+    for subnet in list(POOL.subnets(new_prefix=24))[1:]:
+        if subnet not in used:
+            return subnet
+    raise TierkitError(f"lab: every /24 of {POOL} is in use; run `tierkit lab down` for a lab")
+
+
+def gateway(subnet: IPv4Network) -> IPv4Address:
+    return subnet[1]
+
+
+def host_address(subnet: IPv4Network, index: int) -> IPv4Address:
+    return subnet[FIRST_HOST - 1 + index]
+
+
+def mac(subnet: IPv4Network, index: int) -> str:
+    """Fixed, locally administered: 02:74:6b (tk), the lab's third octet, 0 (bridge) or 1, index."""
+    third = subnet.network_address.packed[2]
+    return f"02:74:6b:{third:02x}:{1 if index else 0:02x}:{index:02x}"
+
+
+def create_switch(lab: str, subnet: IPv4Network) -> None:
+    ns = switch_netns(lab)
+    netns.add(ns)
+    netns.ip("link", "add", BRIDGE, "address", mac(subnet, 0), "type", "bridge", netns=ns)
+    netns.ip("addr", "add", f"{gateway(subnet)}/{subnet.prefixlen}", "dev", BRIDGE, netns=ns)
+    netns.ip("link", "set", BRIDGE, "up", netns=ns)
+    # a new namespace may inherit forwarding from the machine's: the switch never forwards
+    netns.ip("netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+
+
+def attach_host(lab: str, host: str, index: int, subnet: IPv4Network) -> None:
+    """The host's namespace, wired into the switch, with its address and a route via .1."""
+    ns, sw = host_netns(host), switch_netns(lab)
+    netns.add(ns)
+    netns.ip("link", "add", port(index), "type", "veth", "peer", "name", "eth0", "netns", ns,
+             netns=sw)
+    netns.ip("link", "set", port(index), "master", BRIDGE, "up", netns=sw)
+    netns.ip("link", "set", "eth0", "address", mac(subnet, index), "up", netns=ns)
+    netns.ip("addr", "add", f"{host_address(subnet, index)}/{subnet.prefixlen}", "dev", "eth0",
+             netns=ns)
+    netns.ip("route", "add", "default", "via", str(gateway(subnet)), netns=ns)
+
+
+def set_link(lab: str, index: int, up: bool) -> None:
+    """Cut (down) or restore (up) the host's cable: its port on the switch."""
+    netns.ip("link", "set", port(index), "up" if up else "down", netns=switch_netns(lab))
+
+
+def link_up(lab: str, index: int) -> bool:
+    """Whether the host's port on the switch is up (not cut)."""
+    proc = netns.ip("-o", "link", "show", port(index), netns=switch_netns(lab), check=False)
+    flags = proc.stdout.partition("<")[2].partition(">")[0].split(",")
+    return proc.returncode == 0 and "UP" in flags
+
+
+def forget_neighbour(lab: str, address: IPv4Address) -> None:
+    """Drop the switch's ARP entry for a host that is about to boot again."""
+    netns.ip("neigh", "flush", "to", str(address), netns=switch_netns(lab), check=False)
+
+
+def remove(lab: str, hosts: list[str]) -> None:
+    """Delete the host namespaces (their veths go with them), then the switch."""
+    for host in hosts:
+        netns.delete(host_netns(host))
+    netns.delete(switch_netns(lab))
+
+
+def lab_host_namespaces(lab: str) -> list[str]:
+    """Host namespaces of `lab` that exist now, found by name (works without any lab state)."""
+    prefix = host_netns(f"{lab}-")
+    return [n for n in netns.names() if n.startswith(prefix) and n[len(prefix):].isdigit()]
