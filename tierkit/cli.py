@@ -58,6 +58,9 @@ VERBS: tuple[str, ...] = (
     "smoke",
     "inventory",
     "configure",
+    "wait_ssh",
+    "calibrate",
+    "up",
     "lab",
 )
 

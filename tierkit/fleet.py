@@ -107,7 +107,8 @@ class Configure(pulumi.ComponentResource):
     def __init__(self, spec: TierSpec, ctx: StackContext, ready: Readiness, secrets: Secrets) -> None:
         super().__init__("tierkit:fleet:Configure", "configure", None, pulumi.ResourceOptions(parent=ready))
         env = {k: v for k, v in ((API_KEY_ENV, secrets.api_key), (HF_TOKEN_ENV, secrets.hf_token)) if v is not None}
-        args = ["configure", "--stack", ctx.stack, "--hosts", str(ready.hosts_file)]
+        # --json: progress on stderr (logged), the recap as JSON on stdout (a secret output).
+        args = ["configure", "--stack", ctx.stack, "--hosts", str(ready.hosts_file), "--json"]
         self.triggers = [spec_hash(spec), content_hash(ctx.root), ready.command.stdout]
         self.command = local.Command(
             "configure",

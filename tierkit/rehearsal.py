@@ -181,7 +181,7 @@ class ProgramRun:
 
     registrations: list[Registration]
     states: dict[str, dict[str, Any]]  # urn -> outputs, as the engine would keep them
-    constructed: list[tuple[str, str]]  # (type, name) in the order the program built them
+    constructed: list[tuple[str, str, bool]]  # (type, name, custom) in the order the program built them
     exports: dict[str, Export]
     error: BaseException | None = None
 
@@ -222,10 +222,12 @@ def run_program(
     monitor = RecordingMonitor(backend)
     mocks.set_mocks(backend, project, stack, preview=preview, monitor=monitor)
     settings.SETTINGS.outputs.clear()
-    constructed: list[tuple[str, str]] = []
+    constructed: list[tuple[str, str, bool]] = []
 
     def with_order() -> None:
-        pulumi.runtime.register_stack_transformation(lambda a: constructed.append((a.type_, a.name)) or None)
+        pulumi.runtime.register_stack_transformation(
+            lambda a: constructed.append((a.type_, a.name, isinstance(a.resource, pulumi.CustomResource))) or None
+        )
         program()
 
     error: BaseException | None = None
@@ -410,7 +412,6 @@ class CommandRunner(Backend):
     log: Log
     store: RecordStore | None = None
     planned: list[Registration] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
     failures: list[CommandFailed] = field(default_factory=list)
     ran: list[tuple[str, CommandResult]] = field(default_factory=list)
     invoked: list[str] = field(default_factory=list)
@@ -435,9 +436,7 @@ class CommandRunner(Backend):
     def create(self, reg: Registration) -> tuple[str, dict[str, Any]]:
         if not reg.custom:
             return "", {}
-        if reg.type != COMMAND:
-            with self._lock:
-                self.refused.append(reg.type)
+        if reg.type != COMMAND:  # the preview lists it (up() refuses the stack); a run never gets here
             if self.execute:
                 raise RehearsalRefused(reg.type)
             return "", dict(reg.inputs)
@@ -582,14 +581,14 @@ def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str
     preview_runner = CommandRunner(execute=False, log=log)
     preview = run_program(program, preview_runner, project=cfg.project, stack=stack, config=cfg.config,
                           secret_keys=cfg.secret_keys, preview=True)
-    if preview.error is not None:
-        raise _failure(preview, preview_runner)
-    if preview_runner.refused:
-        refused = set(preview_runner.refused)
-        first = next((t for t, _ in preview.constructed if t in refused), preview_runner.refused[0])
-        raise refusal(first)
+    # Refusals first: a cloud program may fail later in preview on invokes the rehearsal cannot answer.
+    foreign = [t for t, _, custom in preview.constructed if custom and t != COMMAND]
+    if foreign:
+        raise refusal(foreign[0])
     if preview_runner.invoked:
         raise TierkitError(f"invoke {preview_runner.invoked[0]} needs the Pulumi CLI; rehearsal runs lab and baremetal stacks")
+    if preview.error is not None:
+        raise _failure(preview, preview_runner)
     names = ", ".join(r.name for r in preview_runner.planned)
     log(f"plan: {len(preview_runner.planned)} commands ({names}); every create runs (no state, no diffs)")
     runner = CommandRunner(execute=True, log=log, store=RecordStore(record_path(root, stack), stack))

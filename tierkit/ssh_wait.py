@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -36,6 +37,10 @@ CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT_S = 5.0
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
 Log = Callable[[str], None]
+
+# Retried failures are reported by wait_for_ssh; paramiko's own log of each would be noise.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 def enter_netns(name: str) -> None:
@@ -136,13 +141,21 @@ def check_key(host: Host, key: paramiko.PKey, trusted: dict[str, paramiko.PKey],
     )
 
 
+def _key_name(algorithm: str) -> str:
+    """The key type a host key algorithm signs with (rsa-sha2-512 -> ssh-rsa)."""
+    return "ssh-rsa" if algorithm.startswith("rsa-sha2-") else algorithm
+
+
 def _attempt(host: Host, pkey: paramiko.PKey, trusted: dict[str, paramiko.PKey], source: str) -> paramiko.PKey:
     """One connection: host key checked, logged in, `true` run. Returns the server's key."""
     sock = socket.create_connection((host.address, host.port), timeout=CONNECT_TIMEOUT_S)
     transport = paramiko.Transport(sock)
     try:
-        if trusted:
-            transport.get_security_options().key_types = tuple(trusted)
+        if trusted:  # negotiate a key type we hold a trusted key of
+            options = transport.get_security_options()
+            usable = tuple(a for a in options.key_types if _key_name(a) in trusted)
+            if usable:
+                options.key_types = usable
         transport.start_client(timeout=CONNECT_TIMEOUT_S)
         key = transport.get_remote_server_key()
         if trusted:

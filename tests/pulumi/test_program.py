@@ -215,7 +215,7 @@ def test_lab_commands(stack: str, keys: Path) -> None:
     p = spec.provider
     assert create.endswith(
         f"lab up --name {p.name} --hosts {spec.server_count} --gpu {spec.gpu.model} --gpus-per-host {spec.gpu.count} "
-        f"--topology {p.topology}" + (f" --subnet {p.subnet}" if p.subnet else "") + " --json"
+        f"--topology {p.topology}" + (f" --subnet {p.subnet}" if p.subnet else "") + " --runtime --json"
     )
     assert lab.plain("delete").endswith(f"lab down {p.name}")
     netns = f"ip netns exec tk-{p.name} "

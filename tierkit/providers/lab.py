@@ -32,7 +32,8 @@ def lab_up_args(spec: TierSpec) -> list[str]:
         args += ["--subnet", str(p.subnet)]
     for fault in p.faults:
         args += ["--fault", fault]
-    return [*args, "--json"]
+    # --runtime: a lab made from nothing builds the vLLM wheelhouse and the tiny model first.
+    return [*args, "--runtime", "--json"]
 
 
 def hosts_from_lab_json(stdout: str) -> list[dict]:

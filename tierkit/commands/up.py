@@ -1,0 +1,150 @@
+"""`tierkit up` and `tierkit down`: deploy or remove a stack.
+
+With the `pulumi` CLI on PATH they drive it through the Automation API (`pulumi up` / `pulumi
+destroy`, with Pulumi's state and diffs). Without it they use tierkit's rehearsal
+(tierkit/rehearsal.py), which runs the same program's local commands for real. The first line
+says which.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from typing import Annotated, Any, Literal
+
+import typer
+
+from tierkit import rehearsal
+from tierkit.console import console, err_console, print_json
+from tierkit.errors import TierkitError
+from tierkit.spec import load_stack, project_root
+
+Engine = Literal["auto", "pulumi", "rehearsal"]
+StackOpt = Annotated[str, typer.Option("--stack", help="Stack name: stacks/Pulumi.NAME.yaml (single-gpu, multi-gpu, failover).")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="auto: the Pulumi CLI when `pulumi` is on PATH, else the rehearsal; pulumi; rehearsal.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Progress to stderr; print the outcome (engine, seconds, outputs) as JSON on stdout.")]
+
+REHEARSAL_UP = ("rehearsal (no Pulumi CLI): runs the program's local commands for real, every create on every up; "
+                "no Pulumi state, no diffs; what ran is recorded in {record} for `tierkit down`")
+REHEARSAL_DOWN = "rehearsal (no Pulumi CLI): runs the deletes recorded in {record}, dependents first"
+AGAIN = ("a second up changes nothing: `tierkit lab up` reports the existing lab, wait-ssh re-checks the pinned keys, "
+         "configure's second run reports changed=0, and smoke measures again")
+
+
+def choose_engine(engine: str) -> tuple[str, str | None]:
+    """("pulumi", path) or ("rehearsal", None)."""
+    if engine not in ("auto", "pulumi", "rehearsal"):
+        raise TierkitError(f"--engine: {engine!r} is not an engine; use auto, pulumi or rehearsal")
+    found = shutil.which("pulumi")
+    if engine == "pulumi" and found is None:
+        raise TierkitError("--engine: pulumi is not on PATH; install the Pulumi CLI, or use --engine rehearsal")
+    if engine == "rehearsal" or found is None:
+        return "rehearsal", None
+    return "pulumi", found
+
+
+def _say(as_json: bool):
+    out = err_console if as_json else console
+    return lambda line: out.print(line, markup=False, soft_wrap=True, highlight=False)
+
+
+def _plain(exports: dict[str, rehearsal.Export]) -> dict[str, Any]:
+    return {k: ("[secret]" if e.secret else e.value) for k, e in exports.items()}
+
+
+def render_outputs(outputs: dict[str, Any], say) -> None:
+    say("outputs:")
+    for key, value in outputs.items():
+        if key == "hosts" and isinstance(value, list):
+            for h in value:
+                say(f"  host: {h['name']} {h['address']}:{h['port']} ({h['user']}; known_hosts {h['known_hosts']})")
+        elif key == "smoke" and isinstance(value, dict):
+            verdict = "passed" if value.get("passed") else "FAILED"
+            say(f"  smoke: {verdict}; {value.get('completed')} requests, {value.get('failed')} failed, "
+                f"output {value.get('output_throughput', 0):.1f} tok/s")
+            for gate in value.get("gates", []):
+                say(f"    {gate}")
+            if value.get("gate_source"):
+                say(f"    gates from: {value['gate_source']}")
+        elif key == "notes" and isinstance(value, list):
+            for note in value:
+                say(f"  note: {note}")
+        elif isinstance(value, (dict, list)):
+            say(f"  {key}: {json.dumps(value)}")
+        else:
+            say(f"  {key}: {value}")
+
+
+def _automation(stack: str, action: str, say) -> dict[str, Any]:
+    from pulumi import automation as auto
+
+    try:
+        s = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_root()))
+        if action == "down":
+            s.destroy(on_output=lambda line: say(line.rstrip()))
+            return {}
+        result = s.up(on_output=lambda line: say(line.rstrip()))
+    except auto.errors.CommandError as exc:
+        last = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["see the output above"]
+        raise TierkitError(f"pulumi {action}: failed ({last[0].strip()})", exit_code=1) from None
+    return {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
+
+
+def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
+    """Deploy a stack: servers, SSH ready, configured and verified (site.yml), smoke gate passed.
+
+    With the Pulumi CLI: `pulumi up` through the Automation API. Without it: the rehearsal runs
+    the program's commands for real (lab and bare-metal stacks; a cloud stack needs the CLI).
+    Secrets: `pulumi config set --secret tierkit:apiKey` with the CLI; $TIERKIT_API_KEY and
+    $HF_TOKEN for the rehearsal. Exits 1 when a step fails (a failed smoke gate fails the up).
+    """
+    load_stack(stack)  # a bad spec stops here, before anything runs
+    kind, path = choose_engine(engine)
+    say = _say(as_json)
+    root = project_root()
+    started = time.monotonic()
+    if kind == "pulumi":
+        say(f"tierkit up: Pulumi Automation API (pulumi at {path}): pulumi up --stack {stack}")
+        outputs = _automation(stack, "up", say)
+    else:
+        record = rehearsal.record_path(root, stack).relative_to(root)
+        say(f"tierkit up: {REHEARSAL_UP.format(record=record)}")
+        from tierkit import program
+
+        result = rehearsal.up(program.main, root, stack, program.SECRET_ENV, say)
+        outputs = _plain(result.exports)
+        say(AGAIN)
+    seconds = round(time.monotonic() - started, 1)
+    render_outputs(outputs, say)
+    say(f"up {stack}: done in {seconds:.1f} s")
+    if as_json:
+        print_json({"engine": kind, "stack": stack, "seconds": seconds, "outputs": outputs})
+
+
+def down_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
+    """Remove a stack: every step's delete, dependents first (the lab's hosts last).
+
+    With the Pulumi CLI: `pulumi destroy` through the Automation API. Without it: the rehearsal
+    runs the deletes it recorded in .tierkit/STACK/rehearsal.json. Idempotent.
+    """
+    kind, path = choose_engine(engine)
+    say = _say(as_json)
+    root = project_root()
+    started = time.monotonic()
+    deleted: list[str] = []
+    if kind == "pulumi":
+        say(f"tierkit down: Pulumi Automation API (pulumi at {path}): pulumi destroy --stack {stack}")
+        _automation(stack, "down", say)
+    else:
+        say(f"tierkit down: {REHEARSAL_DOWN.format(record=rehearsal.record_path(root, stack).relative_to(root))}")
+        deleted = rehearsal.down(root, stack, say).deleted
+    seconds = round(time.monotonic() - started, 1)
+    say(f"down {stack}: done in {seconds:.1f} s")
+    if as_json:
+        print_json({"engine": kind, "stack": stack, "seconds": seconds, "deleted": deleted})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up_command)
+    app.command("down")(down_command)
