@@ -51,6 +51,9 @@ def up(
         "NVLink (NODE/SYS by NUMA); or a file with a captured `nvidia-smi topo -m`.")] = "nvlink",
     fault: Annotated[Optional[list[str]], typer.Option(
         "--fault", help=f"Inject a GPU fault (repeatable): {FAULT_HELP}.")] = None,
+    subnet: Annotated[Optional[str], typer.Option(
+        "--subnet", help="The lab's /24, e.g. 10.77.40.0/24 (a failover stack puts its virtual IP "
+        "in it). Default: the next free /24 of 10.211.0.0/16.")] = None,
     runtime: Annotated[bool, typer.Option(
         "--runtime", help="Build the vLLM wheelhouse and the tiny model first if missing "
         "(minutes when cold); without it, whichever is built is mounted.")] = False,
@@ -65,7 +68,7 @@ def up(
     """
     started = time.monotonic()
     lab = _lab().up(name, hosts, gpu, gpus_per_host, topology, fault or [], runtime=runtime,
-                    quiet=json_out)
+                    quiet=json_out, subnet=subnet)
     if json_out:
         print_json(lab.to_json())
         return

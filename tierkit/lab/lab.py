@@ -143,15 +143,17 @@ class Lab:
     @classmethod
     def up(cls, name: str, hosts: int, gpu: str, gpus_per_host: int, topology: str = "nvlink",
            faults: Sequence[str | GpuFault] | None = None, *, runtime: bool = False,
-           quiet: bool = False) -> Lab:
+           quiet: bool = False, subnet: str | IPv4Network | None = None) -> Lab:
         """Make the lab, or return it as it is if it exists with these settings.
 
         topology: nvlink (the GPU's own), pairs, pcie, or a captured `nvidia-smi topo -m` file.
         faults: GPU faults (tierkit.lab.gpuset). runtime: build the vLLM wheelhouse and the tiny
         model if missing (minutes, cold) so hosts see them; either way, whatever is already
-        built is mounted at /opt/tierkit.
+        built is mounted at /opt/tierkit. subnet: the lab's /24 (a failover stack places its
+        virtual IP in it); default: the pool's next free one.
         """
         check_name(name)
+        wanted_subnet = network.check_subnet(subnet) if subnet is not None else None
         if not 1 <= hosts <= network.MAX_HOSTS:
             raise TierkitError(f"--hosts: {hosts} is out of range; use 1 to {network.MAX_HOSTS}")
         parsed = [f if isinstance(f, GpuFault) else parse_fault(f) for f in faults or ()]
@@ -172,7 +174,7 @@ class Lab:
             existing = load(name)
             if existing is not None and existing.ready and netns.exists(network.switch_netns(name)):
                 lab = cls(existing)
-                if existing.settings() != asked:
+                if existing.settings() != asked or wanted_subnet not in (None, lab.subnet):
                     raise TierkitError(f"--name: lab {name} exists with other settings; run "
                                        f"`tierkit lab down {name}` first, or use another name")
                 if not quiet:
@@ -181,11 +183,11 @@ class Lab:
                 return lab
             if existing is not None or lab_dir(name).exists():
                 cls._teardown(name)  # what a crashed `lab up` (or a machine reboot) left
-            return cls._make(wanted, host_names, gpu_sets, runtime, quiet)
+            return cls._make(wanted, host_names, gpu_sets, runtime, quiet, wanted_subnet)
 
     @classmethod
     def _make(cls, wanted: LabRecord, host_names: list[str], gpu_sets: dict[str, dict[str, Any]],
-              runtime: bool, quiet: bool) -> Lab:
+              runtime: bool, quiet: bool, subnet: IPv4Network | None = None) -> Lab:
         phases = Phases(quiet)
         with phases.progress:
             cached = image_ready()
@@ -195,7 +197,10 @@ class Lab:
                 wanted.image = str(image)
             with locked(SUBNET_LOCK):
                 used = {IPv4Network(r.subnet) for r in map(load, names()) if r is not None}
-                subnet = network.allocate(used)
+                if subnet is not None and subnet in used:
+                    raise TierkitError(f"--subnet: {subnet} is another lab's; pick a free /24 or "
+                                       f"take that lab down")
+                subnet = subnet or network.allocate(used)
                 wanted.subnet = str(subnet)
                 wanted.hosts = [
                     HostRecord(name=h, index=i, address=str(network.host_address(subnet, i)),

@@ -43,6 +43,17 @@ def allocate(used: set[IPv4Network]) -> IPv4Network:
     raise TierkitError(f"lab: every /24 of {POOL} is in use; run `tierkit lab down` for a lab")
 
 
+def check_subnet(subnet: str | IPv4Network) -> IPv4Network:
+    """A lab subnet given by the user: a private /24 (it lives only inside the lab's namespaces)."""
+    try:
+        net = IPv4Network(subnet)
+    except ValueError as exc:
+        raise TierkitError(f"--subnet: {subnet} is not an IPv4 network ({exc}); e.g. 10.77.40.0/24") from None
+    if net.prefixlen != 24 or not net.is_private:
+        raise TierkitError(f"--subnet: {net} is not a private /24; use one such as 10.77.40.0/24")
+    return net
+
+
 def gateway(subnet: IPv4Network) -> IPv4Address:
     return subnet[1]
 
