@@ -22,7 +22,8 @@ from typing import Any
 import pulumi
 from pulumi_command import local
 
-from tierkit import providers
+from tierkit import netns, providers
+from tierkit.commands.inventory import output_dir
 from tierkit.inventory import API_KEY_ENV, HF_TOKEN_ENV
 from tierkit.planner import Plan
 from tierkit.providers import StackContext
@@ -56,14 +57,15 @@ def spec_hash(spec: TierSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def in_netns(hosts: list[dict[str, Any]], command: str) -> str:
-    """`command`, run inside the hosts' network namespace when they have one (lab hosts)."""
+def in_netns(hosts: list[dict[str, Any]], argv: list[str]) -> str:
+    """`argv` as a shell command line, run inside the hosts' network namespace when they have
+    one (lab hosts)."""
     spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
-    return f"ip netns exec {shlex.quote(spaces[0])} {command}" if spaces else command
+    return shlex.join(netns.wrap(argv, spaces[0] if spaces else None))
 
 
-def _flags(pairs: list[tuple[str, Any]]) -> str:
-    return " ".join(f"{flag} {shlex.quote(str(value))}" for flag, value in pairs if value is not None)
+def _flags(pairs: list[tuple[str, Any]]) -> list[str]:
+    return [item for flag, value in pairs if value is not None for item in (flag, str(value))]
 
 
 class Servers(pulumi.ComponentResource):
@@ -86,12 +88,12 @@ class Readiness(pulumi.ComponentResource):
     def __init__(self, ctx: StackContext, servers: Servers) -> None:
         super().__init__("tierkit:fleet:Readiness", "ready", None, pulumi.ResourceOptions(parent=servers))
         self.hosts_file = ctx.state_dir / "hosts.json"
-        args = ["wait-ssh", "--hosts", "-", "--known-hosts", str(ctx.known_hosts), "--write", str(self.hosts_file),
-                "--timeout", str(READY_TIMEOUT_S), "--json"]
         self.command = local.Command(
             "wait-ssh",
-            create=f"{ctx.tierkit()} {shlex.join(args)}",
+            create=ctx.command("wait-ssh", "--hosts", "-", "--known-hosts", str(ctx.known_hosts),
+                               "--write", str(self.hosts_file), "--timeout", str(READY_TIMEOUT_S), "--json"),
             stdin=servers.hosts.apply(json.dumps),
+            logging=local.Logging.STDERR,
             delete=shlex.join(["rm", "-f", str(ctx.known_hosts), str(self.hosts_file)]),
             dir=str(ctx.root),
             opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources),
@@ -108,11 +110,11 @@ class Configure(pulumi.ComponentResource):
         super().__init__("tierkit:fleet:Configure", "configure", None, pulumi.ResourceOptions(parent=ready))
         env = {k: v for k, v in ((API_KEY_ENV, secrets.api_key), (HF_TOKEN_ENV, secrets.hf_token)) if v is not None}
         # --json: progress on stderr (logged), the recap as JSON on stdout (a secret output).
-        args = ["configure", "--stack", ctx.stack, "--hosts", str(ready.hosts_file), "--json"]
         self.triggers = [spec_hash(spec), content_hash(ctx.root), ready.command.stdout]
         self.command = local.Command(
             "configure",
-            create=f"{ctx.tierkit()} {shlex.join(args)}",
+            create=ctx.command("configure", "--stack", ctx.stack, "--hosts", str(ready.hosts_file), "--json"),
+            delete=shlex.join(["rm", "-rf", str(ctx.root / output_dir(ctx.stack, None))]),
             environment=env or None,
             triggers=self.triggers,
             logging=local.Logging.STDERR,
@@ -155,7 +157,7 @@ class Smoke(pulumi.ComponentResource):
             calibrate = local.Command(
                 "calibrate",
                 create=pulumi.Output.all(ready.hosts, endpoint).apply(
-                    lambda a: in_netns(a[0], f"{tk} calibrate --endpoint {shlex.quote(a[1])} --stack {shlex.quote(ctx.stack)} --json")
+                    lambda a: in_netns(a[0], [tk, "calibrate", "--endpoint", a[1], "--stack", ctx.stack, "--json"])
                 ),
                 environment=env,
                 triggers=configure.triggers,
@@ -179,7 +181,7 @@ class Smoke(pulumi.ComponentResource):
                 ("--json", report_file),
             ])
             # The report table goes to stderr (logged); stdout carries the JSON report alone.
-            return f"{in_netns(hosts, f'{tk} smoke {flags}')} >&2 && cat {shlex.quote(str(report_file))}"
+            return f"{in_netns(hosts, [tk, 'smoke', *flags])} >&2 && cat {shlex.quote(str(report_file))}"
 
         self.command = local.Command(
             "smoke",

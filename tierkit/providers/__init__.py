@@ -38,9 +38,13 @@ class StackContext:
     @staticmethod
     def tierkit() -> str:
         """The `tierkit` console script beside this interpreter (commands run without the venv's
-        PATH under the Pulumi CLI), shell-quoted."""
+        PATH under the Pulumi CLI)."""
         script = Path(sys.executable).with_name("tierkit")
-        return shlex.quote(str(script)) if script.exists() else "tierkit"
+        return str(script) if script.exists() else "tierkit"
+
+    def command(self, *args: str) -> str:
+        """`tierkit ARGS...` as one shell-quoted command line."""
+        return shlex.join([self.tierkit(), *args])
 
 
 @dataclass

@@ -8,7 +8,6 @@ namespace clients must run in.
 from __future__ import annotations
 
 import json
-import shlex
 
 import pulumi
 from pulumi_command import local
@@ -45,11 +44,11 @@ def hosts_from_lab_json(stdout: str) -> list[dict]:
 def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
     p = spec.provider
     assert isinstance(p, LabProvider)
-    tk = ctx.tierkit()
     lab = local.Command(
         "lab",
-        create=f"{tk} {shlex.join(lab_up_args(spec))}",
-        delete=f"{tk} {shlex.join(['lab', 'down', p.name])}",
+        create=ctx.command(*lab_up_args(spec)),
+        delete=ctx.command("lab", "down", p.name),
+        logging=local.Logging.STDERR,  # stdout is the JSON the program reads; progress is on stderr
         dir=str(ctx.root),
         opts=opts,
     )

@@ -1,0 +1,86 @@
+"""`tierkit up --stack single-gpu` end to end on the lab, without the Pulumi CLI (the rehearsal):
+a lab host, the roles, real vLLM (on the CPU), and a smoke gate passed; a second up changes
+nothing; `tierkit down` leaves nothing. An API key is set, so the secret's whole path is real:
+configure hands it to vLLM, calibrate and smoke authenticate with it, and it is never printed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from up_support import (
+    CHANGED_TASK, ROOT, Up, deployed, lab_name, report_timing, spec_smoke, state_dir, tierkit, up, vllm_main_pid,
+)
+
+pytestmark = pytest.mark.lab
+
+STACK = "single-gpu"
+API_KEY = "tk-e2e-2f6c1d9a7b"
+ENV = {"TIERKIT_API_KEY": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def first() -> Iterator[Up]:
+    yield from deployed(STACK, ENV)
+
+
+def test_up_from_nothing_passes_its_gate(first: Up) -> None:
+    assert first.proc.returncode == 0, first.log[-3000:]
+    assert first.log.splitlines()[0].startswith("tierkit up: rehearsal (no Pulumi CLI)")
+    out = first.result
+    assert out["engine"] == "rehearsal"
+    outputs = out["outputs"]
+    smoke = outputs["smoke"]
+    assert smoke["passed"] is True and smoke["failed"] == 0
+    assert smoke["completed"] == spec_smoke(STACK)["requests"]
+    assert "These figures come from a CPU rehearsal" in smoke["gate_source"]
+    assert "These figures come from a CPU rehearsal" in first.log
+    report = json.loads((state_dir(STACK) / "smoke.json").read_text())
+    assert report["backend"] == "vllm" and report["model"] == "tiny-llama"
+    host = outputs["hosts"][0]
+    assert outputs["endpoint"] == f"http://{host['address']}:8000"
+    assert host["known_hosts"] == str(state_dir(STACK) / "known_hosts")
+    assert API_KEY not in first.proc.stdout + first.proc.stderr
+    for path in state_dir(STACK).rglob("*"):
+        if path.is_file():
+            assert API_KEY not in path.read_text(errors="replace"), path
+    report_timing(STACK, "cold (no lab; image, wheelhouse and model cached)", first.seconds)
+
+
+def test_vllm_requires_the_key(first: Up) -> None:
+    host = first.result["outputs"]["hosts"][0]["name"]
+    base = first.result["outputs"]["endpoint"]
+    lab = lab_name(STACK)
+    without = tierkit("lab", "exec", lab, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/v1/models")
+    with_key = tierkit("lab", "exec", lab, "--", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                       "-H", f"Authorization: Bearer {API_KEY}", f"{base}/v1/models")
+    assert (without.stdout, with_key.stdout) == ("401", "200"), host
+
+
+def test_second_up_changes_nothing(first: Up) -> None:
+    host = first.result["outputs"]["hosts"][0]["name"]
+    pid = vllm_main_pid(host)
+    pinned = (state_dir(STACK) / "known_hosts").read_text()
+    hosts = (state_dir(STACK) / "hosts.json").read_text()
+    second = up(STACK, ENV)
+    assert second.proc.returncode == 0, second.log[-3000:]
+    assert f"lab {lab_name(STACK)} is up already" in second.log
+    assert not CHANGED_TASK.findall(second.log), "configure's second run changed something"
+    assert vllm_main_pid(host) == pid, "vLLM was restarted"
+    assert (state_dir(STACK) / "known_hosts").read_text() == pinned
+    assert (state_dir(STACK) / "hosts.json").read_text() == hosts
+    assert second.result["outputs"]["smoke"]["passed"] is True  # smoke measured again
+    assert "a second up changes nothing" in second.log
+    report_timing(STACK, "warm (second up)", second.seconds)
+
+
+def test_down_leaves_nothing(first: Up, find_leftovers: Callable[[str], list[str]]) -> None:
+    proc = tierkit("down", "--stack", STACK, "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[0].startswith("tierkit down: rehearsal (no Pulumi CLI)")
+    assert set(json.loads(proc.stdout)["deleted"]) == {"smoke", "calibrate", "configure", "wait-ssh", "lab"}
+    assert find_leftovers(lab_name(STACK)) == []
+    assert not state_dir(STACK).exists()
+    assert not (ROOT / ".tierkit" / STACK).exists()

@@ -1,0 +1,95 @@
+"""Shared steps of the `tierkit up` end-to-end tests (tests/lab/test_up_*.py): run the CLI as a
+user does, read what a deploy left on the lab host, and time it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tierkit.spec import load_stack
+
+ROOT = Path(__file__).resolve().parents[2]
+TIERKIT = str(ROOT / ".venv" / "bin" / "tierkit")
+UP_TIMEOUT_S = 1800
+CHANGED_TASK = re.compile(r"^\s+configure \|\s+\S+\s+changed\s", re.M)
+
+
+@dataclass
+class Up:
+    proc: subprocess.CompletedProcess[str]
+    seconds: float
+
+    @property
+    def result(self) -> dict[str, Any]:
+        return json.loads(self.proc.stdout)
+
+    @property
+    def log(self) -> str:
+        return self.proc.stderr
+
+
+def tierkit(*args: str, env: dict[str, str] | None = None, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TIERKIT, *args], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def up(stack: str, env: dict[str, str] | None = None) -> Up:
+    started = time.monotonic()
+    proc = tierkit("up", "--stack", stack, "--json", env=env)
+    return Up(proc, time.monotonic() - started)
+
+
+def lab_name(stack: str) -> str:
+    return load_stack(stack, ROOT).provider.name  # type: ignore[union-attr]
+
+
+def on_host(host: str, command: str) -> str:
+    proc = tierkit("lab", "ssh", host, "--", command, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def vllm_main_pid(host: str) -> int:
+    return int(on_host(host, "systemctl show -p MainPID --value vllm.service"))
+
+
+def state_dir(stack: str) -> Path:
+    return ROOT / ".tierkit" / stack
+
+
+def spec_smoke(stack: str) -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    return doc["config"]["tierkit:tier"]["smoke"]
+
+
+def clean(stack: str) -> None:
+    """Nothing of the stack before a test starts: its recorded deletes, then its lab."""
+    tierkit("down", "--stack", stack, timeout=300)
+    tierkit("lab", "down", lab_name(stack), timeout=300)
+
+
+def deployed(stack: str, env: dict[str, str] | None = None) -> Iterator[Up]:
+    """A module fixture's body: clean, `tierkit up` from nothing, and `tierkit down` after."""
+    clean(stack)
+    try:
+        yield up(stack, env)
+    finally:
+        clean(stack)
+
+
+def report_timing(stack: str, what: str, seconds: float) -> None:
+    line = f"tierkit up --stack {stack}: {what} {seconds:.1f} s"
+    print(line)
+    log = Path("/var/cache/tierkit/logs/up-times.txt")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
