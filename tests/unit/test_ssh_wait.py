@@ -90,17 +90,11 @@ class SshServer:
 
 @pytest.fixture
 def keys(tmp_path: Path) -> dict[str, paramiko.PKey | Path]:
-    client = paramiko.Ed25519Key.generate() if hasattr(paramiko.Ed25519Key, "generate") else None
-    if client is None:  # paramiko cannot generate ed25519 keys: use ssh-keygen
-        path = tmp_path / "id"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-        client = paramiko.PKey.from_path(path)
-    else:
-        path = tmp_path / "id"
-        client.write_private_key_file(str(path))
-    host_a = paramiko.RSAKey.generate(2048)
-    host_b = paramiko.RSAKey.generate(2048)
-    return {"client": client, "client_path": path, "host_a": host_a, "host_b": host_b}
+    """A client login key (ed25519, from ssh-keygen) and two host keys (RSA)."""
+    path = tmp_path / "id"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return {"client": paramiko.PKey.from_path(path), "client_path": path,
+            "host_a": paramiko.RSAKey.generate(2048), "host_b": paramiko.RSAKey.generate(2048)}
 
 
 @pytest.fixture

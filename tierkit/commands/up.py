@@ -82,9 +82,9 @@ def _automation(stack: str, action: str, say) -> dict[str, Any]:
     try:
         s = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_root()))
         if action == "down":
-            s.destroy(on_output=lambda line: say(line.rstrip()))
+            s.destroy(on_output=lambda line: say(line.rstrip()), show_secrets=False)
             return {}
-        result = s.up(on_output=lambda line: say(line.rstrip()))
+        result = s.up(on_output=lambda line: say(line.rstrip()), show_secrets=False)  # the SDK's default shows them
     except auto.errors.CommandError as exc:
         last = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["see the output above"]
         raise TierkitError(f"pulumi {action}: failed ({last[0].strip()})", exit_code=1) from None

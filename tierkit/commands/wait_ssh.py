@@ -11,11 +11,11 @@ import typer
 
 from tierkit.console import err_console, print_json
 from tierkit.errors import TierkitError
-from tierkit.hosts import HostList, load_hosts
+from tierkit.hosts import Host, HostList, load_hosts
 from tierkit.ssh_wait import pinned_hosts, wait_for_ssh
 
 
-def _read_hosts(source: str):
+def _read_hosts(source: str) -> list[Host]:
     if source != "-":
         return load_hosts(source)
     try:
