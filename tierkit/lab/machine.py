@@ -25,6 +25,7 @@ from tierkit.lab.state import host_dir
 
 SUPERVISOR = Path(__file__).with_name("supervise.sh")
 NSPAWN_RUN_DIR = Path("/run/systemd/nspawn")
+JOIN_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Machine:
         ]
 
     def start(self, share: Path) -> None:
-        """Boot the host in the background; returns at once (see `running`)."""
+        """Boot the host in the background; returns once its supervisor is in its cgroups."""
         self.clear_nspawn_leftovers()
         self.exit_file.unlink(missing_ok=True)
         dirs = self.cgroups
@@ -93,7 +94,12 @@ class Machine:
                  "--", *self.nspawn_args(share)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False,
             )
-        if proc.returncode != 0:
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        while proc.returncode == 0 and not self.running() and self.exited() is None:
+            if time.monotonic() > deadline:  # the detached supervisor never joined its cgroups
+                break
+            time.sleep(0.01)
+        if proc.returncode != 0 or not (self.running() or self.exited() is not None):
             raise TierkitError(f"lab: could not start {self.name} (setsid exited "
                                f"{proc.returncode}); see {self.console_log}")
 
