@@ -80,6 +80,8 @@ class Seen:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     auth: list[str | None] = field(default_factory=list)
     connections: int = 0
+    active: int = 0  # streams in progress now
+    peak: int = 0  # most streams ever in progress at once
 
 
 class FakeServer:
@@ -171,7 +173,12 @@ class FakeServer:
             return await self._json(writer, 200, {"prompt": self.tok.decode(body["tokens"])})
         if method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
             self.seen.bodies.append(body)
-            return await self._stream(writer, body, chat=path.endswith("chat/completions"))
+            self.seen.active += 1
+            self.seen.peak = max(self.seen.peak, self.seen.active)
+            try:
+                return await self._stream(writer, body, chat=path.endswith("chat/completions"))
+            finally:
+                self.seen.active -= 1
         return await self._json(writer, 404, {"detail": "Not Found"})
 
     # -- streaming ----------------------------------------------------------------------------

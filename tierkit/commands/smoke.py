@@ -95,8 +95,11 @@ def smoke_command(
         "max_p99_tpot_ms": max_p99_tpot_ms, "max_failed": max_failed,
     }
     settings = _settings(given, stack)
-    with LiveProgress(err_console, settings.shape.requests) as live:
-        report = asyncio.run(run_smoke(settings, on_result=live.on_result, on_phase=live.phase))
+    if err_console.is_terminal:  # live progress only where someone can watch it
+        with LiveProgress(err_console, settings.shape.requests) as live:
+            report = asyncio.run(run_smoke(settings, on_result=live.on_result, on_phase=live.phase))
+    else:
+        report = asyncio.run(run_smoke(settings))
     show(console, report)
     if json_file is not None:
         write_json(json_file, report)

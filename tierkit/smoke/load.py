@@ -60,9 +60,10 @@ async def arrivals(shape: LoadShape, start: float) -> AsyncIterator[int]:
     index = 0
     while shape.requests is None or index < shape.requests:
         at = start + next(due)
-        if deadline is not None and at >= deadline:
+        now = time.perf_counter()
+        if deadline is not None and max(at, now) >= deadline:
             return
-        wait = at - time.perf_counter()
+        wait = at - now
         if wait > 0:
             await asyncio.sleep(wait)
         yield index
