@@ -119,7 +119,9 @@ class EventCollector:
             self.failures.append(TaskFailure(host=host, task=task, message=message))
             self._say(f"  {escape(host):<14} [red]{label}[/]  {escape(task)}: {escape(message)}")
         elif kind == "runner_retry":
-            self._say(f"  {escape(host):<14} [dim]retry[/]   {escape(task)} ({data.get('retries_left', '?')} left)")
+            res = data.get("res") or {}
+            self._say(f"  {escape(host):<14} [dim]retry[/]   {escape(task)} "
+                      f"(attempt {res.get('attempts', '?')} of {res.get('retries', '?')})")
         elif kind == "playbook_on_stats":
             for key, field in _STATS.items():
                 for name, count in (data.get(key) or {}).items():

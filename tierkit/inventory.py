@@ -154,6 +154,7 @@ def driver_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
             "nvidia_driver_version": SIM_DRIVER_VERSION,
             "nvidia_driver_repo_url": repo_url(lab_client_address(hosts)),
             "nvidia_driver_reboot_boot_time_command": LAB_BOOT_TIME_COMMAND,
+            "nvidia_driver_update_initramfs": False,  # nspawn guests boot without an initramfs
         }
     return out
 

@@ -1,0 +1,65 @@
+"""The nvidia_driver role's install path, for real, against the stand-in for NVIDIA's apt
+repository (tierkit/lab/standin_repo.py): keyring and signed repository, the version pin, the
+driver package, the reboot handler (the new driver answers only after a reboot, like a real
+kernel module), fabric manager on the NVSwitch host and never on the bridge host, idempotence."""
+
+from __future__ import annotations
+
+import pytest
+
+from roles_support import failures, lab_spec, offline_apt, run, sh
+from tierkit.lab import Lab
+from tierkit.lab.sim import SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+from tierkit.lab.standin_repo import MODULE_FLAG
+
+pytestmark = pytest.mark.lab
+
+BOXES = {"switch": ("tkdsw", "h100-sxm"), "bridge": ("tkdbr", "h100-pcie")}
+FM = f"nvidia-fabricmanager-{SIM_DRIVER_BRANCH}"
+DRIVER = f"nvidia-driver-{SIM_DRIVER_BRANCH}-open"
+
+
+@pytest.fixture(scope="module", params=sorted(BOXES))
+def installed(request, tmp_path_factory):
+    """A 2-GPU host without a driver (its simulated nvidia-smi removed), configured once."""
+    name, gpu = BOXES[request.param]
+    lab = Lab.up(name, 1, gpu, 2, "nvlink", quiet=True)
+    try:
+        offline_apt(lab)
+        host = lab.hosts[0].name
+        sh(lab, host, "rm -f /usr/bin/nvidia-smi")
+        spec = lab_spec("multi-gpu", lab, gpu={"model": gpu, "count": 2}, serving={"tensor_parallel": 2})
+        workdir = tmp_path_factory.mktemp(name)
+        first = run(spec, lab, "drivers", workdir)
+        yield request.param, lab, host, spec, workdir, first
+    finally:
+        Lab.down(name)
+
+
+def test_driver_installs_from_the_repository_and_reboots(installed):
+    kind, lab, host, _spec, _workdir, first = installed
+    assert first.ok, failures(first)
+    assert first.recap[host].changed >= 4  # keyring, pin, driver, nouveau, persistence mode
+    assert sh(lab, host, f"dpkg-query -W -f '${{Version}}' {DRIVER}") == f"{SIM_DRIVER_VERSION}-1"
+    assert sh(lab, host, f"test -e {MODULE_FLAG} && echo loaded").strip() == "loaded"  # rebooted
+    assert f"Pin: version {SIM_DRIVER_VERSION}-*" in sh(lab, host, "cat /etc/apt/preferences.d/tierkit-nvidia-driver")
+    assert "blacklist nouveau" in sh(lab, host, "cat /etc/modprobe.d/tierkit-blacklist-nouveau.conf")
+    versions = sh(lab, host, "nvidia-smi --query-gpu=driver_version,persistence_mode --format=csv,noheader")
+    assert versions.splitlines() == [f"{SIM_DRIVER_VERSION}, Enabled"] * 2
+
+
+def test_fabric_manager_only_on_nvswitch(installed):
+    kind, lab, host, *_ = installed
+    fm_package = sh(lab, host, f"dpkg-query -W -f '${{Version}}' {FM}", check=False)
+    fm_state = sh(lab, host, "systemctl is-active nvidia-fabricmanager", check=False).strip()
+    if kind == "switch":
+        assert fm_package == f"{SIM_DRIVER_VERSION}-1" and fm_state == "active"
+    else:
+        assert fm_package == "" and fm_state != "active"
+
+
+def test_pinned_driver_active_means_nothing_installed(installed):
+    kind, lab, host, spec, workdir, first = installed
+    second = run(spec, lab, "drivers", workdir)
+    assert second.ok, failures(second)
+    assert second.recap[host].changed == 0
