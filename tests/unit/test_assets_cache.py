@@ -121,3 +121,13 @@ def test_run_logged_appends_output_and_reports_the_tail(tmp_path: Path) -> None:
     assert message.startswith("thing: ") and "exited 3" in message and "disk full" in message
     assert str(log) in message and "\n" not in message
     assert "first step" in log.read_text()
+
+
+def test_an_unwritable_cache_root_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setenv("TIERKIT_CACHE_DIR", str(blocker / "cache"))
+    with pytest.raises(TierkitError, match=r"^cache: cannot write .*TIERKIT_CACHE_DIR"):
+        ensure_dir(keyed_path("thing", {"x": 1}), {"x": 1}, lambda work: None)

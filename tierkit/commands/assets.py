@@ -67,7 +67,7 @@ def build(json_out: bool = typer.Option(False, "--json", help=JSON_HELP)) -> Non
     for asset in ASSETS:
         cached = is_ready(asset.path())
         if not cached:
-            err_console.print(f"building {asset.name}: {asset.what} ...")
+            err_console.print(f"building {asset.name}: {asset.what} ...", soft_wrap=True)
         started = time.monotonic()
         path = asset.ensure()
         results[asset.name] = Built(path=str(path), cached=cached,

@@ -70,10 +70,24 @@ def dir_size(path: Path) -> int:
     return total
 
 
+def writable_dir(path: Path) -> Path:
+    """Create `path` if needed, or fail with one line naming the cache root and the fix."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is not writable")
+    except OSError as exc:
+        raise TierkitError(
+            f"cache: cannot write {path} ({exc.strerror or exc}); run as root, or point "
+            f"${CACHE_ROOT_ENV} at a writable directory"
+        ) from None
+    return path
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock for building `path` (a `.<name>.lock` file beside it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(path.parent)
     with open(path.parent / f".{path.name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -127,9 +141,7 @@ def ensure_dir(
 
 def build_log(name: str) -> Path:
     """The log file a build step of cache `name` writes to (`<root>/logs/<name>.log`)."""
-    logs = cache_root() / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    return logs / f"{name}.log"
+    return writable_dir(cache_root() / "logs") / f"{name}.log"
 
 
 def log_tail(log: Path, lines: int = 15) -> str:

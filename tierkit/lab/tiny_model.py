@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tierkit.catalog import MODELS
-from tierkit.lab.cache import build_log, ensure_dir, keyed_path, recipe_key, run_logged
+from tierkit.lab.cache import build_log, ensure_dir, is_ready, keyed_path, recipe_key, run_logged
 from tierkit.lab.vllm_venv import ensure_vllm_venv, offline_env, venv_python, venv_recipe
 
 CATALOG_KEY = "tiny-llama"
@@ -80,6 +80,8 @@ def ensure_tiny_model() -> Path:
     """The tiny model's directory, generating it (and the vLLM venv) first if needed."""
     recipe = model_recipe()
     path = tiny_model_path()
+    if is_ready(path):
+        return path
     python = venv_python(ensure_vllm_venv())
     log = build_log(path.name)
     return ensure_dir(path, recipe, lambda work: generate(work, python, log))
