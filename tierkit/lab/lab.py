@@ -41,7 +41,7 @@ from tierkit.lab.state import (
 FaultAction = Literal["stop", "kill", "cut-link", "restore"]
 FAULT_ACTIONS: tuple[str, ...] = ("stop", "kill", "cut-link", "restore")
 SSH_READY_TIMEOUT_S = 90.0
-SUBNET_LOCK = "_subnets"  # not a valid lab name, so never a lab's own lock
+MACHINE_LOCK = "_machine"  # subnets and the shared mounts; not a valid lab name
 
 
 def ssh_argv(host: Host, command: Sequence[str] = (), *, batch: bool = True,
@@ -195,7 +195,10 @@ class Lab:
                               + (" (cached)" if cached else " (building, about a minute)")):
                 image = ensure_image()
                 wanted.image = str(image)
-            with locked(SUBNET_LOCK):
+            if runtime:
+                with phases.phase("runtime: vLLM wheelhouse and tiny model"):
+                    share.build()
+            with locked(MACHINE_LOCK):  # also keeps a concurrent last `lab down` off the share
                 used = {IPv4Network(r.subnet) for r in map(load, names()) if r is not None}
                 if subnet is not None and subnet in used:
                     raise TierkitError(f"--subnet: {subnet} is another lab's; pick a free /24 or "
@@ -208,6 +211,7 @@ class Lab:
                     for i, h in enumerate(host_names, 1)
                 ]
                 save(wanted)  # from here on, `lab down` finds whatever this makes
+                published = share.publish(share_dir())
             lab = cls(wanted)
             lab.dir.chmod(0o700)
             with phases.phase(f"network: switch {lab.netns} on {subnet}, {len(host_names)} hosts"):
@@ -215,7 +219,6 @@ class Lab:
                 for record in wanted.hosts:
                     network.attach_host(lab.name, record.name, record.index, subnet)
             with phases.phase("hosts: overlays, SSH keys, simulated GPUs"):
-                published = share.publish(share_dir(), build=runtime)
                 lab._prepare_hosts(gpu_sets)
             with phases.phase("boot: systemd in each host"):
                 for machine in lab.machines.values():
@@ -314,7 +317,7 @@ class Lab:
             machine.kill()  # a supervisor-less guest or nspawn leftovers
             network.forget_neighbour(self.name, network.host_address(self.subnet, machine.index))
             machine.mount_root(Path(self.record.image))
-            share.prepare(share_dir())
+            share.publish(share_dir())
             machine.start(share_dir())
         self._wait_ssh([machine])
 
@@ -349,8 +352,9 @@ class Lab:
         check_name(name, "NAME")
         with locked(name):
             found = cls._teardown(name)
-        if not names():
-            share.release(share_dir())
+        with locked(MACHINE_LOCK):
+            if not names():  # the last lab on the machine
+                share.release(share_dir())
         return found
 
     @classmethod

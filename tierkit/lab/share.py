@@ -66,13 +66,18 @@ def _bind_read_only(source: Path, target: Path, stage_parent: Path) -> None:
             leftover.rmdir()
 
 
-def publish(share_dir: Path, build: bool) -> dict[str, str | None]:
-    """Mount each shared cache that exists (building it first with `build`); what is mounted."""
+def build() -> None:
+    """Build whatever shared cache is missing (minutes when cold)."""
+    for item in SHARED:
+        item.ensure()
+
+
+def publish(share_dir: Path) -> dict[str, str | None]:
+    """Mount each shared cache that is built; what is mounted where (None: not built yet)."""
     prepare(share_dir)
     published: dict[str, str | None] = {}
     for item in SHARED:
-        target = share_dir / item.at
-        path = item.ensure() if build else item.path()
+        target, path = share_dir / item.at, item.path()
         if not is_ready(path):
             published[item.at] = None
             continue
