@@ -15,6 +15,7 @@ from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
 from tierkit.lab.gpuset import FAULT_HELP
 from tierkit.lab.image import ensure_image, image_path, image_ready
+from tierkit.lab.lab import Lab, ssh_argv
 
 lab_app = typer.Typer(
     help=(
@@ -30,12 +31,6 @@ image_app = typer.Typer(help="The lab's host image (Debian bookworm), cached by 
 lab_app.add_typer(image_app, name="image")
 
 JSON_HELP = "Print JSON instead of a table."
-
-
-def _lab():  # the lab machinery loads on use, so `tierkit --help` stays quick
-    from tierkit.lab import Lab
-
-    return Lab
 
 
 @lab_app.command("up")
@@ -67,8 +62,8 @@ def up(
     made before boot and pinned in the lab's known_hosts. Warm: a few seconds.
     """
     started = time.monotonic()
-    lab = _lab().up(name, hosts, gpu, gpus_per_host, topology, fault or [], runtime=runtime,
-                    quiet=json_out, subnet=subnet)
+    lab = Lab.up(name, hosts, gpu, gpus_per_host, topology, fault or [], runtime=runtime,
+                 subnet=subnet)
     if json_out:
         print_json(lab.to_json())
         return
@@ -91,7 +86,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show each lab's hosts: running or stopped, link up or cut, SSH answering, memory."""
-    labs = [_lab().get(name)] if name else _lab().all()
+    labs = [Lab.get(name)] if name else Lab.all()
     rows = [(lab, lab.status()) for lab in labs]
     if json_out:
         objects = [{"lab": lab.name, "netns": lab.netns, "subnet": str(lab.subnet),
@@ -119,9 +114,7 @@ def ssh(
         help="Command to run (after --); a login shell without one.")] = None,
 ) -> None:
     """Log in to a lab host (or run a command there) over SSH, its host key verified."""
-    from tierkit.lab.lab import ssh_argv
-
-    _, target = _lab().of_host(host)
+    _, target = Lab.of_host(host)
     argv = ssh_argv(target, command or [], batch=False)
     os.execvp(argv[0], argv)
 
@@ -135,7 +128,7 @@ def exec_(
 
     e.g. `tierkit lab exec demo -- ansible-playbook -i hosts.yml site.yml`
     """
-    lab = _lab().get(name)
+    lab = Lab.get(name)
     argv = netns.wrap(command, lab.netns)
     os.execvp(argv[0], argv)
 
@@ -150,7 +143,7 @@ def down(
     Idempotent, and works after a crash or a killed host.
     """
     started = time.monotonic()
-    found = _lab().down(name)
+    found = Lab.down(name)
     seconds = round(time.monotonic() - started, 2)
     if json_out:
         print_json({"lab": name, "removed": found, "seconds": seconds})
@@ -175,7 +168,7 @@ def fault(
                                         ("restore", restore)) if on]
     if len(chosen) != 1:
         raise TierkitError("fault: choose exactly one of --stop, --kill, --cut-link, --restore")
-    lab, target = _lab().of_host(host)
+    lab, target = Lab.of_host(host)
     lab.fault(target.name, chosen[0])  # type: ignore[arg-type]
     err_console.print(f"{target.name}: {chosen[0]} done")
 

@@ -76,7 +76,7 @@ class Phases:
     """`lab up` phases on stderr: a spinner while one runs, its time when it ends."""
 
     def __init__(self, quiet: bool) -> None:
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+        self.progress = Progress(SpinnerColumn(finished_text="[green]✓[/]"), TextColumn("{task.description}"),
                                  TimeElapsedColumn(), console=err_console, disable=quiet)
 
     @contextmanager
@@ -214,7 +214,8 @@ class Lab:
                 published = share.publish(share_dir())
             lab = cls(wanted)
             lab.dir.chmod(0o700)
-            with phases.phase(f"network: switch {lab.netns} on {subnet}, {len(host_names)} hosts"):
+            count = f"{len(host_names)} host{'s' if len(host_names) > 1 else ''}"
+            with phases.phase(f"network: switch {lab.netns} on {subnet}, {count}"):
                 network.create_switch(lab.name, subnet)
                 for record in wanted.hosts:
                     network.attach_host(lab.name, record.name, record.index, subnet)

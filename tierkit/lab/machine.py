@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tierkit.errors import TierkitError
-from tierkit.netns import NETNS_DIR
 from tierkit.lab import cgroups, mounts, network
 from tierkit.lab.share import GUEST_DIR
 from tierkit.lab.state import host_dir
+from tierkit.netns import NETNS_DIR
 
 SUPERVISOR = Path(__file__).with_name("supervise.sh")
 NSPAWN_RUN_DIR = Path("/run/systemd/nspawn")
