@@ -50,10 +50,10 @@ def output_tokens(result: RequestResult) -> int:
 
 @dataclass(frozen=True)
 class Metrics:
-    figures: dict[str, float]  # vLLM bench serve's key names
+    figures: dict[str, float | int]  # vLLM bench serve's key names
     usage_fallbacks: int  # successful requests whose tokens were counted from chunks
 
-    def __getitem__(self, key: str) -> float:
+    def __getitem__(self, key: str) -> float | int:
         return self.figures[key]
 
 
@@ -63,7 +63,7 @@ def compute_metrics(results: list[RequestResult], duration_s: float) -> Metrics:
     total_in = sum(r.prompt_len for r in ok)
     total_out = sum(outputs)
     per_s = 1.0 / duration_s if duration_s > 0 else 0.0
-    figures: dict[str, float] = {
+    figures: dict[str, float | int] = {
         "duration": duration_s,
         "completed": len(ok),
         "failed": len(results) - len(ok),

@@ -64,7 +64,7 @@ class SmokeReport(BaseModel):
     settings: SmokeSettings
     model: str
     is_vllm: bool
-    metrics: dict[str, float]
+    metrics: dict[str, float | int]  # vLLM key names; counts stay ints
     gates: list[GateResult]
     passed: bool
     reached_server: bool  # at least one measured request got an HTTP response

@@ -36,6 +36,11 @@ class SseParser:
         self._counters = counters
 
     def feed(self, data: bytes) -> list[bytes]:
+        if not self._buf and data[:6] == b"data: " and data[-2:] == b"\n\n":
+            payload = data[6:-2]  # the usual read: exactly one single-line event
+            if b"\n" not in payload and b"\r" not in payload:
+                self._counters.events += 1
+                return [payload]
         carried = bool(self._buf)
         buf = self._buf + data if carried else data
         tail = b""

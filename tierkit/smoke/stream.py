@@ -55,11 +55,34 @@ def _stream_error(event: dict[str, Any]) -> str | None:
     return "error event mid-stream: " + " ".join(str(msg).split())[:300]
 
 
+_CHOICES = b'"choices":[{'
+
+
+def token_text(payload: bytes, text_key: bytes) -> bytes | None:
+    """The raw text of an ordinary token chunk, or None when the full JSON parser must decide.
+
+    Ordinary: a non-empty `choices` list, no usage object, no error, and a text value without
+    escapes (a JSON string cannot hold an unescaped quote, so these byte patterns cannot come from
+    inside a string). This saves a JSON parse on almost every chunk; anything else is parsed.
+    """
+    start = payload.find(_CHOICES)
+    if start < 0 or b'"usage":{' in payload or b'"error"' in payload:
+        return None
+    at = payload.find(text_key, start)
+    if at < 0:
+        return b""  # a choice without text (a role-only or finish chunk)
+    at += len(text_key)
+    end = payload.find(b'"', at)
+    if end < 0 or b"\\" in payload[at:end]:
+        return None
+    return payload[at:end]
+
+
 class StreamSink:
     """The `http.Sink` of one streamed request; `finish` turns what arrived into a RequestResult."""
 
     __slots__ = ("result", "_chat", "_counters", "_sse", "_status", "_body", "_content_type", "_done",
-                 "_last", "_parts", "_stream_error", "_now")
+                 "_last", "_parts", "_text_key", "_stream_error", "_now")
 
     def __init__(self, start: float, prompt_len: int, chat: bool, counters: StreamCounters) -> None:
         self.result = RequestResult(start=start, prompt_len=prompt_len)
@@ -71,7 +94,8 @@ class StreamSink:
         self._content_type = ""
         self._done = False
         self._last = 0.0
-        self._parts: list[str] = []
+        self._parts: list[bytes] = []  # UTF-8 text pieces
+        self._text_key = b'"content":"' if chat else b'"text":"'
         self._stream_error: str | None = None
         self._now = start
 
@@ -94,6 +118,10 @@ class StreamSink:
     def _event(self, payload: bytes, now: float) -> None:
         if self._done or self._stream_error is not None:
             return
+        piece = token_text(payload, self._text_key)
+        if piece is not None:  # the common token chunk, without a full JSON parse
+            self._token(now, piece)
+            return
         if payload == b"[DONE]":
             self._done = True
             self._counters.done += 1
@@ -101,25 +129,16 @@ class StreamSink:
         try:
             event = _loads(payload)
         except ValueError:
-            self._stream_error = f"malformed event: {payload[:80].decode('utf-8', 'replace')!r}"
-            return
+            event = None
         if not isinstance(event, dict):
             self._stream_error = f"malformed event: {payload[:80].decode('utf-8', 'replace')!r}"
             return
         choices = event.get("choices")
         usage = event.get("usage")
         if choices:
-            result = self.result
-            if result.chunks:
-                result.itl.append(now - self._last)
-            else:
-                result.ttft = now - result.start
-            self._last = now
-            result.chunks += 1
             choice = choices[0]
-            piece = (choice.get("delta") or {}).get("content") if self._chat else choice.get("text")
-            if piece:
-                self._parts.append(piece)
+            text = (choice.get("delta") or {}).get("content") if self._chat else choice.get("text")
+            self._token(now, text.encode() if isinstance(text, str) else b"")
         elif usage:
             self._counters.usage_only += 1
         if usage:
@@ -132,13 +151,24 @@ class StreamSink:
         if not choices and not usage:
             self._stream_error = _stream_error(event)
 
+    def _token(self, now: float, piece: bytes) -> None:
+        result = self.result
+        if result.chunks:
+            result.itl.append(now - self._last)
+        else:
+            result.ttft = now - result.start
+        self._last = now
+        result.chunks += 1
+        if piece:
+            self._parts.append(piece)
+
     def finish(self, transport_error: str | None) -> RequestResult:
         """Close the books on this request, given how the exchange ended."""
         result = self.result
         if self._sse is not None and transport_error is None:
             for payload in self._sse.flush():
                 self._event(payload, self._now)
-        result.text = "".join(self._parts)
+        result.text = b"".join(self._parts).decode("utf-8", "replace")
         if result.chunks:
             result.latency = self._last - result.start
         result.error = self._failure(transport_error)
