@@ -75,7 +75,7 @@ def create_switch(lab: str, subnet: IPv4Network) -> None:
     netns.ip("addr", "add", f"{gateway(subnet)}/{subnet.prefixlen}", "dev", BRIDGE, netns=ns)
     netns.ip("link", "set", BRIDGE, "up", netns=ns)
     # a new namespace may inherit forwarding from the machine's: the switch never forwards
-    netns.ip("netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
+    netns.ip("netns", "exec", ns, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/ip_forward")
 
 
 def attach_host(lab: str, host: str, index: int, subnet: IPv4Network) -> None:
