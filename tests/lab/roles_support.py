@@ -3,6 +3,7 @@ run, and commands on lab hosts."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ def run(spec: TierSpec, lab: Lab, playbook: str, workdir: Path) -> RunResult:
 
 def sh(lab: Lab, host: str, command: str, check: bool = True) -> str:
     """Run a shell command on a lab host over SSH; its stdout."""
-    done = lab.ssh(host, ["sh", "-c", command], capture_output=True, text=True, timeout=120)
+    done = lab.ssh(host, [shlex.join(["sh", "-c", command])], capture_output=True, text=True, timeout=120)
     if check and done.returncode != 0:
         raise AssertionError(f"{host}: {command!r} exited {done.returncode}: {done.stderr.strip()}")
     return done.stdout
