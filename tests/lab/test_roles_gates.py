@@ -1,6 +1,7 @@
 """The deploy's hard gates on lab hosts with 4 simulated H100 SXM GPUs and TP=4: the topology
 gate passes NVLink, names a pair on a PCIe box and a link on a box with an inactive NVLink; the
-NCCL gate passes NVLink and fails the PCIe box's bus bandwidth against the catalog's floor."""
+NCCL gate passes NVLink (even with one link of 18 down) and fails the PCIe box's bus bandwidth
+against the catalog's floor."""
 
 from __future__ import annotations
 
@@ -53,10 +54,9 @@ def test_topology_gate(box):
 
 def test_nccl_gate(box):
     kind, lab, spec, workdir = box
-    if kind == "inactive":
-        pytest.skip("an inactive link is the topology gate's to name")
     result = run(spec, lab, "nccl", workdir)
-    if kind == "nvlink":
+    if kind in ("nvlink", "inactive"):
+        # One dead link of 18 leaves the ring above the floor: only the topology gate sees it.
         assert result.ok, failures(result)
     else:
         assert not result.ok
