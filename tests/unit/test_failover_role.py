@@ -34,7 +34,6 @@ FILES = {
     "keepalived.conf": "keepalived.conf.j2",
     "tierkit-check.sh": "tierkit-check.sh.j2",
     "tierkit-notify.sh": "tierkit-notify.sh.j2",
-    "sysctl.conf": "sysctl.conf.j2",
     "keepalived.default": "keepalived.default.j2",
 }
 INTERFACE = "host0"
@@ -259,9 +258,8 @@ def test_haproxy_frontend_binds_the_vip_and_localhost_on_the_serving_port(render
     cfg = haproxy_sections(next(iter(rendered["nodes"].values()))["haproxy.cfg"].read_text())
     binds = statements(cfg["frontend tierkit_vip"], "bind")
     port = spec.serving.port
-    assert binds == [[f"{spec.failover.virtual_ip}:{port}"], [f"127.0.0.1:{port}"]]
-    sysctl = next(iter(rendered["nodes"].values()))["sysctl.conf"].read_text()
-    assert "net.ipv4.ip_nonlocal_bind = 1" in sysctl.splitlines()  # the node without the VIP binds it too
+    # `transparent`: the node without the VIP binds it too, ready when keepalived moves it there
+    assert binds == [[f"{spec.failover.virtual_ip}:{port}", "transparent"], [f"127.0.0.1:{port}"]]
 
 
 def test_haproxy_backend_checks_both_vllms_and_retries_on_the_other(rendered: dict[str, Any]) -> None:
@@ -303,7 +301,7 @@ def test_haproxy_stats_listen_on_localhost_only(rendered: dict[str, Any]) -> Non
 # The scripts keepalived runs, against a real HTTP server.
 
 HEALTH_SERVER = textwrap.dedent("""\
-    import http.server, sys
+    import http.server, sys, time
     status = int(sys.argv[2])
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -311,7 +309,11 @@ HEALTH_SERVER = textwrap.dedent("""\
             self.end_headers()
         def log_message(self, *args):
             pass
-    http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+    server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H)
+    server.timeout = 0.2
+    deadline = time.monotonic() + 30  # never outlives the test
+    while time.monotonic() < deadline:
+        server.handle_request()
 """)
 
 
@@ -321,12 +323,12 @@ def run_check_in_netns(check: Path, port: int, status: int | None, tmp_path: Pat
     server = tmp_path / "health_server.py"
     server.write_text(HEALTH_SERVER)
     start = (
-        f"{sys.executable} {server} {port} {status} & "
+        f"{sys.executable} {server} {port} {status} & server=$!; "
         f"for i in $(seq 50); do {sys.executable} -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}))' "
         f"2>/dev/null && break; sleep 0.1; done; "
-        if status is not None else ""
+        if status is not None else "server=; "
     )
-    script = f"ip link set lo up; {start}sh {check}; rc=$?; kill %1 2>/dev/null; exit $rc"
+    script = f"ip link set lo up; {start}sh {check}; rc=$?; [ -n \"$server\" ] && kill $server && wait $server; exit $rc"
     return subprocess.run(["unshare", "--net", "sh", "-c", script], timeout=60).returncode
 
 

@@ -1,0 +1,132 @@
+"""Failover bench: repeat the failover tier's two fault drills and print the figures.
+
+Each round, on a lab pair serving the failover stack:
+  1. vLLM stops on the VIP holder during a smoke run through the VIP; failed requests are
+     counted by when they started (before the stop, while stopping, after it had stopped); then
+     vLLM starts again and the round waits until HAProxy has it back.
+  2. The VIP holder goes down (`kill`: SIGKILL and cable pulled, or `cut-link`); takeover is
+     the time from the fault to the first success through the VIP; the node then comes back
+     and the round waits until it serves again.
+At the end: takeover min / median / max and the failed-request counts.
+
+    .venv/bin/python bench/failover.py                  # the lab `tkfo-bench`, deployed if needed
+    .venv/bin/python bench/failover.py --lab ha --no-deploy   # a pair `tierkit up --stack failover` made
+Needs root (labs, network namespaces). The lab is left up; `tierkit lab down NAME` removes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.table import Table
+
+from tierkit.console import console, err_console
+from tierkit.errors import TierkitError
+from tierkit.failover_drill import (
+    Pair, StopVllmOutcome, TakedownOutcome, deploy, lab_spec, restore, start_vllm, stop_vllm, take_down,
+    wait_for_single_holder, wait_until_up,
+)
+from tierkit.lab.lab import Lab
+
+VLLM_START_TIMEOUT_S = 900
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lab", default="tkfo-bench", help="lab name (default: tkfo-bench)")
+    p.add_argument("--stack", default="failover", help="stack whose spec the pair serves (default: failover)")
+    p.add_argument("--no-deploy", action="store_true", help="use the lab as it is; do not run site.yml")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of both drills (default: 5)")
+    p.add_argument("--fault", choices=("kill", "cut-link"), default="kill", help="how the holder goes down (default: kill)")
+    p.add_argument("--concurrency", type=int, default=8, help="smoke concurrency in the vLLM-stop drill (default: 8)")
+    p.add_argument("--duration", type=float, default=20.0, help="smoke run seconds in the vLLM-stop drill (default: 20)")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    return p.parse_args(argv)
+
+
+def pair_for(args: argparse.Namespace) -> Pair:
+    if args.no_deploy:
+        lab = Lab.get(args.lab)
+        return Pair.of(lab, lab_spec(lab.name, lab.subnet, args.stack))
+    with tempfile.TemporaryDirectory(prefix="tierkit-bench-inventory-") as inventory_dir:
+        err_console.print(f"deploying the {args.stack} stack on lab {args.lab} (minutes when cold)")
+        return deploy(args.lab, Path(inventory_dir), args.stack, playbooks=("vllm", "failover"))
+
+
+def round_trip(pair: Pair, args: argparse.Namespace, n: int) -> tuple[StopVllmOutcome, TakedownOutcome]:
+    holder, _ = wait_for_single_holder(pair, 10)
+    stopped = stop_vllm(pair, holder, concurrency=args.concurrency, duration_s=args.duration)
+    err_console.print(f"round {n}: vLLM stopped on {holder}: failed {stopped.failed_before} before / "
+                      f"{stopped.failed_during} while stopping / {stopped.failed_after} after, "
+                      f"of {stopped.requests}; restarting it")
+    start_vllm(pair, holder, VLLM_START_TIMEOUT_S)
+    down = take_down(pair, args.fault)
+    err_console.print(f"round {n}: {down.fault} {down.node}: {down.new_holder} answered through the VIP "
+                      f"after {down.takeover_s:.2f} s; bringing {down.node} back")
+    restore(pair, down.node)
+    wait_until_up(pair, down.new_holder, down.node, VLLM_START_TIMEOUT_S)
+    return stopped, down
+
+
+def summary(stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> dict[str, object]:
+    takeovers = [d.takeover_s for d in downs]
+    return {
+        "rounds": len(downs),
+        "fault": downs[0].fault if downs else None,
+        "takeover_s": {"min": min(takeovers), "median": statistics.median(takeovers), "max": max(takeovers)},
+        "takeover_runs_s": takeovers,
+        "probes_failed_before_takeover": [d.probes_failed for d in downs],
+        "vllm_stop_requests": [s.requests for s in stops],
+        "vllm_stop_failed_before": [s.failed_before for s in stops],
+        "vllm_stop_failed_during": [s.failed_during for s in stops],
+        "vllm_stop_failed_after": [s.failed_after for s in stops],
+        "vllm_stop_errors": [s.errors for s in stops],
+        "runs": {"vllm_stop": [asdict(s) for s in stops], "takedown": [asdict(d) for d in downs]},
+    }
+
+
+def show(figures: dict[str, object], stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> None:
+    table = Table(title=f"failover bench: {len(downs)} rounds, holder down by {figures['fault']}")
+    for column in ("round", "vLLM stop: requests", "failed before", "while stopping", "after (must be 0)",
+                   "takeover s", "probes failed"):
+        table.add_column(column, justify="right")
+    for n, (s, d) in enumerate(zip(stops, downs), 1):
+        table.add_row(str(n), str(s.requests), str(s.failed_before), str(s.failed_during), str(s.failed_after),
+                      f"{d.takeover_s:.2f}", str(d.probes_failed))
+    console.print(table)
+    t = figures["takeover_s"]
+    console.print(f"takeover (fault -> first success through the VIP): min {t['min']:.2f} s, "  # type: ignore[index]
+                  f"median {t['median']:.2f} s, max {t['max']:.2f} s")  # type: ignore[index]
+    console.print(f"failed requests, vLLM stopped mid-run: {sum(s.failed_before + s.failed_during for s in stops)} "
+                  f"in flight, {sum(s.failed_after for s in stops)} new, of {sum(s.requests for s in stops)}")
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        pair = pair_for(args)
+        stops, downs = [], []
+        for n in range(1, args.rounds + 1):
+            stopped, down = round_trip(pair, args, n)
+            stops.append(stopped)
+            downs.append(down)
+    except TierkitError as exc:
+        for problem in exc.args:
+            err_console.print(f"error: {problem}")
+        return 2
+    figures = summary(stops, downs)
+    if args.json:
+        console.print_json(json.dumps(figures))
+    else:
+        show(figures, stops, downs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

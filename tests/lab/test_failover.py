@@ -1,0 +1,115 @@
+"""The failover tier under fault injection, on two real lab hosts serving the tiny model.
+
+One lab pair for the module: site.yml deploys the failover stack on it (vLLM on both hosts,
+keepalived and HAProxy), then the tests run in order, each leaving the pair as the next expects:
+
+1. steady state: requests through the VIP are answered by both vLLMs (HAProxy's counters);
+   a second run of failover.yml changes nothing;
+2. vLLM stops on the VIP holder during a smoke run: no request started after it stopped fails;
+3. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
+   through the VIP succeeds within 5 s of the kill;
+4. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
+5. split brain: the holder is cut off, its peer takes the VIP, the link comes back: one holder
+   within 5 s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tierkit.commands.configure import configure
+from tierkit.failover_drill import (
+    Pair, deploy, holders, lab_spec, restore, start_vllm, steady_state, stop_vllm, take_down, wait_for_holder,
+    wait_for_single_holder, wait_until_up, watch_holders,
+)
+from tierkit.lab.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+LAB = "tkfo"
+TAKEOVER_TARGET_S = 5.0
+VLLM_START_TIMEOUT_S = 900
+
+
+@pytest.fixture(scope="module")
+def deployed(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, Path]]:
+    """The failover stack's vLLM and failover stages on a fresh two-host lab, torn down after the
+    module (the GPU stages have their own lab tests; lab vLLM runs on the CPU)."""
+    Lab.down(LAB)
+    inventory_dir = tmp_path_factory.mktemp("failover-inventory")
+    try:
+        yield deploy(LAB, inventory_dir, playbooks=("vllm", "failover")), inventory_dir
+    finally:
+        Lab.down(LAB)
+
+
+@pytest.fixture(scope="module")
+def pair(deployed: tuple[Pair, Path]) -> Pair:
+    return deployed[0]
+
+
+def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
+    holder, _ = wait_for_single_holder(pair, 10)
+    outcome = steady_state(pair, concurrency=8, duration_s=15)
+    print(f"steady state: {outcome}")
+    assert outcome.holder == holder
+    assert outcome.failed == 0
+    assert set(outcome.served) == set(pair.nodes)
+    assert all(n > 0 for n in outcome.served.values()), outcome.served
+
+
+def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
+    pair, inventory_dir = deployed
+    result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, inventory_dir, "failover", quiet=True)
+    assert result.ok, [f.model_dump() for f in result.failures]
+    assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
+
+
+def test_vllm_stop_on_the_holder_fails_no_new_request(pair: Pair) -> None:
+    holder, _ = wait_for_single_holder(pair, 10)
+    peer = pair.peer(holder)
+    outcome = stop_vllm(pair, holder, concurrency=8, duration_s=20, stop_after_s=5)
+    print(f"vLLM stop: {outcome}")
+    assert outcome.failed_after == 0, outcome.errors
+    # only streams in flight on the stopped vLLM may fail
+    assert outcome.failed_before + outcome.failed_during <= 8
+    assert outcome.served_after[holder] == 0 and outcome.served_after[peer] > 0
+    assert holders(pair) == [holder]  # the LB on the holder still serves: the VIP did not move
+    assert start_vllm(pair, holder, VLLM_START_TIMEOUT_S) >= 0
+
+
+def test_killed_holder_hands_the_vip_over_within_5_s(pair: Pair) -> None:
+    outcome = take_down(pair, "kill")
+    print(f"kill: {outcome}")
+    assert outcome.new_holder == pair.peer(outcome.node)
+    assert outcome.takeover_s <= TAKEOVER_TARGET_S
+    assert holders(pair) == [outcome.new_holder]
+
+
+def test_returning_node_leaves_the_vip_and_rejoins_the_pool(pair: Pair) -> None:
+    (holder,) = holders(pair)
+    returning = pair.peer(holder)
+    restore(pair, returning)
+    seen = watch_holders(pair, 15)
+    assert seen == [(holder,)], f"the VIP moved: {seen}"
+    assert wait_until_up(pair, holder, returning, VLLM_START_TIMEOUT_S) >= 0
+    log = pair.ssh(returning, "journalctl -t tierkit-failover --no-pager -o cat")
+    assert log.strip().splitlines()[-1].startswith("vrrp INSTANCE tierkit_vip is now BACKUP"), log
+    assert holders(pair) == [holder]
+
+
+def test_split_brain_heals_to_one_holder_within_5_s(pair: Pair) -> None:
+    holder, _ = wait_for_single_holder(pair, 10)
+    peer = pair.peer(holder)
+    pair.lab.fault(holder, "cut-link")
+    try:
+        wait_for_holder(pair, peer, 15)
+        cut_off_holds = holder in holders(pair)  # keepalived drops it when the carrier goes
+    finally:
+        pair.lab.fault(holder, "restore")
+    single, seconds = wait_for_single_holder(pair, TAKEOVER_TARGET_S)
+    print(f"split brain: cut-off node kept the VIP: {cut_off_holds}; one holder ({single}) {seconds:.2f} s after the restore")
+    assert watch_holders(pair, 5) == [(single,)]

@@ -1,0 +1,455 @@
+"""Failover drills: inject faults into a failover pair in the lab and measure what clients see.
+
+Clients of lab hosts live in the lab's switch network namespace, so every request here is sent
+from a thread that entered it (`in_netns`); faults and host commands go through `Lab`. A drill
+returns figures and asserts nothing: tests/lab/test_failover.py judges them, bench/failover.py
+repeats them and prints them.
+
+- `stop_vllm`: vLLM stops on one node during a smoke run through the VIP. Failed requests are
+  split by when they started: before the stop command (in flight on the node: may fail), while
+  systemctl was stopping it (may have reached it), after it had stopped (must all succeed).
+- `steady_state`: a smoke run through the VIP, and how many requests each vLLM answered.
+- `take_down`: the VIP holder goes down (killed with its cable pulled, or cut off) while a prober sends a small completion through the VIP every `PROBE_INTERVAL_S`; takeover
+  is the time from the fault to the first success of a probe sent after it.
+- `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
+  interface, read from each host's own network namespace (a cut-off host is still readable).
+- `backend_stats`: HAProxy's per-vLLM counters on a node (its stats page on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import shlex
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import SecretStr
+
+from tierkit import netns
+from tierkit.commands.configure import configure
+from tierkit.errors import TierkitError
+from tierkit.lab.lab import Lab
+from tierkit.lab.network import host_netns
+from tierkit.smoke.endpoint import Endpoint, parse_endpoint
+from tierkit.smoke.gates import Gates
+from tierkit.smoke.http import ConnectionPool, build_request
+from tierkit.smoke.run import SmokeSettings, run_smoke
+from tierkit.smoke.stream import RequestResult
+from tierkit.spec import TierSpec, parse_spec, spec_data_from_stack_file, stack_path
+from tierkit.ssh_wait import enter_netns
+
+T = TypeVar("T")
+
+# roles/failover defaults (failover_stats_port) and roles/vllm vars (vllm_service); a unit test
+# keeps these in step with the roles.
+HAPROXY_STATS_PORT = 8404
+HAPROXY_BACKEND = "tierkit_vllm"
+VLLM_SERVICE = "vllm"
+
+PROBE_INTERVAL_S = 0.1
+PROBE_TIMEOUT_S = 2.0
+DownFault = Literal["kill", "cut-link"]
+
+
+def in_netns(name: str, fn: Callable[[], T]) -> T:
+    """fn() in a thread that entered network namespace `name` (threads it starts stay there)."""
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            enter_netns(name)
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name=f"netns-{name}")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box["value"]  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A failover tier deployed on a lab: its hosts, VIP, port and model."""
+
+    lab: Lab
+    vip: str
+    port: int
+    model: str
+    api_key: SecretStr | None = None
+
+    @classmethod
+    def of(cls, lab: Lab, spec: TierSpec, api_key: SecretStr | None = None) -> Pair:
+        if spec.failover is None:
+            raise TierkitError("tier: the drills need a failover tier with failover.virtual_ip; use the failover stack")
+        vip = spec.failover.virtual_ip
+        if vip not in lab.subnet:
+            raise TierkitError(f"failover.virtual_ip: {vip} is outside lab {lab.name}'s subnet {lab.subnet}; "
+                               f"deploy the stack on this lab, or pick a VIP in {lab.subnet}")
+        return cls(lab, str(vip), spec.serving.port, spec.served_model_name, api_key)
+
+    @property
+    def nodes(self) -> list[str]:
+        return [h.name for h in self.lab.hosts]
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return parse_endpoint(f"http://{self.vip}:{self.port}")
+
+    def peer(self, node: str) -> str:
+        return next(n for n in self.nodes if n != node)
+
+    def ssh(self, node: str, command: str, timeout_s: float = 60) -> str:
+        """stdout of a shell command on the node; a failure raises one line."""
+        proc = self.lab.ssh(node, [command], capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode != 0:
+            raise TierkitError(f"{node}: `{command}` failed ({proc.stderr.strip() or proc.returncode})")
+        return proc.stdout
+
+
+def lab_spec(lab_name: str, subnet: IPv4Network, stack: str = "failover", root: Path | None = None) -> TierSpec:
+    """The stack's spec on a lab: as written when the lab has the stack's subnet (as `tierkit up`
+    makes it), else moved onto the lab's subnet with the VIP at .100."""
+    data: dict[str, Any] = spec_data_from_stack_file(stack_path(stack, root))
+    spec = parse_spec(data)
+    if getattr(spec.provider, "subnet", None) == subnet:
+        return spec
+    data["provider"] = {**data["provider"], "name": lab_name, "subnet": str(subnet)}
+    data["failover"] = {**data["failover"], "virtual_ip": str(subnet[100])}
+    return parse_spec(data)
+
+
+def deploy(lab_name: str, inventory_dir: Path, stack: str = "failover",
+           playbooks: tuple[str, ...] = ("site",)) -> Pair:
+    """A lab pair serving the stack: `Lab.up` (nothing if it is up), then the playbooks on it
+    (site.yml; the drills need only the `vllm` and `failover` stages)."""
+    spec = parse_spec(spec_data_from_stack_file(stack_path(stack)))
+    lab = Lab.up(lab_name, hosts=spec.server_count, gpu=spec.gpu.model, gpus_per_host=spec.gpu.count,
+                 runtime=True, quiet=True)
+    spec = lab_spec(lab.name, lab.subnet, stack)
+    for playbook in playbooks:
+        result = configure(spec, lab.hosts, inventory_dir, playbook, quiet=True)
+        if not result.ok:
+            raise TierkitError(*(f"{playbook}: {f.host}: {f.task}: {f.message}" for f in result.failures))
+    return Pair.of(lab, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Who holds the VIP.
+
+
+def holders(pair: Pair) -> list[str]:
+    """The running nodes whose interface carries the VIP now. A lab host's network namespace
+    outlives the host, so a killed host still shows the addresses it had: a dead host holds none."""
+    found = []
+    for node in pair.nodes:
+        if not pair.lab.machine(node).running():
+            continue
+        proc = netns.ip("-o", "-4", "addr", "show", "to", f"{pair.vip}/32", netns=host_netns(node), check=False)
+        if proc.returncode == 0 and proc.stdout.strip():
+            found.append(node)
+    return found
+
+
+def wait_for_single_holder(pair: Pair, timeout_s: float) -> tuple[str, float]:
+    """(the one holder, seconds it took) once exactly one node holds the VIP; TierkitError after timeout_s."""
+    start = time.monotonic()
+    while True:
+        now = holders(pair)
+        elapsed = time.monotonic() - start
+        if len(now) == 1:
+            return now[0], elapsed
+        if elapsed > timeout_s:
+            raise TierkitError(f"failover: {len(now)} nodes hold {pair.vip} after {timeout_s:g} s ({', '.join(now) or 'none'})")
+        time.sleep(0.05)
+
+
+def wait_for_holder(pair: Pair, node: str, timeout_s: float) -> float:
+    """Seconds until `node` holds the VIP (others may too); TierkitError after timeout_s."""
+    start = time.monotonic()
+    while node not in holders(pair):
+        if time.monotonic() - start > timeout_s:
+            raise TierkitError(f"failover: {node} does not hold {pair.vip} after {timeout_s:g} s ({', '.join(holders(pair)) or 'nobody does'})")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def watch_holders(pair: Pair, seconds: float, every_s: float = 0.1) -> list[tuple[str, ...]]:
+    """The distinct holder sets seen over `seconds`, in order (one entry: the VIP never moved)."""
+    seen: list[tuple[str, ...]] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        now = tuple(holders(pair))
+        if not seen or seen[-1] != now:
+            seen.append(now)
+        time.sleep(every_s)
+    return seen
+
+
+# ---------------------------------------------------------------------------------------------
+# HAProxy's view.
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    status: str  # UP, DOWN, MAINT, "UP 1/2" while rising...
+    sessions: int  # stot: requests sent to this vLLM
+    responses_2xx: int
+    retries: int  # wretr
+    redispatches: int  # wredis
+
+
+def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
+    """Per vLLM (by server name), the counters in HAProxy's stats CSV (`/stats;csv`)."""
+    rows = csv.DictReader(io.StringIO(csv_text.removeprefix("# ")))
+    return {
+        row["svname"]: ServerStats(
+            status=row["status"],
+            sessions=int(row["stot"] or 0),
+            responses_2xx=int(row["hrsp_2xx"] or 0),
+            retries=int(row["wretr"] or 0),
+            redispatches=int(row["wredis"] or 0),
+        )
+        for row in rows
+        if row["pxname"] == HAPROXY_BACKEND and row["svname"] not in ("BACKEND", "FRONTEND")
+    }
+
+
+def backend_stats(pair: Pair, node: str) -> dict[str, ServerStats]:
+    """Per vLLM (by node name), the counters of `node`'s HAProxy."""
+    url = f"http://127.0.0.1:{HAPROXY_STATS_PORT}/stats;csv"
+    return parse_backend_stats(pair.ssh(node, shlex.join(["curl", "--silent", "--fail", url])))
+
+
+def served_between(before: dict[str, ServerStats], after: dict[str, ServerStats]) -> dict[str, int]:
+    """2xx responses each vLLM gave between two readings of the same HAProxy."""
+    return {name: after[name].responses_2xx - before[name].responses_2xx for name in after}
+
+
+def wait_until_up(pair: Pair, observer: str, server: str, timeout_s: float) -> float:
+    """Seconds until `observer`'s HAProxy has `server` UP again; TierkitError after timeout_s."""
+    start = time.monotonic()
+    while True:
+        status = backend_stats(pair, observer)[server].status
+        if status == "UP":
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout_s:
+            raise TierkitError(f"failover: {observer}'s HAProxy still has {server} {status} after {timeout_s:g} s")
+        time.sleep(2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Load and probes through the VIP (run these inside the lab's switch namespace).
+
+
+def smoke_settings(pair: Pair, *, concurrency: int, duration_s: float, output_len: int,
+                   input_len: int = 32, timeout_s: float = 60) -> SmokeSettings:
+    return SmokeSettings(
+        endpoint=pair.endpoint, model=pair.model, concurrency=concurrency, duration_s=duration_s,
+        input_len=input_len, output_len=output_len, warmup=1, timeout_s=timeout_s,
+        api_key=pair.api_key, gates=Gates(max_failed=0, source="failover drill"),
+    )
+
+
+class _Status:
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status = 0
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+
+    def on_body(self, data: bytes, now: float) -> None:
+        pass
+
+
+def probe_request(pair: Pair) -> bytes:
+    body = json.dumps({"model": pair.model, "prompt": "ping", "max_tokens": 1}).encode()
+    return build_request("POST", pair.endpoint, "/v1/completions", body, pair.api_key)
+
+
+async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """One completion on a fresh connection: True on HTTP 200 within timeout_s."""
+    pool = ConnectionPool(endpoint, timeout_s)
+    sink = _Status()
+    try:
+        reason = await pool.exchange(request, sink)
+    finally:
+        pool.close()
+    return reason is None and sink.status == 200
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill 1: steady state.
+
+
+@dataclass
+class SteadyOutcome:
+    holder: str  # the VIP holder, whose HAProxy was read
+    served: dict[str, int]  # 2xx per vLLM during the run
+    requests: int
+    failed: int
+    output_tok_s: float
+
+
+def steady_state(pair: Pair, *, concurrency: int = 8, duration_s: float = 15.0, output_len: int = 64) -> SteadyOutcome:
+    """A smoke run through the VIP; HAProxy's counters say which vLLMs answered it."""
+    holder, _ = wait_for_single_holder(pair, 10)
+    settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len)
+    before = backend_stats(pair, holder)
+    report = in_netns(pair.lab.netns, lambda: asyncio.run(run_smoke(settings)))
+    served = served_between(before, backend_stats(pair, holder))
+    return SteadyOutcome(holder=holder, served=served, requests=int(report.metrics["completed"] + report.metrics["failed"]),
+                         failed=int(report.metrics["failed"]), output_tok_s=report.metrics["output_throughput"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill 2: vLLM stops on a node during a smoke run.
+
+
+@dataclass
+class StopVllmOutcome:
+    node: str  # where vLLM stopped
+    holder: str  # the VIP holder, whose HAProxy was read
+    requests: int
+    failed_before: int  # started before the stop command: in flight on the node
+    failed_during: int  # started while systemctl stopped vLLM
+    failed_after: int  # started after vLLM had stopped: the tier promises 0
+    stop_s: float  # how long `systemctl stop` took
+    served_after: dict[str, int]  # 2xx per vLLM from the end of the stop to the end of the run
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float = 20.0,
+              stop_after_s: float = 5.0, output_len: int = 64) -> StopVllmOutcome:
+    """Stop vLLM on `node` `stop_after_s` into a smoke run through the VIP; vLLM stays stopped."""
+    holder, _ = wait_for_single_holder(pair, 10)
+    settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len)
+    marks: dict[str, object] = {}
+
+    def stop() -> None:
+        marks["t0"] = time.perf_counter()
+        pair.ssh(node, f"systemctl stop {VLLM_SERVICE}")
+        marks["t1"] = time.perf_counter()
+        marks["stats_after_stop"] = backend_stats(pair, holder)
+
+    async def drill() -> list[RequestResult]:
+        results: list[RequestResult] = []
+        running = asyncio.Event()
+
+        def on_result(result: RequestResult) -> None:
+            results.append(result)
+            running.set()
+
+        smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
+        await running.wait()  # the measured load is under way
+        await asyncio.sleep(stop_after_s)
+        await asyncio.to_thread(stop)
+        await smoke
+        return results
+
+    results = in_netns(pair.lab.netns, lambda: asyncio.run(drill()))
+    end_stats = backend_stats(pair, holder)
+    t0, t1 = float(marks["t0"]), float(marks["t1"])  # type: ignore[arg-type]
+    failed = [r for r in results if not r.success]
+    return StopVllmOutcome(
+        node=node,
+        holder=holder,
+        requests=len(results),
+        failed_before=sum(r.start < t0 for r in failed),
+        failed_during=sum(t0 <= r.start < t1 for r in failed),
+        failed_after=sum(r.start >= t1 for r in failed),
+        stop_s=t1 - t0,
+        served_after=served_between(marks["stats_after_stop"], end_stats),  # type: ignore[arg-type]
+        errors=dict(Counter(r.error for r in failed if r.error)),
+    )
+
+
+def start_vllm(pair: Pair, node: str, timeout_s: float = 600) -> float:
+    """Start vLLM on `node` again; seconds until its peer's HAProxy has it UP."""
+    pair.ssh(node, f"systemctl start {VLLM_SERVICE}")
+    return wait_until_up(pair, pair.peer(node), node, timeout_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill 3: the VIP holder goes down.
+
+
+@dataclass
+class TakedownOutcome:
+    node: str  # the holder that went down
+    fault: str
+    takeover_s: float  # fault -> first success through the VIP of a probe sent after it
+    new_holder: str
+    probes_failed: int  # probes sent after the fault that failed before the first success
+    fault_s: float  # how long injecting the fault took
+
+
+def take_down(pair: Pair, fault: DownFault = "kill", timeout_s: float = 30.0) -> TakedownOutcome:
+    """Take the VIP holder down and time the takeover. `kill`: SIGKILL the host and pull its
+    cable, as a power loss leaves it (a killed lab host's namespace would still answer for its
+    addresses); `cut-link`: isolate it, alive. `restore` brings it back."""
+    node, _ = wait_for_single_holder(pair, 10)
+    request = probe_request(pair)
+    endpoint = pair.endpoint
+
+    def inject() -> None:
+        pair.lab.fault(node, "cut-link")
+        if fault == "kill":
+            pair.lab.fault(node, "kill")
+
+    async def drill() -> tuple[float, float, int]:
+        if not await probe(endpoint, request, timeout_s=30):
+            raise TierkitError(f"failover: no answer through {endpoint.url} before the fault; is the tier up?")
+        t0 = time.perf_counter()
+        injecting = asyncio.create_task(asyncio.to_thread(inject))
+        sent_after: float | None = None
+        failed = 0
+        pending: set[asyncio.Task[tuple[float, bool]]] = set()
+
+        async def timed(started: float) -> tuple[float, bool]:
+            return started, await probe(endpoint, request)
+
+        try:
+            while time.perf_counter() - t0 < timeout_s:
+                if sent_after is None and injecting.done():
+                    injecting.result()  # a failed injection raises here
+                    sent_after = time.perf_counter()
+                pending.add(asyncio.create_task(timed(time.perf_counter())))
+                done, pending = await asyncio.wait(pending, timeout=PROBE_INTERVAL_S)
+                for task in done:
+                    started, ok = task.result()
+                    if sent_after is None or started < sent_after:
+                        continue  # sent before the fault had landed
+                    if ok:
+                        return time.perf_counter() - t0, sent_after - t0, failed
+                    failed += 1
+            raise TierkitError(f"failover: nothing answered through {endpoint.url} for {timeout_s:g} s after the {fault}")
+        finally:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(injecting, return_exceptions=True)
+
+    takeover_s, fault_s, failed = in_netns(pair.lab.netns, lambda: asyncio.run(drill()))
+    survivors = [n for n in holders(pair) if n != node]
+    return TakedownOutcome(node=node, fault=fault, takeover_s=takeover_s,
+                           new_holder=survivors[0] if survivors else "", probes_failed=failed, fault_s=fault_s)
+
+
+def restore(pair: Pair, node: str) -> None:
+    """Plug the node back in and boot it if it is down (waits for SSH)."""
+    pair.lab.fault(node, "restore")
+
