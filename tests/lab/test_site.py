@@ -10,6 +10,7 @@ import time
 import pytest
 
 from roles_support import failures, in_switch, lab_spec, offline_apt, run, sh
+from tierkit import inventory
 from tierkit.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -42,10 +43,10 @@ def monkeypatch_module():
         yield mp
 
 
-def completion(lab: Lab, address: str, key: str | None) -> tuple[int, str]:
+def completion(lab: Lab, address: str, port: int, key: str | None) -> tuple[int, str]:
     body = json.dumps({"model": "tiny-llama", "prompt": "The lab", "max_tokens": 8, "temperature": 0})
     argv = ["curl", "-sS", "-m", "60", "-o", "-", "-w", "\n%{http_code}", "-H", "Content-Type: application/json",
-            "-d", body, f"http://{address}:8000/v1/completions"]
+            "-d", body, f"http://{address}:{port}/v1/completions"]
     if key:
         argv[1:1] = ["-H", f"Authorization: Bearer {key}"]
     done = in_switch(lab, argv, timeout=90)
@@ -60,23 +61,24 @@ def test_first_run_configures_every_host(site):
 
 
 def test_vllm_serves_the_tiny_model_through_its_unit(site):
-    lab, *_ = site
+    lab, spec, *_ = site
+    port = inventory.vllm_port(spec)  # behind HAProxy's serving port on this tier
     for host in lab.hosts:
         assert sh(lab, host.name, "systemctl is-active vllm").strip() == "active"
         assert sh(lab, host.name, "stat -c '%a %U' /etc/vllm/vllm.env").strip() == "600 root"
         assert API_KEY not in sh(lab, host.name, "systemctl show vllm -p ExecStart; ps -eo args")
-        code, text = completion(lab, host.address, API_KEY)
+        code, text = completion(lab, host.address, port, API_KEY)
         assert code == 200, text
         assert json.loads(text)["choices"][0]["text"].strip()
-        assert completion(lab, host.address, None)[0] == 401
+        assert completion(lab, host.address, port, None)[0] == 401
 
 
 def test_port_answers_allowed_sources_only(site):
-    lab, *_ = site
+    lab, spec, *_ = site
     stranger = str(lab.subnet[250])
     in_switch(lab, ["ip", "addr", "add", f"{stranger}/{lab.subnet.prefixlen}", "dev", "br0"])
     try:
-        target = f"http://{lab.hosts[0].address}:8000/health"
+        target = f"http://{lab.hosts[0].address}:{inventory.vllm_port(spec)}/health"
         allowed = in_switch(lab, ["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", target])
         blocked = in_switch(lab, ["curl", "-sS", "-m", "5", "--interface", stranger, target])
         assert allowed.stdout == "200"

@@ -116,7 +116,7 @@ def test_written_files_hold_no_secret(tmp_path):
     assert not any("secret" in t for t in texts)
     doc = yaml.safe_load(texts[0])
     assert set(doc["all"]["children"]["gpu_servers"]["hosts"]) == {"h0", "h1"}
-    assert yaml.safe_load(texts[1])["vllm_port"] == 8000
+    assert yaml.safe_load(texts[1])["vllm_port"] == 8001  # behind HAProxy's 8000 on this tier
 
 
 def test_model_without_source_is_refused():

@@ -41,15 +41,14 @@ def configure_command(
     stack: StackOpt = None,
     file: FileOpt = None,
     hosts: HostsOpt = None,
-    playbook: Annotated[str, typer.Option("--playbook", help="site (all stages), or one stage: drivers, nccl, topology, vllm.")] = "site",
+    playbook: Annotated[str, typer.Option("--playbook", help="site (all stages), or one stage: drivers, nccl, topology, vllm, failover; or a playbook path.")] = "site",
     as_json: Annotated[bool, typer.Option("--json", help="Print the recap and failures as JSON (progress goes to stderr).")] = False,
 ) -> None:
-    """Configure the stack's hosts: NVIDIA driver, NCCL gate, topology gate, vLLM.
+    """Configure the stack's hosts: NVIDIA driver, NCCL gate, topology gate, vLLM (and failover).
 
-    Streams each host's task results, then prints the recap per host and one line per failure
-    (host, task, message). Exits 1 when any host failed. The vLLM API key and a Hugging Face token
-    are read from TIERKIT_API_KEY and HF_TOKEN and passed as extra vars, never written to the
-    inventory.
+    Streams each host's task results, then prints the recap per host and one line per failure (host, task, message). Exits 1 when any host failed.
+
+    The vLLM API key and a Hugging Face token are read from TIERKIT_API_KEY and HF_TOKEN and passed as extra vars, never written to the inventory. Lab stacks install from the stand-in NVIDIA apt repository, which this command serves for the run.
     """
     spec = load(stack, file)
     result = configure(spec, resolve_hosts(spec, hosts), output_dir(stack, file), playbook, quiet=as_json)

@@ -53,9 +53,9 @@ def inventory_command(
 ) -> None:
     """Render hosts.yml and group_vars/gpu_servers.yml for the stack's hosts.
 
-    The files are what the playbooks read: `ansible-playbook -i DIR/hosts.yml playbooks/site.yml`.
-    Host keys are pinned through each host's known_hosts file. Secrets are not written: set
-    TIERKIT_API_KEY (and HF_TOKEN) and pass them as extra vars, as `tierkit configure` does.
+    The files are what the playbooks read: `ansible-playbook -i DIR/hosts.yml playbooks/site.yml`. Host keys are pinned through each host's known_hosts file.
+
+    Secrets are never written: pass the API key as an extra var (-e vllm_api_key=...), as `tierkit configure` does from TIERKIT_API_KEY.
     """
     spec = load(stack, file)
     rendered = inv.render(spec, resolve_hosts(spec, hosts))
