@@ -63,6 +63,7 @@ class Run:
     total_output_tokens: int
     run_cpu_s: float  # over the measured run
     process_cpu_s: float  # the whole process, start-up included
+    figures: dict[str, float]  # the tool's JSON, for the latency columns
 
     @property
     def cpu_per_1k(self) -> float:
@@ -108,7 +109,7 @@ def run_vllm_bench(server: LocalVllm, model_dir: Path, args: argparse.Namespace,
     if data["failed"]:
         sys.exit(f"vllm bench serve: {data['failed']} requests failed")
     return Run("vllm bench", data["output_throughput"], data["total_output_tokens"], end_cpu - start_cpu,
-               children_cpu_s() - before)
+               children_cpu_s() - before, data)
 
 
 def run_tierkit(server: LocalVllm, args: argparse.Namespace, out: Path) -> Run:
@@ -125,13 +126,15 @@ def run_tierkit(server: LocalVllm, args: argparse.Namespace, out: Path) -> Run:
         sys.exit(f"tierkit smoke failed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}")
     data = json.loads(out.read_text())
     return Run("tierkit smoke", data["output_throughput"], data["total_output_tokens"], data["client_cpu_s"],
-               children_cpu_s() - before)
+               children_cpu_s() - before, data)
 
 
 def describe(run: Run) -> str:
-    return (f"{run.tool:<13} {run.output_throughput:8.1f} output tok/s   {run.total_output_tokens} tokens   "
-            f"CPU {run.run_cpu_s:5.2f} s in run ({run.cpu_per_1k:.4f} s per 1k tokens), "
-            f"{run.process_cpu_s:5.2f} s whole process")
+    f = run.figures
+    return (f"{run.tool:<13} {run.output_throughput:7.1f} output tok/s  {f['total_input_tokens']}/"
+            f"{run.total_output_tokens} in/out tokens  median TTFT {f['median_ttft_ms']:6.1f} ms  "
+            f"TPOT {f['median_tpot_ms']:5.2f} ms\n    {'':<13} CPU {run.run_cpu_s:5.2f} s in run "
+            f"({run.cpu_per_1k:.4f} s per 1k tokens), {run.process_cpu_s:5.2f} s whole process")
 
 
 def main() -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -14,7 +13,7 @@ from tierkit.errors import TierkitError
 from tierkit.smoke.endpoint import load_api_key, parse_endpoint
 from tierkit.smoke.gates import Gates, gates_from_spec
 from tierkit.smoke.report import LiveProgress, show, write_json
-from tierkit.smoke.run import SmokeSettings, run_smoke
+from tierkit.smoke.run import SmokeSettings, smoke
 
 # Settings fields whose flag is not simply --field-name.
 FLAGS = {"duration_s": "--duration", "timeout_s": "--timeout", "api_key": "--api-key-file"}
@@ -97,9 +96,9 @@ def smoke_command(
     settings = _settings(given, stack)
     if err_console.is_terminal:  # live progress only where someone can watch it
         with LiveProgress(err_console, settings.shape.requests) as live:
-            report = asyncio.run(run_smoke(settings, on_result=live.on_result, on_phase=live.phase))
+            report = smoke(settings, on_result=live.on_result, on_phase=live.phase)
     else:
-        report = asyncio.run(run_smoke(settings))
+        report = smoke(settings)
     show(console, report)
     if json_file is not None:
         write_json(json_file, report)

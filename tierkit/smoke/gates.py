@@ -58,7 +58,9 @@ class GateResult(BaseModel):
 def _num(value: float | str) -> str:
     if isinstance(value, str):
         return value
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.2f}"
+    if float(value).is_integer():
+        return f"{value:.0f}"
+    return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
 
 
 def evaluate(gates: Gates, metrics: Metrics, text_problems: list[str]) -> list[GateResult]:
