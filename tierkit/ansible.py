@@ -54,6 +54,7 @@ class TaskFailure(BaseModel):
 
 class RunResult(BaseModel):
     playbook: str
+    log: str | None = None  # ansible-playbook's full output, when kept
     rc: int
     status: str
     elapsed_s: float
@@ -212,6 +213,7 @@ def run_playbook(
         shutil.rmtree(private, ignore_errors=True)
     return RunResult(
         playbook=path.name,
+        log=str(log_file) if log_file is not None else None,
         rc=runner.rc if runner.rc is not None else -1,
         status=runner.status,
         elapsed_s=round(time.monotonic() - started, 1),
@@ -235,3 +237,5 @@ def print_summary(result: RunResult) -> None:
         console.print(f"[red]failed[/] {escape(f.host)}: {escape(f.task)}: {escape(f.message)}", soft_wrap=True)
     if not result.ok and not result.failures:
         console.print(f"[red]failed[/] ansible-playbook exited {result.rc} ({result.status})")
+    if not result.ok and result.log:
+        console.print(f"full output: {escape(result.log)}", soft_wrap=True)

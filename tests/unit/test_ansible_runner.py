@@ -50,8 +50,11 @@ def test_a_real_run_reports_recap_and_named_failures(tmp_path):
     inventory.write_text(f"all:\n  hosts:\n    local1:\n      ansible_connection: local\n"
                          f"      ansible_python_interpreter: {sys.executable}\n")
     lines: list[str] = []
-    result = ansible.run_playbook(playbook, inventory, [], extravars={"secret": "s3cret"}, show=lines.append)
+    log = tmp_path / "logs" / "play.log"
+    result = ansible.run_playbook(playbook, inventory, [], extravars={"secret": "s3cret"}, show=lines.append,
+                                  log_file=log)
     assert not result.ok and result.rc != 0
+    assert result.log == str(log) and "PLAY RECAP" in log.read_text()
     recap = result.recap["local1"]
     assert (recap.changed, recap.failed, recap.rescued, recap.ignored) == (1, 1, 1, 1)
     assert [(f.host, f.task, f.message) for f in result.failures] == [

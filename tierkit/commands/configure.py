@@ -32,9 +32,10 @@ def configure(spec: TierSpec, hosts: list[Host], inventory_dir: Path, playbook: 
     """Render the inventory, then run the playbook on the hosts (serving the lab's repo if needed)."""
     path = inv.write(inv.render(spec, hosts), inventory_dir)
     show = err_console.print if quiet else console.print
+    log = inventory_dir.parent / "logs" / f"{Path(playbook).stem}.log"
     with ExitStack() as stack:
         serve_lab_repo(stack, spec, hosts)
-        return ansible.run_playbook(playbook, path, hosts, extravars=inv.secret_vars(), show=show)
+        return ansible.run_playbook(playbook, path, hosts, extravars=inv.secret_vars(), show=show, log_file=log)
 
 
 def configure_command(
