@@ -10,6 +10,10 @@
 3. Prints both output_throughput figures, their ratio, and each client's CPU seconds per 1,000
    output tokens over its measured run.
 
+The server and the clients run on separate CPUs (the server, engine and API process, on the first
+CPU this process may use, the clients on the others), so neither client's own CPU use slows the
+server it measures: on a 2-core machine a busier client would otherwise read a slower server.
+
 CPU is counted over the measured run only, the same window each tool's output_throughput covers
 (start-up, imports and warmup excluded): for vllm bench, /proc/<pid>/stat utime+stime sampled when
 it prints "Starting main benchmark run..." and again when it prints its results; for tierkit,
@@ -137,6 +141,14 @@ def describe(run: Run) -> str:
             f"({run.cpu_per_1k:.4f} s per 1k tokens), {run.process_cpu_s:5.2f} s whole process")
 
 
+def split_cpus() -> tuple[set[int], set[int]]:
+    """(server CPUs, client CPUs): the first allowed CPU for the server, the rest for clients."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        sys.exit("this benchmark needs at least 2 CPUs (server and clients apart)")
+    return {cpus[0]}, set(cpus[1:])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=3)
@@ -152,8 +164,13 @@ def main() -> int:
     print(f"workload: {args.requests} requests at concurrency {args.concurrency}, "
           f"{args.input_len} input / {args.output_len} output tokens, {args.warmup} warmup, {args.pairs} pairs")
     t0 = time.monotonic()
+    server_cpus, client_cpus = split_cpus()
+    os.sched_setaffinity(0, server_cpus)  # the server inherits this; vLLM binds its OpenMP thread there
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, sorted(server_cpus)))
     with serve(model_dir, served_name=SERVED_NAME, api_key=API_KEY) as server, tempfile.TemporaryDirectory() as tmp:
-        print(f"vLLM up at {server.base_url} in {server.started_in_s:.0f} s")
+        os.sched_setaffinity(0, client_cpus)  # and the clients inherit this
+        print(f"vLLM up at {server.base_url} in {server.started_in_s:.0f} s on CPU {sorted(server_cpus)}; "
+              f"clients on CPU {sorted(client_cpus)}")
         pairs: list[tuple[Run, Run]] = []
         for i in range(args.pairs):
             runners = [

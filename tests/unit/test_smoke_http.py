@@ -79,6 +79,14 @@ def test_chunked_body_byte_by_byte_streams_partial_chunks() -> None:
     assert sink.reads > 2  # data is handed on as it arrives, not when a chunk completes
 
 
+def test_one_whole_chunk_per_read_as_vllm_sends_them() -> None:
+    head, _, rest = CHUNKED.partition(b"\r\n\r\n")
+    reads = [head + b"\r\n\r\n", b"9\r\ndata: a\n\n\r\n", b"e;ext=1\r\ndata: bb\n\ndata\r\n", b"5\r\nx\r\ny\n\r\n", b"0\r\n\r\n"]
+    conn, sink, result = exchange(reads)
+    assert result is None and conn.keep_alive
+    assert sink.body == b"data: a\n\ndata: bb\n\ndatax\r\ny\n" and sink.reads == 3
+
+
 def test_content_length_body_and_interim_response() -> None:
     raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 5\r\n\r\nnope!"
     conn, sink, result = exchange([raw])

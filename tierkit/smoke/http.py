@@ -217,6 +217,15 @@ class HttpConnection(asyncio.Protocol):
             self._finish(None)
 
     def _dechunk(self, data: bytes, now: float) -> None:
+        if not self._buf and self._cstate == _SIZE and data[-2:] == b"\r\n":
+            eol = data.find(b"\r\n")  # the usual read: exactly one whole chunk
+            try:
+                size = int(data[:eol], 16)
+            except ValueError:
+                size = -1
+            if size > 0 and eol + size + 4 == len(data):
+                self._sink.on_body(data[eol + 2 : -2], now)  # type: ignore[union-attr]
+                return
         buf = self._buf + data if self._buf else data
         pos, n = 0, len(buf)
         sink = self._sink
