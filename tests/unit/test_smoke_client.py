@@ -51,7 +51,7 @@ def test_stream_details_are_counted(fake: FakeServer) -> None:
 def test_missing_usage_falls_back_to_chunks_and_says_so(fake: FakeServer) -> None:
     r = smoke(fake, model="no-usage")
     assert r.passed and r.metrics["total_output_tokens"] == N * OUT
-    assert any("carried no usage" in note for note in r.notes)
+    assert r.usage_fallbacks == N and any("carried no usage" in note for note in r.notes)
 
 
 @pytest.mark.parametrize(

@@ -94,11 +94,14 @@ def smoke_command(
         "max_p99_tpot_ms": max_p99_tpot_ms, "max_failed": max_failed,
     }
     settings = _settings(given, stack)
-    if err_console.is_terminal:  # live progress only where someone can watch it
-        with LiveProgress(err_console, settings.shape.requests) as live:
-            report = smoke(settings, on_result=live.on_result, on_phase=live.phase)
-    else:
-        report = smoke(settings)
+    try:
+        if err_console.is_terminal:  # live progress only where someone can watch it
+            with LiveProgress(err_console, settings.shape.requests) as live:
+                report = smoke(settings, on_result=live.on_result, on_phase=live.phase)
+        else:
+            report = smoke(settings)
+    except KeyboardInterrupt:
+        raise typer.Abort() from None
     show(console, report)
     if json_file is not None:
         write_json(json_file, report)

@@ -70,6 +70,7 @@ class SmokeReport(BaseModel):
     passed: bool
     reached_server: bool  # at least one measured request got an HTTP response
     failures: dict[str, int]  # reason -> count
+    usage_fallbacks: int  # completed requests whose output tokens were counted from chunks
     stream: dict[str, int]
     client_cpu_s: float
     notes: list[str]
@@ -99,6 +100,7 @@ class SmokeReport(BaseModel):
             "gate_source": s.gates.source,
             "failures": self.failures,
             "stream": self.stream,
+            "usage_fallbacks": self.usage_fallbacks,
             "client_cpu_s": self.client_cpu_s,
             "notes": self.notes,
         }
@@ -146,6 +148,7 @@ async def run_smoke(settings: SmokeSettings, on_result: Callable[[RequestResult]
         reached_server=any(r.answered for r in outcome.results),
         failures=dict(Counter(r.error for r in outcome.results if r.error is not None).most_common()),
         stream=outcome.counters.as_dict(),
+        usage_fallbacks=metrics.usage_fallbacks,
         client_cpu_s=outcome.cpu_s,
         notes=_notes(settings, served.is_vllm, prompts.note, metrics, outcome.warmup),
     )
