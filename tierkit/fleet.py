@@ -110,11 +110,12 @@ class Configure(pulumi.ComponentResource):
         super().__init__("tierkit:fleet:Configure", "configure", None, pulumi.ResourceOptions(parent=ready))
         env = {k: v for k, v in ((API_KEY_ENV, secrets.api_key), (HF_TOKEN_ENV, secrets.hf_token)) if v is not None}
         # --json: progress on stderr (logged), the recap as JSON on stdout (a secret output).
+        inventory_dir = ctx.root / output_dir(ctx.stack, None)  # configure's inventory, its logs beside it
         self.triggers = [spec_hash(spec), content_hash(ctx.root), ready.command.stdout]
         self.command = local.Command(
             "configure",
             create=ctx.command("configure", "--stack", ctx.stack, "--hosts", str(ready.hosts_file), "--json"),
-            delete=shlex.join(["rm", "-rf", str(ctx.root / output_dir(ctx.stack, None))]),
+            delete=shlex.join(["rm", "-rf", str(inventory_dir), str(inventory_dir.parent / "logs")]),
             environment=env or None,
             triggers=self.triggers,
             logging=local.Logging.STDERR,
@@ -124,12 +125,17 @@ class Configure(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+def _figure(value: Any) -> str:
+    return f"{value:,.1f}".removesuffix(".0") if isinstance(value, (int, float)) else str(value)
+
+
 def summarize(report: dict[str, Any], gate_source: str | None) -> dict[str, Any]:
     """The smoke report's headline figures and verdicts (the full report stays in its JSON file)."""
     keys = ("passed", "completed", "failed", "output_throughput", "total_token_throughput", "p99_ttft_ms", "p99_tpot_ms")
     summary = {k: report.get(k) for k in keys}
     summary["gates"] = [
-        f"{g['name']} {'pass' if g['passed'] else 'FAIL'}: measured {g['measured']}, required {g['op'] or ''} {g['required']}".replace("  ", " ")
+        f"{g['name']} {'pass' if g['passed'] else 'FAIL'}: measured {_figure(g['measured'])}, "
+        f"required {(g['op'] + ' ') if g['op'] else ''}{_figure(g['required'])}"
         for g in report.get("gates", [])
     ]
     summary["gate_source"] = gate_source or report.get("gate_source")

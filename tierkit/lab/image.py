@@ -40,8 +40,11 @@ IMAGE_PACKAGES: tuple[str, ...] = (
 # resolv.conf; openssh-server's postinst generated host keys every host would share. Each lab
 # host gets its own hostname, machine-id and host key from the lab before it boots. HAProxy's
 # package enables it with an empty configuration: the failover role enables it once configured.
+# Lab hosts reach no mirror, so the image keeps no Debian source (an unreachable one fails every
+# `apt-get update`): apt reads only the repositories the playbooks add (the lab's stand-in).
 CUSTOMIZE_STEPS: tuple[str, ...] = (
     'rm -f "$1/etc/hostname" "$1"/etc/ssh/ssh_host_*',
+    'mv "$1/etc/apt/sources.list" "$1/etc/apt/sources.list.offline"',
     'rm -f "$1/etc/systemd/system/multi-user.target.wants/haproxy.service"',
     ': > "$1/etc/machine-id"',
     'printf "# lab hosts reach no DNS server\\n" > "$1/etc/resolv.conf"',
