@@ -22,7 +22,9 @@ GATE_FIELDS = ("min_output_tok_s", "max_p99_ttft_ms", "max_p99_tpot_ms", "max_fa
 
 
 def _flag(loc: tuple[Any, ...]) -> str:
-    name = str(loc[-1]) if loc else "options"
+    if not loc:
+        return "options"
+    name = str(loc[-1])
     return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 

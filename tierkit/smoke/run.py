@@ -24,6 +24,7 @@ from tierkit.smoke.sanity import text_problems
 from tierkit.smoke.server import ServerApi
 from tierkit.smoke.stream import RequestResult
 
+DEFAULT_REQUESTS = 64  # when neither a request count nor a duration is given
 DURATION_PROMPTS = 256  # distinct prompts cycled through in a --duration run
 
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -38,7 +39,7 @@ class SmokeSettings(BaseModel):
     model: str | None = None
     api: Literal["completions", "chat"] = "completions"
     concurrency: int = Field(8, ge=1, le=4096)
-    requests: int | None = Field(None, ge=1)
+    requests: int | None = Field(None, ge=1, description="None only for a duration_s run")
     duration_s: float | None = Field(None, gt=0)
     request_rate: float = Field(math.inf, gt=0)
     input_len: int = Field(128, ge=1)
@@ -49,16 +50,19 @@ class SmokeSettings(BaseModel):
     api_key: SecretStr | None = Field(None, exclude=True, repr=False)
     gates: Gates = Field(default_factory=Gates)
 
-    @model_validator(mode="after")
-    def _one_stop_rule(self) -> SmokeSettings:
-        if self.requests is not None and self.duration_s is not None:
-            raise ValueError("--requests and --duration both given; pick one")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_stop_rule(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if data.get("requests") is not None and data.get("duration_s") is not None:
+                raise ValueError("--requests and --duration both given; pick one")
+            if data.get("requests") is None and data.get("duration_s") is None:
+                data = {**data, "requests": DEFAULT_REQUESTS}
+        return data
 
     @property
     def shape(self) -> LoadShape:
-        requests = self.requests if self.requests is not None or self.duration_s is not None else 64
-        return LoadShape(self.concurrency, requests, self.duration_s, self.request_rate, self.warmup, self.seed)
+        return LoadShape(self.concurrency, self.requests, self.duration_s, self.request_rate, self.warmup, self.seed)
 
 
 class SmokeReport(BaseModel):
