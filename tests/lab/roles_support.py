@@ -29,13 +29,6 @@ def lab_spec(stack: str, lab: Lab, **changes: Any) -> TierSpec:
     return parse_spec(data)
 
 
-def offline_apt(lab: Lab) -> None:
-    """Lab hosts reach no mirror: drop the image's Debian sources so apt reads only the stand-in
-    repository (apt-get update fails on an unreachable source)."""
-    for host in lab.hosts:
-        sh(lab, host.name, "test ! -e /etc/apt/sources.list || mv /etc/apt/sources.list /etc/apt/sources.list.offline")
-
-
 def run(spec: TierSpec, lab: Lab, playbook: str, workdir: Path) -> RunResult:
     """`tierkit configure` for these hosts, as the CLI runs it (quietly)."""
     return configure(spec, lab.hosts, workdir / "inventory", playbook, quiet=True)

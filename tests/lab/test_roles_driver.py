@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from roles_support import failures, lab_spec, offline_apt, run, sh
+from roles_support import failures, lab_spec, run, sh
 from tierkit.lab import Lab
 from tierkit.lab.sim import SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
 from tierkit.lab.standin_repo import MODULE_FLAG
@@ -25,7 +25,6 @@ def installed(request, tmp_path_factory):
     name, gpu = BOXES[request.param]
     lab = Lab.up(name, 1, gpu, 2, "nvlink", quiet=True)
     try:
-        offline_apt(lab)
         host = lab.hosts[0].name
         sh(lab, host, "rm -f /usr/bin/nvidia-smi")
         spec = lab_spec("multi-gpu", lab, gpu={"model": gpu, "count": 2}, serving={"tensor_parallel": 2})

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from roles_support import failures, lab_spec, offline_apt, run
+from roles_support import failures, lab_spec, run
 from tierkit.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -27,7 +27,6 @@ def box(request, tmp_path_factory):
     name, topology, faults = BOXES[request.param]
     lab = Lab.up(name, 1, "h100-sxm", 4, topology, faults, quiet=True)
     try:
-        offline_apt(lab)
         spec = lab_spec("multi-gpu", lab)  # TP=4 over NVLink, as the multi-gpu stack asks
         workdir = tmp_path_factory.mktemp(name)
         drivers = run(spec, lab, "drivers", workdir)

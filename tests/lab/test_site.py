@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from roles_support import failures, in_switch, lab_spec, offline_apt, run, sh
+from roles_support import failures, in_switch, lab_spec, run, sh
 from tierkit import inventory
 from tierkit.lab import Lab
 
@@ -26,7 +26,6 @@ def site(tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setenv("TIERKIT_API_KEY", API_KEY)
     lab = Lab.up(LAB, 2, "rtx-pro-6000", 1, "nvlink", runtime=True, quiet=True)
     try:
-        offline_apt(lab)
         spec = lab_spec("failover", lab)
         workdir = tmp_path_factory.mktemp("site")
         started = time.monotonic()
