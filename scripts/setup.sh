@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 
 # systemd-container: systemd-nspawn for lab hosts; mmdebstrap: the lab's host image;
 # iproute2: the lab's network namespaces; openssh-client: ssh, ssh-keygen for lab host keys;
-# dpkg-dev: the stand-in NVIDIA apt repo; python3-venv: venvs (ours, and bookworm's own in a test).
-APT_PACKAGES=(systemd-container mmdebstrap iproute2 openssh-client dpkg-dev python3-venv ca-certificates)
+# gnupg: signs the stand-in NVIDIA apt repo; curl: health probes; python3-venv: venvs (ours, and
+# bookworm's own in a test).
+APT_PACKAGES=(systemd-container mmdebstrap iproute2 openssh-client gnupg curl python3-venv ca-certificates)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
