@@ -6,11 +6,12 @@ returns figures and asserts nothing: tests/lab/test_failover.py judges them, ben
 repeats them and prints them.
 
 - `stop_vllm`: vLLM stops on one node during a smoke run through the VIP. Failed requests are
-  split by when they started: before the stop command (in flight on the node: may fail), while
-  systemctl was stopping it (may have reached it), after it had stopped (must all succeed).
+  split by when they started: before the stop command (in flight on the node: may fail),
+  before vLLM closed its port (may have reached it), after that (must all succeed).
 - `steady_state`: a smoke run through the VIP, and how many requests each vLLM answered.
 - `take_down`: the VIP holder goes down (killed with its cable pulled, or cut off) while a prober sends a small completion through the VIP every `PROBE_INTERVAL_S`; takeover
   is the time from the fault to the first success of a probe sent after it.
+- `partition` / `heal`: split a node off the switch with its carrier up (split brain).
 - `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
 - `backend_stats`: HAProxy's per-vLLM counters on a node (its stats page on 127.0.0.1).
@@ -20,9 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
 import json
 import shlex
+import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -37,7 +39,9 @@ from pydantic import SecretStr
 from tierkit import netns
 from tierkit.commands.configure import configure
 from tierkit.errors import TierkitError
-from tierkit.lab.lab import Lab
+from tierkit.inventory import vllm_port
+from tierkit.lab.lab import Lab, ssh_argv
+from tierkit.lab import network
 from tierkit.lab.network import host_netns
 from tierkit.smoke.endpoint import Endpoint, parse_endpoint
 from tierkit.smoke.gates import Gates
@@ -55,6 +59,7 @@ HAPROXY_STATS_PORT = 8404
 HAPROXY_BACKEND = "tierkit_vllm"
 VLLM_SERVICE = "vllm"
 
+STOP_TIMEOUT_S = 300
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
 DownFault = Literal["kill", "cut-link"]
@@ -85,7 +90,8 @@ class Pair:
 
     lab: Lab
     vip: str
-    port: int
+    port: int  # HAProxy's, on the VIP
+    backend_port: int  # each vLLM's, on its node
     model: str
     api_key: SecretStr | None = None
 
@@ -97,7 +103,7 @@ class Pair:
         if vip not in lab.subnet:
             raise TierkitError(f"failover.virtual_ip: {vip} is outside lab {lab.name}'s subnet {lab.subnet}; "
                                f"deploy the stack on this lab, or pick a VIP in {lab.subnet}")
-        return cls(lab, str(vip), spec.serving.port, spec.served_model_name, api_key)
+        return cls(lab, str(vip), spec.serving.port, vllm_port(spec), spec.served_model_name, api_key)
 
     @property
     def nodes(self) -> list[str]:
@@ -211,8 +217,13 @@ class ServerStats:
 
 
 def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
-    """Per vLLM (by server name), the counters in HAProxy's stats CSV (`/stats;csv`)."""
-    rows = csv.DictReader(io.StringIO(csv_text.removeprefix("# ")))
+    """Per vLLM (by server name), the counters in HAProxy's stats CSV (`/stats;csv`), whose
+    header line starts `# pxname,`."""
+    lines = csv_text.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.startswith("# pxname,")), None)
+    if header is None:
+        raise TierkitError("haproxy: the stats page is not HAProxy's CSV (no `# pxname,` header); check failover_stats_port")
+    rows = csv.DictReader([lines[header].removeprefix("# "), *lines[header + 1:]])
     return {
         row["svname"]: ServerStats(
             status=row["status"],
@@ -247,6 +258,29 @@ def wait_until_up(pair: Pair, observer: str, server: str, timeout_s: float) -> f
         if time.monotonic() - start > timeout_s:
             raise TierkitError(f"failover: {observer}'s HAProxy still has {server} {status} after {timeout_s:g} s")
         time.sleep(2)
+
+
+# Finished requests by `finished_reason` in vLLM's /metrics: these ended with output, whereas
+# `abort` and `error` did not.
+FINISHED_REASONS = ("stop", "length", "repetition")
+
+
+def parse_vllm_finished(metrics_text: str) -> int:
+    """Requests vLLM finished with output, from its Prometheus text (`vllm:request_success_total`)."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if not line.startswith("vllm:request_success_total{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        if any(f'finished_reason="{reason}"' in labels for reason in FINISHED_REASONS):
+            total += float(value)
+    return int(total)
+
+
+def vllm_finished(pair: Pair, node: str) -> int:
+    """Completions the node's vLLM has finished since it started (health checks do not count)."""
+    url = f"http://127.0.0.1:{pair.backend_port}/metrics"
+    return parse_vllm_finished(pair.ssh(node, shlex.join(["curl", "--silent", "--fail", url])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,20 +331,21 @@ async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIM
 
 @dataclass
 class SteadyOutcome:
-    holder: str  # the VIP holder, whose HAProxy was read
-    served: dict[str, int]  # 2xx per vLLM during the run
-    requests: int
+    holder: str  # the VIP holder
+    served: dict[str, int]  # completions each vLLM finished during the run (its /metrics)
+    requests: int  # measured requests of the smoke run (plus a warmup one, served too)
     failed: int
     output_tok_s: float
 
 
 def steady_state(pair: Pair, *, concurrency: int = 8, duration_s: float = 15.0, output_len: int = 64) -> SteadyOutcome:
-    """A smoke run through the VIP; HAProxy's counters say which vLLMs answered it."""
+    """A smoke run through the VIP; each vLLM's own counters say how much of it it served (the
+    HAProxy counters also count keepalived's health checks)."""
     holder, _ = wait_for_single_holder(pair, 10)
     settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len)
-    before = backend_stats(pair, holder)
+    before = {node: vllm_finished(pair, node) for node in pair.nodes}
     report = in_netns(pair.lab.netns, lambda: asyncio.run(run_smoke(settings)))
-    served = served_between(before, backend_stats(pair, holder))
+    served = {node: vllm_finished(pair, node) - before[node] for node in pair.nodes}
     return SteadyOutcome(holder=holder, served=served, requests=int(report.metrics["completed"] + report.metrics["failed"]),
                          failed=int(report.metrics["failed"]), output_tok_s=report.metrics["output_throughput"])
 
@@ -325,27 +360,51 @@ class StopVllmOutcome:
     holder: str  # the VIP holder, whose HAProxy was read
     requests: int
     failed_before: int  # started before the stop command: in flight on the node
-    failed_during: int  # started while systemctl stopped vLLM
-    failed_after: int  # started after vLLM had stopped: the tier promises 0
-    stop_s: float  # how long `systemctl stop` took
-    served_after: dict[str, int]  # 2xx per vLLM from the end of the stop to the end of the run
+    failed_during: int  # started between the command and vLLM closing its port
+    failed_after: int  # started after vLLM had closed its port: the tier promises 0
+    close_s: float  # from the stop command to vLLM refusing connections
+    served_after: dict[str, int]  # 2xx per vLLM from the port closing to the end of the run
     errors: dict[str, int] = field(default_factory=dict)
+
+
+def wait_refused(address: str, port: int, timeout_s: float) -> None:
+    """Until a TCP connection to address:port is refused (the server closed its listener)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((address, port), timeout=0.5):
+                pass
+        except ConnectionRefusedError:
+            return
+        except OSError:
+            pass  # a timeout: try again
+        time.sleep(0.02)
+    raise TierkitError(f"failover: {address}:{port} still accepts connections {timeout_s:g} s after the stop")
 
 
 def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float = 20.0,
               stop_after_s: float = 5.0, output_len: int = 64) -> StopVllmOutcome:
-    """Stop vLLM on `node` `stop_after_s` into a smoke run through the VIP; vLLM stays stopped."""
+    """Stop vLLM on `node` `stop_after_s` into a smoke run through the VIP; vLLM stays stopped.
+
+    vLLM has stopped for new requests when it closes its port (the lab's client address may
+    reach it: the inventory allows it). `systemctl stop` returns much later: vLLM aborts its
+    engine at once, then waits for its open streams, which no longer move, until systemd's stop
+    timeout kills it."""
     holder, _ = wait_for_single_holder(pair, 10)
     settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len)
-    marks: dict[str, object] = {}
+    address = pair.lab.host(node).address
+    marks: dict[str, Any] = {}
 
-    def stop() -> None:
+    def stop() -> subprocess.Popen[str]:
         marks["t0"] = time.perf_counter()
-        pair.ssh(node, f"systemctl stop {VLLM_SERVICE}")
+        stopping = subprocess.Popen(ssh_argv(pair.lab.host(node), ["systemctl", "stop", VLLM_SERVICE]),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_refused(address, pair.backend_port, 60)
         marks["t1"] = time.perf_counter()
-        marks["stats_after_stop"] = backend_stats(pair, holder)
+        marks["stats"] = backend_stats(pair, holder)
+        return stopping
 
-    async def drill() -> list[RequestResult]:
+    async def drill() -> tuple[list[RequestResult], dict[str, ServerStats], subprocess.Popen[str]]:
         results: list[RequestResult] = []
         running = asyncio.Event()
 
@@ -356,13 +415,15 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
         smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
         await running.wait()  # the measured load is under way
         await asyncio.sleep(stop_after_s)
-        await asyncio.to_thread(stop)
+        stopping = await asyncio.to_thread(stop)
         await smoke
-        return results
+        return results, await asyncio.to_thread(backend_stats, pair, holder), stopping
 
-    results = in_netns(pair.lab.netns, lambda: asyncio.run(drill()))
-    end_stats = backend_stats(pair, holder)
-    t0, t1 = float(marks["t0"]), float(marks["t1"])  # type: ignore[arg-type]
+    results, end_stats, stopping = in_netns(pair.lab.netns, lambda: asyncio.run(drill()))
+    _, stderr = stopping.communicate(timeout=STOP_TIMEOUT_S)
+    if stopping.returncode != 0:
+        raise TierkitError(f"{node}: systemctl stop {VLLM_SERVICE} failed ({stderr.strip() or stopping.returncode})")
+    t0, t1 = marks["t0"], marks["t1"]
     failed = [r for r in results if not r.success]
     return StopVllmOutcome(
         node=node,
@@ -371,8 +432,8 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
         failed_before=sum(r.start < t0 for r in failed),
         failed_during=sum(t0 <= r.start < t1 for r in failed),
         failed_after=sum(r.start >= t1 for r in failed),
-        stop_s=t1 - t0,
-        served_after=served_between(marks["stats_after_stop"], end_stats),  # type: ignore[arg-type]
+        close_s=t1 - t0,
+        served_after=served_between(marks["stats"], end_stats),
         errors=dict(Counter(r.error for r in failed if r.error)),
     )
 
@@ -447,6 +508,20 @@ def take_down(pair: Pair, fault: DownFault = "kill", timeout_s: float = 30.0) ->
     survivors = [n for n in holders(pair) if n != node]
     return TakedownOutcome(node=node, fault=fault, takeover_s=takeover_s,
                            new_holder=survivors[0] if survivors else "", probes_failed=failed, fault_s=fault_s)
+
+
+def partition(pair: Pair, node: str) -> None:
+    """Split the node off the switch with its carrier up: the switch's port for it leaves the
+    bridge (a failed switch path, not a pulled cable), so keepalived on the node sees a healthy
+    interface and no adverts, and a VIP holder keeps its VIP: both nodes hold it (split brain)."""
+    port = network.port(pair.lab.machine(node).index)
+    netns.ip("link", "set", port, "nomaster", netns=pair.lab.netns)
+
+
+def heal(pair: Pair, node: str) -> None:
+    """Put the node's switch port back on the bridge (undoes `partition`)."""
+    port = network.port(pair.lab.machine(node).index)
+    netns.ip("link", "set", port, "master", network.BRIDGE, netns=pair.lab.netns)
 
 
 def restore(pair: Pair, node: str) -> None:

@@ -1,0 +1,73 @@
+"""The failover drills' pure parts: their constants follow the roles, HAProxy's stats CSV is read
+right, and the failover stack is placed on a lab's subnet."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tierkit import failover_drill as drill
+from tierkit.errors import TierkitError
+from tierkit.spec import lab_host_addresses
+
+ROOT = Path(__file__).resolve().parents[2]
+FINISHED_METRICS = ROOT / "tests" / "fixtures" / "vllm" / "metrics-request-success.txt"
+FIXTURE = ROOT / "tests" / "fixtures" / "haproxy" / "stats-after-vllm-stop.csv"
+
+
+def test_constants_follow_the_roles() -> None:
+    failover = yaml.safe_load((ROOT / "roles/failover/defaults/main.yml").read_text())
+    assert drill.HAPROXY_STATS_PORT == failover["failover_stats_port"]
+    vllm_vars = yaml.safe_load((ROOT / "roles/vllm/vars/main.yml").read_text())
+    assert drill.VLLM_SERVICE == vllm_vars["vllm_service"]
+    template = (ROOT / "roles/failover/templates/haproxy.cfg.j2").read_text()
+    assert f"\nbackend {drill.HAPROXY_BACKEND}\n" in template
+
+
+def test_stats_csv_gives_each_vllm_its_counters() -> None:
+    stats = drill.parse_backend_stats(FIXTURE.read_text())
+    assert set(stats) == {"tkfodev-1", "tkfodev-2"}  # not BACKEND, FRONTEND, nor the stats proxy
+    stopped, serving = stats["tkfodev-2"], stats["tkfodev-1"]
+    assert stopped.status == "DOWN" and serving.status == "UP"
+    assert serving.responses_2xx > 0 and serving.sessions >= serving.responses_2xx
+
+
+def test_served_between_counts_each_vllm_separately() -> None:
+    before = drill.parse_backend_stats(FIXTURE.read_text())
+    after = {
+        name: drill.ServerStats(s.status, s.sessions + 5, s.responses_2xx + (5 if name == "tkfodev-1" else 0), s.retries, s.redispatches)
+        for name, s in before.items()
+    }
+    assert drill.served_between(before, after) == {"tkfodev-1": 5, "tkfodev-2": 0}
+
+
+def test_stats_parser_refuses_a_page_that_is_not_haproxys_csv() -> None:
+    with pytest.raises(TierkitError, match="not HAProxy's CSV"):
+        drill.parse_backend_stats("<html>503 Service Unavailable</html>")
+
+
+def test_vllm_metrics_count_finished_completions_only() -> None:
+    text = FINISHED_METRICS.read_text()
+    assert drill.parse_vllm_finished(text) == 1090  # finished_reason="length"; the rest are 0
+    aborted = text.replace('finished_reason="abort",model_name="tiny-llama"} 0.0', 'finished_reason="abort",model_name="tiny-llama"} 7.0')
+    stopped = text.replace('finished_reason="stop",model_name="tiny-llama"} 0.0', 'finished_reason="stop",model_name="tiny-llama"} 5.0')
+    assert aborted != text and stopped != text
+    assert drill.parse_vllm_finished(aborted) == 1090  # aborted requests ended without output
+    assert drill.parse_vllm_finished(stopped) == 1095
+
+
+def test_lab_spec_keeps_the_stack_on_its_own_subnet() -> None:
+    spec = drill.lab_spec("ha", IPv4Network("10.77.40.0/24"), root=ROOT)
+    assert str(spec.failover.virtual_ip) == "10.77.40.100" and spec.provider.name == "ha"
+
+
+def test_lab_spec_moves_the_stack_onto_another_lab_subnet() -> None:
+    subnet = IPv4Network("10.211.7.0/24")
+    spec = drill.lab_spec("tkfo", subnet, root=ROOT)
+    vip = spec.failover.virtual_ip
+    assert vip in subnet and vip not in lab_host_addresses(subnet, 2)
+    assert spec.provider.subnet == subnet and spec.provider.name == "tkfo"
+    assert spec.failover.router_id == 51 and spec.serving.port == 8000  # the rest as the stack says
