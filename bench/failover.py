@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections import Counter
 import sys
 import tempfile
 from dataclasses import asdict
@@ -62,9 +63,8 @@ def pair_for(args: argparse.Namespace) -> Pair:
 def round_trip(pair: Pair, args: argparse.Namespace, n: int) -> tuple[StopVllmOutcome, TakedownOutcome]:
     holder, _ = wait_for_single_holder(pair, 10)
     stopped = stop_vllm(pair, holder, concurrency=args.concurrency, duration_s=args.duration)
-    err_console.print(f"round {n}: vLLM stopped on {holder}: failed {stopped.failed_before} before / "
-                      f"{stopped.failed_during} while stopping / {stopped.failed_after} after, "
-                      f"of {stopped.requests}; restarting it")
+    err_console.print(f"round {n}: vLLM stopped on {holder}: {stopped.failed_before} in flight and "
+                      f"{stopped.failed_after} new of {stopped.requests} failed {stopped.errors or ''}; restarting it")
     start_vllm(pair, holder, VLLM_START_TIMEOUT_S)
     down = take_down(pair, args.fault)
     err_console.print(f"round {n}: {down.fault} {down.node}: {down.new_holder} answered through the VIP "
@@ -83,9 +83,8 @@ def summary(stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> dict[
         "takeover_runs_s": takeovers,
         "probes_failed_before_takeover": [d.probes_failed for d in downs],
         "vllm_stop_requests": [s.requests for s in stops],
-        "vllm_stop_failed_before": [s.failed_before for s in stops],
-        "vllm_stop_failed_during": [s.failed_during for s in stops],
-        "vllm_stop_failed_after": [s.failed_after for s in stops],
+        "vllm_stop_failed_in_flight": [s.failed_before for s in stops],
+        "vllm_stop_failed_new": [s.failed_after for s in stops],
         "vllm_stop_errors": [s.errors for s in stops],
         "runs": {"vllm_stop": [asdict(s) for s in stops], "takedown": [asdict(d) for d in downs]},
     }
@@ -93,18 +92,21 @@ def summary(stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> dict[
 
 def show(figures: dict[str, object], stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> None:
     table = Table(title=f"failover bench: {len(downs)} rounds, holder down by {figures['fault']}")
-    for column in ("round", "vLLM stop: requests", "failed before", "while stopping", "after (must be 0)",
+    for column in ("round", "vLLM stop: requests", "failed in flight", "failed new (must be 0)",
                    "takeover s", "probes failed"):
         table.add_column(column, justify="right")
     for n, (s, d) in enumerate(zip(stops, downs), 1):
-        table.add_row(str(n), str(s.requests), str(s.failed_before), str(s.failed_during), str(s.failed_after),
+        table.add_row(str(n), str(s.requests), str(s.failed_before), str(s.failed_after),
                       f"{d.takeover_s:.2f}", str(d.probes_failed))
     console.print(table)
     t = figures["takeover_s"]
     console.print(f"takeover (fault -> first success through the VIP): min {t['min']:.2f} s, "  # type: ignore[index]
                   f"median {t['median']:.2f} s, max {t['max']:.2f} s")  # type: ignore[index]
-    console.print(f"failed requests, vLLM stopped mid-run: {sum(s.failed_before + s.failed_during for s in stops)} "
+    console.print(f"failed requests, vLLM stopped mid-run: {sum(s.failed_before for s in stops)} "
                   f"in flight, {sum(s.failed_after for s in stops)} new, of {sum(s.requests for s in stops)}")
+    reasons = sum((Counter(s.errors) for s in stops), Counter())
+    if reasons:
+        console.print("why: " + ", ".join(f"{n} x {why}" for why, n in reasons.most_common()))
 
 
 def main(argv: list[str]) -> int:

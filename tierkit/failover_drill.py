@@ -6,8 +6,8 @@ returns figures and asserts nothing: tests/lab/test_failover.py judges them, ben
 repeats them and prints them.
 
 - `stop_vllm`: vLLM stops on one node during a smoke run through the VIP. Failed requests are
-  split by when they started: before the stop command (in flight on the node: may fail),
-  before vLLM closed its port (may have reached it), after that (must all succeed).
+  split by when they started: before the node's vLLM lost its engine (in flight on it: may
+  fail), or after (new requests: must all succeed).
 - `steady_state`: a smoke run through the VIP, and how many requests each vLLM answered.
 - `take_down`: the VIP holder goes down (killed with its cable pulled, or cut off) while a prober sends a small completion through the VIP every `PROBE_INTERVAL_S`; takeover
   is the time from the fault to the first success of a probe sent after it.
@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import http.client
 import shlex
-import socket
 import subprocess
 import threading
 import time
@@ -359,37 +359,39 @@ class StopVllmOutcome:
     node: str  # where vLLM stopped
     holder: str  # the VIP holder, whose HAProxy was read
     requests: int
-    failed_before: int  # started before the stop command: in flight on the node
-    failed_during: int  # started between the command and vLLM closing its port
-    failed_after: int  # started after vLLM had closed its port: the tier promises 0
-    close_s: float  # from the stop command to vLLM refusing connections
-    served_after: dict[str, int]  # 2xx per vLLM from the port closing to the end of the run
+    failed_before: int  # started before vLLM's engine went: in flight on the node, may fail
+    failed_after: int  # started after: new requests, which the tier promises to serve (0)
+    abort_s: float  # from the stop command to the node's /health failing
+    served_after: dict[str, int]  # 2xx per vLLM from then to the end of the run (HAProxy)
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def wait_refused(address: str, port: int, timeout_s: float) -> None:
-    """Until a TCP connection to address:port is refused (the server closed its listener)."""
+def wait_unhealthy(address: str, port: int, timeout_s: float) -> None:
+    """Until vLLM's /health at address:port stops answering 200 (503 once its engine is gone,
+    then no answer at all)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(address, port, timeout=1)
         try:
-            with socket.create_connection((address, port), timeout=0.5):
-                pass
-        except ConnectionRefusedError:
-            return
+            conn.request("GET", "/health")
+            if conn.getresponse().status != 200:
+                return
         except OSError:
-            pass  # a timeout: try again
+            return
+        finally:
+            conn.close()
         time.sleep(0.02)
-    raise TierkitError(f"failover: {address}:{port} still accepts connections {timeout_s:g} s after the stop")
+    raise TierkitError(f"failover: vLLM at {address}:{port} still healthy {timeout_s:g} s after the stop")
 
 
 def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float = 20.0,
               stop_after_s: float = 5.0, output_len: int = 64) -> StopVllmOutcome:
     """Stop vLLM on `node` `stop_after_s` into a smoke run through the VIP; vLLM stays stopped.
 
-    vLLM has stopped for new requests when it closes its port (the lab's client address may
-    reach it: the inventory allows it). `systemctl stop` returns much later: vLLM aborts its
-    engine at once, then waits for its open streams, which no longer move, until systemd's stop
-    timeout kills it."""
+    On SIGTERM vLLM aborts its engine at once (its /health turns 503; the lab's client address
+    may reach it, the inventory allows it): requests in flight on it then fail, and any request
+    sent after that moment is new. `systemctl stop` returns much later: vLLM then waits for its
+    open streams, which no longer move, until systemd's stop timeout kills it."""
     holder, _ = wait_for_single_holder(pair, 10)
     settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len)
     address = pair.lab.host(node).address
@@ -399,7 +401,7 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
         marks["t0"] = time.perf_counter()
         stopping = subprocess.Popen(ssh_argv(pair.lab.host(node), ["systemctl", "stop", VLLM_SERVICE]),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        wait_refused(address, pair.backend_port, 60)
+        wait_unhealthy(address, pair.backend_port, 60)
         marks["t1"] = time.perf_counter()
         marks["stats"] = backend_stats(pair, holder)
         return stopping
@@ -423,16 +425,15 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
     _, stderr = stopping.communicate(timeout=STOP_TIMEOUT_S)
     if stopping.returncode != 0:
         raise TierkitError(f"{node}: systemctl stop {VLLM_SERVICE} failed ({stderr.strip() or stopping.returncode})")
-    t0, t1 = marks["t0"], marks["t1"]
+    t1 = marks["t1"]
     failed = [r for r in results if not r.success]
     return StopVllmOutcome(
         node=node,
         holder=holder,
         requests=len(results),
-        failed_before=sum(r.start < t0 for r in failed),
-        failed_during=sum(t0 <= r.start < t1 for r in failed),
+        failed_before=sum(r.start < t1 for r in failed),
         failed_after=sum(r.start >= t1 for r in failed),
-        close_s=t1 - t0,
+        abort_s=t1 - marks["t0"],
         served_after=served_between(marks["stats"], end_stats),
         errors=dict(Counter(r.error for r in failed if r.error)),
     )

@@ -272,7 +272,9 @@ def test_haproxy_backend_checks_both_vllms_and_retries_on_the_other(rendered: di
     servers = statements(backend, "server")
     assert servers == [[h.name, f"{h.address}:{vllm_port}"] for h in hosts]
     assert ["httpchk", "GET", "/health"] in statements(backend, "option")
-    assert statements(backend, "retry-on") == [["conn-failure", "empty-response"]]
+    (retry_on,) = statements(backend, "retry-on")
+    # refused, closed unanswered, and vLLM's answers once its engine is gone
+    assert {"conn-failure", "empty-response", "500", "503"} <= set(retry_on)
     assert ["redispatch", "1"] in statements(backend, "option")  # each retry on another vLLM
     assert int(statements(backend, "retries")[0][0]) >= 1
     (default_server,) = statements(backend, "default-server")
