@@ -42,8 +42,9 @@ def test_passing_run(local_vllm: LocalVllm, tmp_path: Path, api: str) -> None:
     assert data["total_input_tokens"] == N * IN  # vLLM's own count: prompts are exact (template included for chat)
     assert data["total_output_tokens"] == N * OUT  # ignore_eos: every request runs to --output-len
     assert data["notes"] == [] and data["stream"]["done"] == N and data["stream"]["usage_only"] == N
-    # (median ITL can be 0: tokens that arrive in one network read share a timestamp)
-    assert data["median_ttft_ms"] > 0 and data["median_tpot_ms"] > 0 and data["mean_itl_ms"] > 0
+    # TPOT and ITL can be 0 on a loaded machine: tokens that arrive in one network read share a
+    # timestamp (vLLM merges a request's tokens into one chunk when its API process falls behind).
+    assert 0 < data["median_ttft_ms"] <= data["median_e2el_ms"] and data["mean_tpot_ms"] >= 0
     assert data["output_throughput"] > 5
     assert local_vllm.api_key not in p.stdout + p.stderr + out.read_text()
 
