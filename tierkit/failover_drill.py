@@ -9,8 +9,9 @@ repeats them and prints them.
   split by when they started: before the node's vLLM lost its engine (in flight on it: may
   fail), or after (new requests: must all succeed).
 - `steady_state`: a smoke run through the VIP, and how many requests each vLLM answered.
-- `take_down`: the VIP holder goes down (killed with its cable pulled, or cut off) while a prober sends a small completion through the VIP every `PROBE_INTERVAL_S`; takeover
-  is the time from the fault to the first success of a probe sent after it.
+- `take_down`: the VIP holder goes down (killed with its cable pulled, or cut off) while a
+  prober sends a small completion through the VIP every `PROBE_INTERVAL_S`; takeover is the
+  time from the fault to the first success of a probe sent after it.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
 - `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
@@ -21,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import json
 import http.client
+import json
 import shlex
 import subprocess
 import threading
@@ -39,10 +40,9 @@ from pydantic import SecretStr
 from tierkit import netns
 from tierkit.commands.configure import configure
 from tierkit.errors import TierkitError
-from tierkit.inventory import vllm_port
-from tierkit.lab.lab import Lab, ssh_argv
+from tierkit.inventory import secret_vars, vllm_port
 from tierkit.lab import network
-from tierkit.lab.network import host_netns
+from tierkit.lab.lab import Lab, ssh_argv
 from tierkit.smoke.endpoint import Endpoint, parse_endpoint
 from tierkit.smoke.gates import Gates
 from tierkit.smoke.http import ConnectionPool, build_request
@@ -96,14 +96,17 @@ class Pair:
     api_key: SecretStr | None = None
 
     @classmethod
-    def of(cls, lab: Lab, spec: TierSpec, api_key: SecretStr | None = None) -> Pair:
+    def of(cls, lab: Lab, spec: TierSpec) -> Pair:
+        """The pair serving `spec` on `lab`, with the API key the deploy gave vLLM (if any)."""
         if spec.failover is None:
             raise TierkitError("tier: the drills need a failover tier with failover.virtual_ip; use the failover stack")
         vip = spec.failover.virtual_ip
         if vip not in lab.subnet:
             raise TierkitError(f"failover.virtual_ip: {vip} is outside lab {lab.name}'s subnet {lab.subnet}; "
                                f"deploy the stack on this lab, or pick a VIP in {lab.subnet}")
-        return cls(lab, str(vip), spec.serving.port, vllm_port(spec), spec.served_model_name, api_key)
+        key = secret_vars()["vllm_api_key"]
+        return cls(lab, str(vip), spec.serving.port, vllm_port(spec), spec.served_model_name,
+                   SecretStr(key) if key else None)
 
     @property
     def nodes(self) -> list[str]:
@@ -162,7 +165,7 @@ def holders(pair: Pair) -> list[str]:
     for node in pair.nodes:
         if not pair.lab.machine(node).running():
             continue
-        proc = netns.ip("-o", "-4", "addr", "show", "to", f"{pair.vip}/32", netns=host_netns(node), check=False)
+        proc = netns.ip("-o", "-4", "addr", "show", "to", f"{pair.vip}/32", netns=network.host_netns(node), check=False)
         if proc.returncode == 0 and proc.stdout.strip():
             found.append(node)
     return found

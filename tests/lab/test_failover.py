@@ -1,11 +1,13 @@
 """The failover tier under fault injection, on two real lab hosts serving the tiny model.
 
-One lab pair for the module: site.yml deploys the failover stack on it (vLLM on both hosts,
-keepalived and HAProxy), then the tests run in order, each leaving the pair as the next expects:
+One lab pair for the module: the failover stack's vllm and failover stages deploy it (vLLM on
+both hosts, keepalived and HAProxy), then the tests run in order, each leaving the pair as the
+next expects:
 
-1. steady state: requests through the VIP are answered by both vLLMs (HAProxy's counters);
+1. steady state: requests through the VIP are answered by both vLLMs (each vLLM's /metrics);
    a second run of failover.yml changes nothing;
-2. vLLM stops on the VIP holder during a smoke run: no request started after it stopped fails;
+2. vLLM stops on the VIP holder during a smoke run: no request sent after its engine went
+   fails (streams in flight on it may), the peer serves the rest, the VIP stays;
 3. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
    through the VIP succeeds within 5 s of the kill;
 4. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
@@ -22,8 +24,8 @@ import pytest
 
 from tierkit.commands.configure import configure
 from tierkit.failover_drill import (
-    Pair, deploy, heal, holders, lab_spec, partition, restore, start_vllm, steady_state, stop_vllm, take_down, wait_for_holder,
-    wait_for_single_holder, wait_until_up, watch_holders,
+    Pair, deploy, heal, holders, lab_spec, partition, restore, start_vllm, steady_state, stop_vllm,
+    take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
 from tierkit.lab.lab import Lab
 
@@ -35,7 +37,7 @@ VLLM_START_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
-def deployed(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, Path]]:
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, Path]]:
     """The failover stack's vLLM and failover stages on a fresh two-host lab, torn down after the
     module (the GPU stages have their own lab tests; lab vLLM runs on the CPU)."""
     Lab.down(LAB)
