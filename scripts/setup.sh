@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # systemd-container: systemd-nspawn for lab hosts; mmdebstrap: the lab's host image;
 # iproute2: the lab's network namespaces; openssh-client: ssh, ssh-keygen for lab host keys;
 # gnupg: signs the stand-in NVIDIA apt repo; curl: health probes; python3-venv: venvs (ours, and
-# bookworm's own in a test).
-APT_PACKAGES=(systemd-container mmdebstrap iproute2 openssh-client gnupg curl python3-venv ca-certificates)
+# bookworm's own in a test); haproxy, keepalived: `haproxy -c` / `keepalived -t` check the failover
+# role's rendered configs in unit tests (the lab hosts have their own copies in the image).
+APT_PACKAGES=(systemd-container mmdebstrap iproute2 openssh-client gnupg curl python3-venv ca-certificates
+  haproxy keepalived)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -183,6 +183,9 @@ def run_playbook(
         "ANSIBLE_CONFIG": str(PROJECT_ROOT / "ansible.cfg"),
         "ANSIBLE_ROLES_PATH": str(ROLES),
         "ANSIBLE_HOST_KEY_CHECKING": "True",  # ansible-runner turns it off unless told
+        # SSH master connections live in this run's own directory: a ControlPersist socket left by
+        # another run (another lab namespace with the same addresses) is never reused.
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private / "cp"),
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
     }
