@@ -200,6 +200,7 @@ class Lab:
                     share.build()
             with locked(MACHINE_LOCK):  # also keeps a concurrent last `lab down` off the share
                 used = {IPv4Network(r.subnet) for r in map(load, names()) if r is not None}
+                used |= network.live_subnets()
                 if subnet is not None and subnet in used:
                     raise TierkitError(f"--subnet: {subnet} is another lab's; pick a free /24 or "
                                        f"take that lab down")

@@ -43,6 +43,20 @@ def allocate(used: set[IPv4Network]) -> IPv4Network:
     raise TierkitError(f"lab: every /24 of {POOL} is in use; run `tierkit lab down` for a lab")
 
 
+def live_subnets() -> set[IPv4Network]:
+    """The /24 of every lab switch namespace on the machine, recorded or not: a lab whose record
+    is gone or unreadable still owns its addresses until `lab down` removes its namespaces."""
+    found = set()
+    for ns in netns.names():
+        if not ns.startswith(switch_netns("")):
+            continue
+        out = netns.ip("-o", "-4", "addr", "show", "dev", BRIDGE, netns=ns, check=False).stdout
+        for field in out.split():
+            if "/" in field and field[0].isdigit():
+                found.add(IPv4Network(field, strict=False))
+    return found
+
+
 def check_subnet(subnet: str | IPv4Network) -> IPv4Network:
     """A lab subnet given by the user: a private /24 (it lives only inside the lab's namespaces)."""
     try:
