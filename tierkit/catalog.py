@@ -164,8 +164,9 @@ def unknown_key_hint(key: str, known: dict[str, object]) -> str:
     return f"did you mean {close!r}?" if close else f"choose one of: {', '.join(sorted(known))}"
 
 
-def _unknown(kind: str, field: str, key: str, known: dict[str, object]) -> TierkitError:
-    return TierkitError(f"{field}: unknown {kind} {key!r}; {unknown_key_hint(key, known)}")
+def unknown_key(kind: str, field: str, key: str, known: dict[str, object]) -> str:
+    """The one-line problem for a key that is not in `known`: `<field>: unknown <kind> 'x'; <hint>`."""
+    return f"{field}: unknown {kind} {key!r}; {unknown_key_hint(key, known)}"
 
 
 def lookup_gpu(key: str, field: str = "gpu.model") -> Gpu:
@@ -173,7 +174,7 @@ def lookup_gpu(key: str, field: str = "gpu.model") -> Gpu:
     try:
         return GPUS[key]
     except KeyError:
-        raise _unknown("GPU", field, key, GPUS) from None
+        raise TierkitError(unknown_key("GPU", field, key, GPUS)) from None
 
 
 def lookup_model(key: str, field: str = "model.key") -> Model:
@@ -181,4 +182,4 @@ def lookup_model(key: str, field: str = "model.key") -> Model:
     try:
         return MODELS[key]
     except KeyError:
-        raise _unknown("model", field, key, MODELS) from None
+        raise TierkitError(unknown_key("model", field, key, MODELS)) from None

@@ -278,10 +278,10 @@ def _describe(err: dict[str, Any], prefix: str) -> str:
 def _check_catalog(spec: TierSpec, prefix: str) -> list[str]:
     problems = []
     if spec.gpu.model not in catalog.GPUS:
-        problems.append(f"{prefix}.gpu.model: unknown GPU {spec.gpu.model!r}; {catalog.unknown_key_hint(spec.gpu.model, catalog.GPUS)}")
+        problems.append(catalog.unknown_key("GPU", f"{prefix}.gpu.model", spec.gpu.model, catalog.GPUS))
     m = spec.model
     if m.key is not None and m.key not in catalog.MODELS:
-        problems.append(f"{prefix}.model.key: unknown model {m.key!r}; {catalog.unknown_key_hint(m.key, catalog.MODELS)}")
+        problems.append(catalog.unknown_key("model", f"{prefix}.model.key", m.key, catalog.MODELS))
     if m.key is None:
         missing = [f for f in ("params_b", "layers", "attention_heads") if getattr(m, f) is None]
         if m.head_dim is None and m.hidden_size is None:

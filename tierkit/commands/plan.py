@@ -65,7 +65,7 @@ def plan_command(
     Example: tierkit plan --model llama-3.3-70b --quant awq --gpu rtx-pro-6000 --gpus 4
     """
     if quant not in catalog.BYTES_PER_PARAM:
-        raise TierkitError(f"--quant: unknown quantization {quant!r}; {catalog.unknown_key_hint(quant, catalog.BYTES_PER_PARAM)}")
+        raise TierkitError(catalog.unknown_key("quantization", "--quant", quant, catalog.BYTES_PER_PARAM))
     m = _model(model, params_b)
     g = catalog.lookup_gpu(gpu, "--gpu")
     if context > m.default_context:
