@@ -1,7 +1,8 @@
 """Hosts + tier spec -> Ansible inventory and group vars: the only bridge between tierkit and the roles.
 
-`render(spec, hosts)` gives an `Inventory`: the `gpu_servers` group (and `failover` on the
-failover tier) with each host's SSH settings, host keys pinned through its known_hosts file, and
+`render(spec, hosts)` gives an `Inventory`: the `gpu_servers` group and the `failover` group (the
+pair on the failover tier, empty on the others, so site.yml's failover play matches no host
+rather than an unknown pattern) with each host's SSH settings, host keys pinned through its known_hosts file, and
 the group vars of every role, prefixed with the role's name. `write(inventory, dir)` lays it out
 as `hosts.yml` + `group_vars/gpu_servers.yml`, which `ansible-playbook -i DIR/hosts.yml` reads.
 Secrets (the vLLM API key, a Hugging Face token) never go into these files: `secret_vars()`
@@ -277,9 +278,7 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
     for build in ROLE_VARS:
         group_vars |= build(spec, hosts)
     names = [h.name for h in hosts]
-    groups = {GROUP: names}
-    if spec.tier == "failover":
-        groups[FAILOVER_GROUP] = names
+    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else []}
     return Inventory(hosts={h.name: host_vars(h) for h in hosts}, groups=groups, group_vars=group_vars)
 
 
