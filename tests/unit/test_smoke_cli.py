@@ -124,3 +124,20 @@ def test_stack_supplies_load_and_gates(fake: FakeServer, tmp_path: Path) -> None
     assert data["num_prompts"] == 4 and "derived" in data["gate_source"]
     assert data["gates"][0]["name"] == "output_throughput"
     assert p.returncode == (0 if data["gates"][0]["passed"] else 1)
+
+
+def test_each_run_draws_fresh_prompts_unless_seeded(tmp_path: Path) -> None:
+    """A re-run against the same server must not find its prompts in vLLM's prefix cache."""
+    with FakeServer() as server:
+        def prompts(*seed: str) -> tuple[set[str], int]:
+            server.seen.bodies.clear()
+            out = tmp_path / "r.json"
+            p = tierkit("--endpoint", server.url, *LOAD, *seed, "--json", str(out))
+            assert p.returncode == 0, p.stdout + p.stderr
+            return {b["prompt"] for b in server.seen.bodies}, json.loads(out.read_text())["seed"]
+
+        first, first_seed = prompts()
+        second, second_seed = prompts()
+        assert first_seed != second_seed and not first & second
+        repeat, repeat_seed = prompts("--seed", str(first_seed))
+        assert repeat_seed == first_seed and repeat == first

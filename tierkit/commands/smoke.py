@@ -64,7 +64,7 @@ def smoke_command(
     output_len: Annotated[Optional[int], typer.Option("--output-len", help="Output tokens per request (ignore_eos is sent to vLLM). Default 128.")] = None,
     warmup: Annotated[Optional[int], typer.Option("--warmup", help="Requests sent first and left out of the figures. Default 1.")] = None,
     timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds one request may take before it counts as failed. Default 300.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for prompts and arrival times. Default 0.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for prompts and arrival times, to repeat a run exactly. Default: a fresh one per run (in --json), so a re-run against the same server never finds its prompts in vLLM's prefix cache.")] = None,
     min_output_tok_s: Annotated[Optional[float], typer.Option("--min-output-tok-s", help="Gate: output_throughput (output tokens/s) at least this.")] = None,
     max_p99_ttft_ms: Annotated[Optional[float], typer.Option("--max-p99-ttft-ms", help="Gate: p99 time to first token at most this (ms).")] = None,
     max_p99_tpot_ms: Annotated[Optional[float], typer.Option("--max-p99-tpot-ms", help="Gate: p99 time per output token at most this (ms).")] = None,

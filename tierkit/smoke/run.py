@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import secrets
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Literal
@@ -46,7 +47,9 @@ class SmokeSettings(BaseModel):
     output_len: int = Field(128, ge=1)
     warmup: int = Field(1, ge=0)
     timeout_s: float = Field(300.0, gt=0)
-    seed: int = 0
+    seed: int = Field(default_factory=lambda: secrets.randbelow(1 << 31),
+                      description="Prompts and arrivals; default a fresh one per run, so no run finds its prompts "
+                                  "in the server's prefix cache from an earlier one")
     api_key: SecretStr | None = Field(None, exclude=True, repr=False)
     gates: Gates = Field(default_factory=Gates)
 
@@ -178,5 +181,6 @@ def _notes(settings: SmokeSettings, is_vllm: bool, prompt_note: str | None, metr
     if warm_failed:
         notes.append(f"{len(warm_failed)} of {len(warmup)} warmup requests failed ({warm_failed[0].error})")
     if settings.duration_s is not None:
-        notes.append(f"--duration run: {DURATION_PROMPTS} distinct prompts, reused in turn")
+        notes.append(f"--duration run: {DURATION_PROMPTS} distinct prompts, reused in turn (a reused prompt may find "
+                     "its first blocks in vLLM's prefix cache)")
     return notes
