@@ -27,7 +27,7 @@ VLLM_MARKERS = {"start": "Starting main benchmark run", "end": "Serving Benchmar
 
 
 class MarkedOutput:
-    """Stands in for sys.stdout: drops the text, noting the CPU time when each marker appears."""
+    """vllm bench's sys.stdout: drops the text, noting the CPU time when each marker appears."""
 
     def __init__(self, markers: dict[str, str]) -> None:
         self.markers = markers
@@ -66,7 +66,6 @@ def tierkit_runner() -> Callable[[list[str]], dict[str, Any]]:
     from tierkit.cli import app
 
     def run(argv: list[str]) -> dict[str, Any]:
-        sys.stdout = MarkedOutput({})
         code = app(argv, standalone_mode=False)
         return {"error": f"tierkit exited {code}" if code else None}
 

@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,16 +168,12 @@ class Clients:
 @contextmanager
 def clients() -> Iterator[Clients]:
     """Both workers, started on this process's CPUs (the client CPUs by then)."""
-    vllm = Worker("vllm bench", venv_python(ensure_vllm_venv()), "vllm")
-    try:
+    with ExitStack() as stack:
+        vllm = Worker("vllm bench", venv_python(ensure_vllm_venv()), "vllm")
+        stack.callback(vllm.close)
         tierkit = Worker("tierkit smoke", Path(sys.executable), "tierkit")
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                yield Clients(vllm, tierkit, Path(tmp))
-        finally:
-            tierkit.close()
-    finally:
-        vllm.close()
+        stack.callback(tierkit.close)
+        yield Clients(vllm, tierkit, Path(stack.enter_context(tempfile.TemporaryDirectory())))
 
 
 def describe(run: Run) -> str:
