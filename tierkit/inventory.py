@@ -3,8 +3,9 @@
 `render(spec, hosts)` gives an `Inventory`: the `gpu_servers` group and the `failover` group (the
 pair on the failover tier, empty on the others, so site.yml's failover play matches no host
 rather than an unknown pattern) with each host's SSH settings, host keys pinned through its
-known_hosts file, and the group vars of every role, prefixed with the role's name. `write(inventory, dir)` lays it out
-as `hosts.yml` + `group_vars/gpu_servers.yml`, which `ansible-playbook -i DIR/hosts.yml` reads.
+known_hosts file, and the group vars of every role, prefixed with the role's name.
+`write(inventory, dir)` lays it out as `hosts.yml` + `group_vars/gpu_servers.yml`, which
+`ansible-playbook -i DIR/hosts.yml` reads.
 Secrets (the vLLM API key, a Hugging Face token) never go into these files: `secret_vars()`
 returns them for the runner to pass as extra vars.
 """
