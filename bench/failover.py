@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from collections import Counter
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 

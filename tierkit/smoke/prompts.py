@@ -5,8 +5,9 @@ from a fixed word list) are detokenized by `/detokenize`, re-counted by `/tokeni
 template for `--api chat`) and lengthened or trimmed until the count is `--input-len`, as
 `vllm bench serve` aligns its random prompts. Every request gets its own prompt and every run its
 own prompts (a fresh seed per run unless one is given), so vLLM's prefix cache cannot flatter TTFT;
-only a `--duration` run reuses its prompts, in turn. A server without `/tokenize` gets word prompts of about the right
-length, and the report says so (its `usage` still gives the real input token count).
+only a `--duration` run reuses its prompts, in turn. A server without `/tokenize` gets word
+prompts of about the right length, and the report says so (its `usage` still gives the real input
+token count).
 """
 
 from __future__ import annotations
