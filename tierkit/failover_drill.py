@@ -282,7 +282,7 @@ def parse_vllm_finished(metrics_text: str) -> int:
 
 def vllm_finished(pair: Pair, node: str) -> int:
     """Completions the node's vLLM has finished since it started (health checks do not count)."""
-    url = f"http://127.0.0.1:{pair.backend_port}/metrics"
+    url = f"http://{pair.lab.host(node).address}:{pair.backend_port}/metrics"  # vLLM binds the node's address only
     return parse_vllm_finished(pair.ssh(node, shlex.join(["curl", "--silent", "--fail", url])))
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tierkit.errors import TierkitError
+from tierkit.safe_yaml import read_text
+from tierkit.textrules import HostAddress, HostName, PosixUser
 
 
 class Host(BaseModel):
@@ -20,10 +22,10 @@ class Host(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="inventory hostname")
-    address: str = Field(description="IP address or DNS name SSH and the smoke test use")
-    port: int = Field(22, ge=1, le=65535, description="SSH port")
-    user: str = Field("root", description="SSH user (root, or a user with sudo)")
+    name: HostName = Field(description="inventory hostname")
+    address: HostAddress = Field(description="IP address or DNS name SSH and the smoke test use")
+    port: int = Field(22, ge=1, le=65535, strict=True, description="SSH port")
+    user: PosixUser = Field("root", description="SSH user (root, or a user with sudo)")
     key_path: str = Field(description="private key file for SSH")
     known_hosts: str | None = Field(
         None, description="known_hosts file holding this host's pinned key (verified, never skipped)"
@@ -40,14 +42,19 @@ def load_hosts(path: str | Path) -> list[Host]:
     """Read a hosts JSON file (as `tierkit lab up --json` writes), or fail with one line."""
     p = Path(path)
     try:
-        raw = json.loads(p.read_text())
+        raw = json.loads(read_text(p, kind="hosts JSON file (as `tierkit lab up --json` writes)"))
     except FileNotFoundError:
         raise TierkitError(f"--hosts: {p} does not exist; pass the file `tierkit lab up --json` wrote") from None
+    except TierkitError as exc:
+        raise TierkitError(*(f"--hosts: {problem}" for problem in exc.problems)) from None
     except json.JSONDecodeError as exc:
         raise TierkitError(f"--hosts: {p} is not JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+    except RecursionError:
+        raise TierkitError(f"--hosts: {p} nests too deeply; pass the file `tierkit lab up --json` wrote") from None
     if isinstance(raw, dict) and "hosts" in raw:
         raw = raw["hosts"]
     try:
         return HostList.validate_python(raw)
-    except Exception as exc:  # pydantic.ValidationError: keep it to one line
-        raise TierkitError(f"--hosts: {p} is not a list of hosts ({str(exc).splitlines()[0]}); fix the file") from None
+    except ValidationError as exc:  # one line per problem, each naming the host and field
+        raise TierkitError(*(f"--hosts: {p}: {'.'.join(map(str, e['loc'])) or 'hosts'}: {str(e['msg'])[:160]}; fix the file"
+                             for e in exc.errors())) from None

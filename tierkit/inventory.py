@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from tierkit import catalog
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.spec import TierSpec
+from tierkit.spec import HAPROXY_STATS_PORT, TierSpec
 
 GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
@@ -68,6 +70,9 @@ LAB_VLLM_HEALTH_TIMEOUT = 600
 # Environment variables the secrets are read from (the Pulumi program passes its secrets the same way).
 API_KEY_ENV = "TIERKIT_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
+SECRET_MAX = 4096
+SECRET_TEXT = re.compile(rf"[\x21-\x7e]{{0,{SECRET_MAX}}}")  # printable ASCII, no spaces; empty: unset
+VRRP_PASSWORD_FILE = "vrrp-password"
 
 
 class Inventory(BaseModel):
@@ -193,12 +198,8 @@ def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
 
 
 def vllm_port(spec: TierSpec) -> int:
-    """vLLM's port: the serving port, except on the failover tier, where HAProxy serves that port
-    on the VIP and each vLLM sits behind it on the next one (the one before, for 65535)."""
-    port = spec.serving.port
-    if spec.tier != "failover":
-        return port
-    return port + 1 if port < 65535 else port - 1
+    """vLLM's port (`TierSpec.vllm_port`: behind HAProxy on the failover tier)."""
+    return spec.vllm_port
 
 
 def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
@@ -259,6 +260,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "failover_advert_int": fo.advert_int,
         "failover_port": spec.serving.port,
         "failover_backend_port": vllm_port(spec),
+        "failover_stats_port": HAPROXY_STATS_PORT,
     }
 
 
@@ -297,6 +299,27 @@ def write(inventory: Inventory, directory: str | Path) -> Path:
 
 
 def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The secrets the roles take as extra vars, read from the environment (empty when unset)."""
+    """The secrets the roles take as extra vars, read from the environment (empty when unset).
+    Each must be printable text: it is written into an env file on the servers."""
     env = os.environ if environ is None else environ
-    return {"vllm_api_key": env.get(API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}
+    found = {"vllm_api_key": env.get(API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}
+    for value, name in zip(found.values(), (API_KEY_ENV, HF_TOKEN_ENV)):
+        if not SECRET_TEXT.fullmatch(value):
+            raise TierkitError(f"${name}: the secret holds spaces, control characters or over {SECRET_MAX} characters; "
+                               f"set it to the token itself")
+    return found
+
+
+def vrrp_password(state_dir: Path) -> str:
+    """keepalived's VRRP password for this stack: 8 random characters made on first use and kept
+    in `<state_dir>/vrrp-password` (mode 0600), so every configure run gives both nodes the same."""
+    path = state_dir / VRRP_PASSWORD_FILE
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(6)  # 8 characters: VRRP PASS authentication carries at most 8
+    with os.fdopen(fd, "w") as f:
+        f.write(password + "\n")
+    return password

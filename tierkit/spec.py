@@ -9,27 +9,55 @@ touched before the whole spec is valid.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from tierkit import catalog
+from tierkit import catalog, safe_yaml
 from tierkit.errors import TierkitError
+from tierkit.safe_yaml import excerpt
+from tierkit.textrules import ExtraArg, HfId, HostAddress, HostName, PosixUser, ServedName, ServerPath
 
 SPEC_KEY = "tierkit:tier"
 TierKind = Literal["single-gpu", "multi-gpu", "failover"]
 Interconnect = Literal["nvlink", "pcie", "any"]
-LabTopology = str  # nvlink | pcie | pairs | path to a captured `nvidia-smi topo -m`
 
 # GPUs per server each tier allows (issue 2 cross-field rules).
 TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 8), "failover": (1, 8)}
 TIER_SERVERS: dict[str, int] = {"single-gpu": 1, "multi-gpu": 1, "failover": 2}
 
 
+# Ports tierkit's roles use on every server besides the serving ports: SSH, and HAProxy's
+# statistics page on the failover tier (roles/failover, `failover_stats_port`).
+SSH_PORT = 22
+HAPROXY_STATS_PORT = 8404
+# vLLM runs as an unprivileged user: it can bind only ports from here up.
+FIRST_UNPRIVILEGED_PORT = 1024
+# Config keys Pulumi keeps as secrets, with the command that sets each.
+SECRET_CONFIG = {"tierkit:apiKey": "pulumi config set --secret tierkit:apiKey", "tierkit:hfToken": "pulumi config set --secret tierkit:hfToken"}
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused; no coercion (a bool is no count, a float no port, "8000" no int);
+    every float finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _text_only(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {excerpt(value)}; quote the address")
+    return value
+
+
+# Local file paths (keys, topology captures) are read by tierkit itself, never written anywhere.
+LocalPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")]
+IPv4Text = Annotated[ipaddress.IPv4Address, BeforeValidator(_text_only), Field(strict=False)]
+IPv4NetText = Annotated[ipaddress.IPv4Network, BeforeValidator(_text_only), Field(strict=False)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -41,37 +69,58 @@ class LabProvider(_Strict):
 
     kind: Literal["lab"] = "lab"
     name: str = Field("tierkit", pattern=r"^[a-z][a-z0-9-]{0,11}$", description="lab name (short: it names namespaces)")
-    topology: LabTopology = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
-    faults: list[str] = Field(default_factory=list, description="faults to inject, e.g. 'inactive-link:0:3'")
-    subnet: ipaddress.IPv4Network | None = Field(None, description="the lab's /24; default: the next free one")
+    topology: LocalPath = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
+    faults: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=64, description="faults to inject, e.g. 'inactive-link=0:3'")
+    subnet: IPv4NetText | None = Field(None, description="the lab's /24; default: the next free one")
+
+    @field_validator("subnet")
+    @classmethod
+    def _private_24(cls, subnet: ipaddress.IPv4Network | None) -> ipaddress.IPv4Network | None:
+        if subnet is not None and (subnet.prefixlen != 24 or not subnet.is_private):
+            raise ValueError(f"{subnet} is not a private /24 (the lab's hosts and VIPs live in one); use one such as 10.77.40.0/24")
+        return subnet
 
 
 class BaremetalHost(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    address: str
-    user: str = "root"
-    port: int = Field(22, ge=1, le=65535)
-    key_path: str
+    name: HostName = Field(description="inventory name: letters, digits, _ and -")
+    address: HostAddress
+    user: PosixUser = "root"
+    port: Port = SSH_PORT
+    key_path: LocalPath
 
 
 class BaremetalProvider(_Strict):
     """Servers that already exist: tierkit adopts them over SSH."""
 
     kind: Literal["baremetal"]
-    hosts: list[BaremetalHost] = Field(min_length=1)
+    hosts: list[BaremetalHost] = Field(min_length=1, max_length=64)
 
 
 class AwsProvider(_Strict):
     """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
 
     kind: Literal["aws"]
-    region: str
-    instance_type: str | None = Field(None, description="default: from the GPU set (catalog map)")
-    ami: str | None = Field(None, description="default: latest Deep Learning Base AMI (lookup)")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", description="e.g. us-east-1")
+    instance_type: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{1,15}\.[a-z0-9]{2,16}$",
+                                      description="default: from the GPU set (catalog map)")
+    ami: str | None = Field(None, pattern=r"^ami-[0-9a-f]{8,17}$", description="default: latest Deep Learning Base AMI (lookup)")
     ssh_cidr: str = Field(description="CIDR allowed to reach SSH, e.g. 203.0.113.0/24")
-    public_key_path: str = Field(description="SSH public key registered as the instance key pair")
-    private_key_path: str = Field(description="matching private key, used by Ready and Ansible")
-    availability_zones: list[str] | None = Field(None, description="default: the region's first two")
+    public_key_path: LocalPath = Field(description="SSH public key registered as the instance key pair")
+    private_key_path: LocalPath = Field(description="matching private key, used by Ready and Ansible")
+    availability_zones: list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}[a-z]$")]] | None = Field(
+        None, max_length=8, description="default: the region's first two")
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.ip_network(value, strict=True)
+        except ValueError:
+            raise ValueError(f"{excerpt(value)} is not a CIDR block; give the operator's network, e.g. 203.0.113.0/24") from None
+        if network.prefixlen == 0:
+            raise ValueError(f"{value} opens SSH and the endpoint to the whole internet; give the operator's network, e.g. 203.0.113.0/24")
+        return value
 
 
 Provider = Annotated[LabProvider | BaremetalProvider | AwsProvider, Field(discriminator="kind")]
@@ -82,7 +131,7 @@ Provider = Annotated[LabProvider | BaremetalProvider | AwsProvider, Field(discri
 
 
 class GpuSpec(_Strict):
-    model: str = Field(description="catalog GPU key, e.g. rtx-pro-6000, h100-sxm")
+    model: str = Field(max_length=64, description="catalog GPU key, e.g. rtx-pro-6000, h100-sxm")
     count: int = Field(ge=1, le=8, description="GPUs per server")
     interconnect: Interconnect = Field("any", description="required link between the GPUs")
 
@@ -90,45 +139,54 @@ class GpuSpec(_Strict):
 class ModelSpec(_Strict):
     """A catalog model (`key`), or one given by its numbers; weights from hf_id or a local path."""
 
-    key: str | None = Field(None, description="catalog model key, e.g. llama-3.3-70b")
-    hf_id: str | None = Field(None, description="Hugging Face id to download (default: the catalog's)")
-    path: str | None = Field(None, description="model directory already on the servers")
-    params_b: float | None = Field(None, gt=0)
-    layers: int | None = Field(None, gt=0)
-    hidden_size: int | None = Field(None, gt=0)
-    attention_heads: int | None = Field(None, gt=0)
-    kv_heads: int | None = Field(None, gt=0)
-    head_dim: int | None = Field(None, gt=0)
+    key: str | None = Field(None, max_length=64, description="catalog model key, e.g. llama-3.3-70b")
+    hf_id: HfId | None = Field(None, description="Hugging Face id to download (default: the catalog's)")
+    path: ServerPath | None = Field(None, description="model directory already on the servers")
+    params_b: float | None = Field(None, gt=0, le=100_000, description="billions of parameters")
+    layers: int | None = Field(None, gt=0, le=4096)
+    hidden_size: int | None = Field(None, gt=0, le=1 << 20)
+    attention_heads: int | None = Field(None, gt=0, le=4096)
+    kv_heads: int | None = Field(None, gt=0, le=4096)
+    head_dim: int | None = Field(None, gt=0, le=65536)
     quantization: catalog.Quantization = "bf16"
-    max_context: int | None = Field(None, gt=0, description="tokens; default min(model's, 8192)")
+    max_context: int | None = Field(None, gt=0, le=1 << 24, description="tokens; default min(model's, 8192)")
 
 
 class ServingSpec(_Strict):
     tensor_parallel: int | None = Field(None, ge=1, le=8, description="default: GPUs per server / PP")
     pipeline_parallel: int = Field(1, ge=1, le=8)
-    port: int = Field(8000, ge=1, le=65535)
-    max_num_seqs: int = Field(64, ge=1)
+    port: Port = 8000
+    max_num_seqs: int = Field(64, ge=1, le=65536)
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
-    served_model_name: str | None = Field(None, description="default: the model key or directory name")
-    extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
+    served_model_name: ServedName | None = Field(None, description="default: the model key or directory name")
+    extra_args: list[ExtraArg] = Field(default_factory=list, max_length=256,
+                                       description="extra vLLM flags, passed through (not those tierkit sets)")
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
 
 
 class SmokeSpec(_Strict):
-    concurrency: int = Field(8, ge=1)
-    requests: int = Field(64, ge=1)
-    input_len: int = Field(128, ge=1)
-    output_len: int = Field(128, ge=1)
-    warmup: int = Field(2, ge=0)
+    concurrency: int = Field(8, ge=1, le=4096)
+    requests: int = Field(64, ge=1, le=1_000_000)
+    input_len: int = Field(128, ge=1, le=1 << 24)
+    output_len: int = Field(128, ge=1, le=1 << 24)
+    warmup: int = Field(2, ge=0, le=10_000)
     min_output_tok_s: float | Literal["derive"] = Field("derive", description="a number, or 'derive' from the plan")
-    max_p99_ttft_ms: float | None = Field(None, gt=0)
-    max_p99_tpot_ms: float | None = Field(None, gt=0)
-    max_failed: int = Field(0, ge=0)
+    max_p99_ttft_ms: float | None = Field(None, gt=0, le=86_400_000)
+    max_p99_tpot_ms: float | None = Field(None, gt=0, le=86_400_000)
+    max_failed: int = Field(0, ge=0, le=1_000_000)
+
+    @field_validator("min_output_tok_s", mode="before")
+    @classmethod
+    def _number_or_derive(cls, value: Any) -> Any:
+        if value == "derive" or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                 and math.isfinite(value) and 0 < value <= 1e9):
+            return value
+        raise ValueError(f"{excerpt(value)} is not a positive number or 'derive'; give tokens/s, or derive (from the plan)")
 
 
 class FailoverSpec(_Strict):
-    virtual_ip: ipaddress.IPv4Address
+    virtual_ip: IPv4Text
     router_id: int = Field(51, ge=1, le=255, description="VRRP virtual router id")
     advert_int: int = Field(1, ge=1, le=255, description="VRRP advert interval, seconds")
 
@@ -143,8 +201,8 @@ class TierSpec(_Strict):
     serving: ServingSpec = Field(default_factory=ServingSpec)
     smoke: SmokeSpec = Field(default_factory=SmokeSpec)
     failover: FailoverSpec | None = None
-    servers: int | None = Field(None, ge=1, description="default: 1, or 2 for failover")
-    users: int | None = Field(None, ge=1, description="concurrent users to size for")
+    servers: int | None = Field(None, ge=1, le=64, description="default: 1, or 2 for failover")
+    users: int | None = Field(None, ge=1, le=10_000_000, description="concurrent users to size for")
 
     # Derived views (the rules below guarantee they are well defined on a valid spec).
     @property
@@ -172,6 +230,15 @@ class TierSpec(_Strict):
     def context(self) -> int:
         m = self.model_info
         return self.model.max_context or min(m.default_context, 8192)
+
+    @property
+    def vllm_port(self) -> int:
+        """vLLM's port: the serving port, except on the failover tier, where HAProxy serves that port
+        on the VIP and each vLLM sits behind it on the next one (the one before, for 65535)."""
+        port = self.serving.port
+        if self.tier != "failover":
+            return port
+        return port + 1 if port < 65535 else port - 1
 
     @property
     def served_model_name(self) -> str:
@@ -211,6 +278,11 @@ def resolve_model(m: ModelSpec) -> catalog.Model:
 # Turning pydantic's errors into one line each: `<path>: <what>; <fix>`.
 
 
+def _field_text(text: str) -> str:
+    """A field path or key as users wrote it, escaped and cut short when it is odd or long."""
+    return text if len(text) <= 80 and text.isprintable() else excerpt(text, 80)
+
+
 def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     parts = [prefix] if prefix else []
     for item in loc:
@@ -219,7 +291,7 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
         elif item in ("lab", "baremetal", "aws"):  # discriminated-union tags add no information
             continue
         else:
-            parts.append(str(item))
+            parts.append(_field_text(str(item)))
     return ".".join(parts)
 
 
@@ -244,6 +316,19 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+PATTERN_HINTS = {
+    "name": "use letters, digits, '_' and '-' (a lab name: up to 12 lower-case letters, digits and '-')",
+    "region": "use an AWS region, e.g. us-east-1",
+    "instance_type": "use an EC2 instance type, e.g. g6e.xlarge",
+    "ami": "use an AMI id, e.g. ami-0123456789abcdef0",
+    "availability_zones": "use zones of the region, e.g. us-east-1a",
+    "topology": "give nvlink, pcie, pairs or a file path without control characters",
+    "key_path": "give a file path without control characters",
+    "public_key_path": "give a file path without control characters",
+    "private_key_path": "give a file path without control characters",
+}
+
+
 def _describe(err: dict[str, Any], prefix: str) -> str:
     loc = tuple(err["loc"])
     path = _loc(prefix, loc)
@@ -257,18 +342,32 @@ def _describe(err: dict[str, Any], prefix: str) -> str:
         return f"{path}: unknown key; {fix}"
     if kind == "missing":
         return f"{path}: required; add it"
+    if kind == "invalid_key":
+        return f"{path}: a key that is not text; spec keys are names such as tier, gpu, model"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"{path}: {given!r} is not allowed; use one of {expected}"
+        return f"{path}: {excerpt(given)} is not allowed; use one of {expected}"
     if kind == "union_tag_invalid":
-        return f"{path}: unknown kind {err.get('ctx', {}).get('tag')!r}; use one of lab, baremetal, aws"
+        return f"{path}: unknown kind {excerpt(str(err.get('ctx', {}).get('tag')))}; use one of lab, baremetal, aws"
     if kind == "union_tag_not_found":
         return f"{path}: kind is missing; add kind: lab, baremetal or aws"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return f"{path}: {err['msg'].lower()}, got {given!r}; change the value"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"):
+        return f"{path}: {err['msg'].lower()}, got {excerpt(given)}; change the value"
+    if kind == "value_error":
+        return f"{path}: {str(err['msg']).removeprefix('Value error, ')}"
+    if kind == "string_pattern_mismatch":
+        hint = PATTERN_HINTS.get(str(next((i for i in reversed(loc) if isinstance(i, str)), "")), "see the README's spec table")
+        return f"{path}: {excerpt(given)} is not in the form this field takes; {hint}"
+    if kind in ("string_too_long", "too_long", "string_too_short", "too_short"):
+        return f"{path}: {err['msg'].lower()}; shorten or lengthen it"
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{path}: {err['msg'].lower()}, got {given!r}; fix the value's type"
-    return f"{path}: {err['msg']}; fix the value"
+        return f"{path}: {err['msg'].lower()}, got {excerpt(given)}; fix the value's type (numbers unquoted, no true/false for a count)"
+    return f"{path}: {_plain_msg(err['msg'])}; fix the value"
+
+
+def _plain_msg(msg: str) -> str:
+    """pydantic's message, cut short: some quote the whole input."""
+    return msg if len(msg) <= 120 else msg[:120] + "..."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +419,71 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
     return problems
 
 
+def _check_ports(spec: TierSpec, prefix: str) -> list[str]:
+    """The serving ports against each other, SSH, HAProxy's stats port and what vLLM may bind."""
+    port, backend = spec.serving.port, spec.vllm_port
+    taken = {SSH_PORT: "SSH"}
+    if spec.tier == "failover":
+        taken[HAPROXY_STATS_PORT] = "HAProxy's statistics page"
+    problems = []
+    for used in dict.fromkeys((port, backend)):
+        if used in taken:
+            what = "the serving port" if used == port else f"vLLM's port behind HAProxy ({port}+1)"
+            problems.append(f"{prefix}.serving.port: {used} is {what} and also {taken[used]}'s; pick another, e.g. 8000")
+    if backend < FIRST_UNPRIVILEGED_PORT:
+        problems.append(
+            f"{prefix}.serving.port: vLLM would listen on {backend}, and it runs as an unprivileged user that can "
+            f"bind only {FIRST_UNPRIVILEGED_PORT}-65535; pick a port from {FIRST_UNPRIVILEGED_PORT} up, e.g. 8000"
+        )
+    if isinstance(spec.provider, BaremetalProvider):
+        serving = {backend: "vLLM's port", port: "the serving port"}
+        if spec.tier == "failover":
+            serving[HAPROXY_STATS_PORT] = "HAProxy's statistics port"
+        for i, h in enumerate(spec.provider.hosts):
+            if h.port in serving and h.port != SSH_PORT:
+                problems.append(f"{prefix}.provider.hosts[{i}].port: SSH on {h.port} clashes with {serving[h.port]}; "
+                                f"give SSH's real port, or move serving.port")
+    return problems
+
+
+def _check_hosts(spec: TierSpec, prefix: str) -> list[str]:
+    """Bare-metal hosts: each name and address once."""
+    if not isinstance(spec.provider, BaremetalProvider):
+        return []
+    problems = []
+    names: dict[str, int] = {}
+    addresses: dict[str, int] = {}
+    for i, h in enumerate(spec.provider.hosts):
+        try:
+            address = str(ipaddress.ip_address(h.address))
+        except ValueError:
+            address = h.address.lower().removesuffix(".")
+        for key, seen, what in ((h.name.lower(), names, "name"), (address, addresses, "address")):
+            if key in seen:
+                problems.append(f"{prefix}.provider.hosts[{i}].{what}: {excerpt(getattr(h, what))} is also hosts[{seen[key]}]'s; "
+                                f"each server once, with its own {what}")
+            seen.setdefault(key, i)
+    return problems
+
+
+def _vip_problem(vip: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address | None,
+                 hosts: list[ipaddress.IPv4Address]) -> str | None:
+    """Why `vip` cannot be the VIP on `subnet` (None: it can)."""
+    if vip.is_loopback or vip.is_multicast or vip.is_unspecified or vip.is_link_local or vip.is_reserved:
+        return f"{vip} is not a unicast address a host can take"
+    if vip not in subnet:
+        return f"{vip} is outside the hosts' subnet {subnet}"
+    if vip == subnet.network_address:
+        return f"{vip} is the subnet's network address"
+    if vip == subnet.broadcast_address:
+        return f"{vip} is the subnet's broadcast address"
+    if vip == gateway:
+        return f"{vip} is the subnet's gateway (the switch)"
+    if vip in hosts:
+        return f"{vip} is a host's own address"
+    return None
+
+
 def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
     if spec.tier != "failover":
         if spec.failover is not None:
@@ -330,14 +494,16 @@ def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
             return []
         return [f"{prefix}.failover.virtual_ip: the failover tier needs a virtual IP; add failover: {{virtual_ip: <free address in the hosts' subnet>}}"]
     vip = spec.failover.virtual_ip
+    field = f"{prefix}.failover.virtual_ip"
     if isinstance(spec.provider, LabProvider):
         subnet = spec.provider.subnet
         if subnet is None:
             return [f"{prefix}.provider.subnet: a lab failover tier needs the lab's subnet to place its VIP; add subnet: 10.77.40.0/24"]
-        if vip not in subnet:
-            return [f"{prefix}.failover.virtual_ip: {vip} is outside the hosts' subnet {subnet}; pick a free address in it, e.g. {subnet[100]}"]
-        if vip in lab_host_addresses(subnet, spec.server_count):
-            return [f"{prefix}.failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet, e.g. {subnet[100]}"]
+        problem = _vip_problem(vip, subnet, subnet[1], lab_host_addresses(subnet, spec.server_count))
+        if problem is None and not LAB_VIP_RANGE[0] <= int(vip) - int(subnet.network_address) <= LAB_VIP_RANGE[1]:
+            problem = f"{vip} is outside .{LAB_VIP_RANGE[0]}-.{LAB_VIP_RANGE[1]}, which the lab keeps free for virtual IPs"
+        if problem:
+            return [f"{field}: {problem}; pick a free address such as {subnet[LAB_VIP_RANGE[0]]}"]
     if isinstance(spec.provider, BaremetalProvider):
         addrs = []
         for h in spec.provider.hosts:
@@ -345,11 +511,17 @@ def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
                 addrs.append(ipaddress.IPv4Address(h.address))
             except ValueError:
                 continue
-        if vip in addrs:
-            return [f"{prefix}.failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet"]
-        if addrs and not any(ipaddress.IPv4Network(f"{a}/24", strict=False) == ipaddress.IPv4Network(f"{vip}/24", strict=False) for a in addrs):
-            return [f"{prefix}.failover.virtual_ip: {vip} is outside the hosts' subnet; pick a free address next to {addrs[0]}"]
+        # The role gives the VIP the hosts' /24 (failover_virtual_prefix); its gateway is unknown here.
+        subnet = ipaddress.IPv4Network(f"{addrs[0] if addrs else vip}/24", strict=False)
+        problem = _vip_problem(vip, subnet, None, addrs)
+        if problem:
+            near = f"next to {addrs[0]}" if addrs else "in the hosts' subnet"
+            return [f"{field}: {problem}; pick a free address {near}"]
     return []
+
+
+# The lab's hosts take .11 up; .100-.199 stay free for virtual IPs (tierkit.lab.network).
+LAB_VIP_RANGE = (100, 199)
 
 
 def lab_host_addresses(subnet: ipaddress.IPv4Network, hosts: int) -> list[ipaddress.IPv4Address]:
@@ -380,7 +552,14 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
             f"{'only bridged pairs' if gpu.nvlink == 'bridge' else 'none'}; use pipeline_parallel: {tp} with "
             f"tensor_parallel: 1, or set allow_pcie_tensor_parallel: true"
         )
+    if pp > model.layers:
+        problems.append(f"{prefix}.serving.pipeline_parallel: {pp} stages for {model.layers} layers; use at most {model.layers}")
     quant = spec.model.quantization
+    if quant in PREQUANTIZED and spec.model.key and not (spec.model.hf_id or spec.model.path):
+        problems.append(
+            f"{prefix}.model.quantization: {quant} needs a {quant} checkpoint, and {spec.model.key}'s is "
+            f"{model.hf_id or 'unquantized'}; set model.hf_id (or model.path) to a {quant} checkpoint of it, or use fp8 or bf16"
+        )
     need_cc = catalog.MIN_COMPUTE_CAPABILITY.get(quant)
     if need_cc and gpu.compute_capability < need_cc:
         problems.append(
@@ -404,21 +583,48 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
     return problems
 
 
+# Quantizations vLLM reads from the checkpoint (fp8 also quantizes a 16-bit one as it loads).
+PREQUANTIZED = ("awq", "gptq", "int8")
+
+
 def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:
     """All cross-field problems of a structurally valid spec, one line each."""
     problems = _check_catalog(spec, prefix)
     if problems:
         return problems
-    problems = _check_shape(spec, prefix) + _check_failover(spec, prefix)
+    problems = _check_shape(spec, prefix) + _check_hosts(spec, prefix) + _check_ports(spec, prefix) + _check_failover(spec, prefix)
     if not problems:
         problems = _check_model_fit(spec, prefix)
     return problems
 
 
+_SECRET_WORDS = ("apikey", "api_key", "api-key", "token", "password", "passwd", "secret")
+
+
+def secret_keys(data: Any, prefix: str, depth: int = 0) -> list[str]:
+    """Paths of keys in `data` that name a secret (which belongs in Pulumi's secret config)."""
+    if depth > safe_yaml.MAX_DEPTH:
+        return []
+    found = []
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        path = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}"
+        if isinstance(key, str) and any(word in key.lower() for word in _SECRET_WORDS):
+            command = SECRET_CONFIG["tierkit:hfToken" if "token" in key.lower() else "tierkit:apiKey"]
+            found.append(f"{_field_text(path)}: a secret does not belong in the spec (the stack file is plain text); "
+                         f"remove it and run `{command}`")
+        else:
+            found += secret_keys(value, path, depth + 1)
+    return found
+
+
 def parse_spec(data: Any, prefix: str = SPEC_KEY) -> TierSpec:
     """Validate a plain dict into a TierSpec, or raise TierkitError with every problem."""
     if not isinstance(data, dict):
-        raise TierkitError(f"{prefix}: expected a mapping (tier:, gpu:, model:, ...), got {type(data).__name__}; see stacks/ for examples")
+        raise TierkitError(f"{prefix}: expected a mapping (tier:, gpu:, model:, ...), got {excerpt(data)}; see stacks/ for examples")
+    secrets = secret_keys(data, prefix)
+    if secrets:
+        raise TierkitError(*secrets)
     try:
         spec = TierSpec.model_validate(data)
     except ValidationError as exc:
@@ -444,39 +650,52 @@ def project_root(start: Path | None = None) -> Path:
 
 def stack_path(name: str, root: Path | None = None) -> Path:
     """`<stackConfigDir>/Pulumi.<name>.yaml`, as Pulumi.yaml's `stackConfigDir` says."""
+    if not STACK_NAME.fullmatch(name):
+        raise TierkitError(f"--stack: {excerpt(name)} is not a stack name; use letters, digits, '.', '_' and '-' (e.g. single-gpu)")
     root = project_root(root)
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
-    return root / project.get("stackConfigDir", ".") / f"Pulumi.{name}.yaml"
+    project = safe_yaml.load_file(root / "Pulumi.yaml") or {}
+    config_dir = project.get("stackConfigDir", ".") if isinstance(project, dict) else "."
+    return root / str(config_dir) / f"Pulumi.{name}.yaml"
+
+
+# Pulumi's stack names: letters, digits, '-', '_' and '.' (an org/project prefix is not a file name).
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = safe_yaml.read_text(path)
     except FileNotFoundError:
         others = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml"))
         hint = f"available stacks: {', '.join(others)}" if others else "create it (see stacks/ for examples)"
         raise TierkitError(f"{path}: no such stack file; {hint}") from None
-    except OSError as exc:
-        raise TierkitError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from None
     if not text.strip():
         raise TierkitError(f"{path}: the file is empty; add `config:` with `{SPEC_KEY}:` (see stacks/ for examples)")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TierkitError(f"{path}{where}: YAML syntax error ({what}); fix the syntax") from None
+    return safe_yaml.load(text, str(path))
+
+
+def plaintext_secrets(config: dict[Any, Any], path: Path) -> list[str]:
+    """Secret config keys given in plain text (Pulumi stores a secret as `{secure: ...}`)."""
+    found = []
+    for key, command in SECRET_CONFIG.items():
+        value = config.get(key)
+        if value is not None and not (isinstance(value, dict) and set(value) == {"secure"}):
+            found.append(f"{path}: config.{key}: a secret in plain text; remove it and run `{command}` "
+                         f"(it stores the value encrypted)")
+    return found
 
 
 def spec_data_from_stack_file(path: Path) -> Any:
-    """The raw `tierkit:tier` value of a stack file."""
+    """The raw `tierkit:tier` value of a stack file (whose secrets must be encrypted)."""
     doc = _read_yaml(path)
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise TierkitError(f"{path}: config: missing or not a mapping; add `config:` with `{SPEC_KEY}:` under it")
+    problems = plaintext_secrets(config, path)
     if SPEC_KEY not in config:
-        raise TierkitError(f"{path}: config.{SPEC_KEY}: missing; add the tier spec under config: {SPEC_KEY}: (see stacks/)")
+        problems.append(f"{path}: config.{SPEC_KEY}: missing; add the tier spec under config: {SPEC_KEY}: (see stacks/)")
+    if problems:
+        raise TierkitError(*problems)
     return config[SPEC_KEY]
 
 

@@ -112,3 +112,37 @@ def test_playbook_names():
     assert ansible.playbook_path("site") == ansible.PLAYBOOKS / "site.yml"
     with pytest.raises(TierkitError, match="no playbook 'sitee'"):
         ansible.playbook_path("sitee")
+
+
+SNOOP = """\
+- name: Look for the secret on every command line
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Read every process's command line (ansible-playbook's among them)
+      ansible.builtin.shell: "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\\\000' ' '"
+      register: cmdlines
+      changed_when: false
+    - name: The secret arrived, and on no command line
+      ansible.builtin.assert:
+        that:
+          - secret == 'tk-s3cret-' ~ 'cmdline'
+          - "'tk-s3cret-cmdline' not in cmdlines.stdout"
+          - "'ansible-playbook' in cmdlines.stdout"
+"""
+
+
+def test_secrets_never_reach_a_command_line(tmp_path):
+    playbook = tmp_path / "snoop.yml"
+    playbook.write_text(SNOOP)
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(f"all:\n  hosts:\n    l:\n      ansible_connection: local\n"
+                         f"      ansible_python_interpreter: {sys.executable}\n")
+    result = ansible.run_playbook(playbook, inventory, [], extravars={"secret": "tk-s3cret-cmdline"}, show=None)
+    assert result.ok, result.failures
+
+
+def test_extravars_file_is_private(tmp_path):
+    ansible.write_extravars(tmp_path, {"vllm_api_key": "k"})
+    f = tmp_path / "env" / "extravars"
+    assert f.stat().st_mode & 0o777 == 0o600 and (tmp_path / "env").stat().st_mode & 0o777 == 0o700

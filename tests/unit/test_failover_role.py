@@ -35,6 +35,7 @@ FILES = {
     "tierkit-check.sh": "tierkit-check.sh.j2",
     "tierkit-notify.sh": "tierkit-notify.sh.j2",
     "keepalived.default": "keepalived.default.j2",
+    "vrrp-firewall.nft": "vrrp-firewall.nft.j2",
 }
 INTERFACE = "host0"
 
@@ -81,6 +82,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "ansible_python_interpreter": sys.executable,
         "files": FILES,
         "failover_vrrp_interface": INTERFACE,
+        "failover_auth_pass": inventory.vrrp_password(work / "state"),
         # keepalived -t checks that the scripts exist and are safe: point at the rendered ones.
         "failover_check_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.sh",
         "failover_notify_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-notify.sh",
@@ -355,3 +357,23 @@ def test_notify_script_logs_each_transition(rendered: dict[str, Any], tmp_path: 
     tag_flag, tag, message = logged.read_text().splitlines()
     assert (tag_flag, tag) == ("-t", "tierkit-failover")
     assert "tierkit_vip is now MASTER" in message and str(rendered["spec"].failover.virtual_ip) in message
+
+
+def test_vrrp_is_accepted_from_the_peer_only(rendered: dict[str, Any]) -> None:
+    addresses = {h.name: h.address for h in rendered["hosts"]}
+    for name, files in rendered["nodes"].items():
+        text = files["vrrp-firewall.nft"].read_text()
+        peers = [a for n, a in addresses.items() if n != name]
+        assert f"ip protocol vrrp ip saddr {{ {', '.join(peers)} }} accept" in text
+        assert addresses[name] not in text
+        assert text.rstrip().splitlines()[-3].strip() == "ip protocol vrrp drop"
+        if shutil.which("nft"):
+            check = subprocess.run(["nft", "--check", "--file", str(files["vrrp-firewall.nft"])], capture_output=True, text=True)
+            assert check.returncode == 0, check.stderr
+
+
+def test_the_vrrp_password_is_generated_once_and_private(tmp_path: Path) -> None:
+    first = inventory.vrrp_password(tmp_path)
+    assert len(first) == 8 and inventory.vrrp_password(tmp_path) == first
+    assert (tmp_path / inventory.VRRP_PASSWORD_FILE).stat().st_mode & 0o777 == 0o600
+    assert inventory.vrrp_password(tmp_path / "other") != first

@@ -35,7 +35,10 @@ def configure(spec: TierSpec, hosts: list[Host], inventory_dir: Path, playbook: 
     log = inventory_dir.parent / "logs" / f"{Path(playbook).stem}.log"
     with ExitStack() as stack:
         serve_lab_repo(stack, spec, hosts)
-        return ansible.run_playbook(playbook, path, hosts, extravars=inv.secret_vars(), show=show, log_file=log)
+        extravars = inv.secret_vars()
+        if spec.tier == "failover":
+            extravars["failover_auth_pass"] = inv.vrrp_password(inventory_dir.parent)
+        return ansible.run_playbook(playbook, path, hosts, extravars=extravars, show=show, log_file=log)
 
 
 def configure_command(

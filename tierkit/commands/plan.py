@@ -49,12 +49,12 @@ def render(plan: planner.Plan) -> None:
 
 def plan_command(
     model: Annotated[Optional[str], typer.Option("--model", help=f"Catalog model: {', '.join(catalog.MODELS)}.")] = None,
-    params_b: Annotated[Optional[float], typer.Option("--params-b", help="Model size in billions of parameters, for a model outside the catalog.", min=0.001)] = None,
+    params_b: Annotated[Optional[float], typer.Option("--params-b", help="Model size in billions of parameters, for a model outside the catalog.", min=0.001, max=100_000)] = None,
     quant: Annotated[str, typer.Option("--quant", help=f"Weights precision: {', '.join(QUANTS)}.")] = "bf16",
     gpu: Annotated[str, typer.Option("--gpu", help=f"Catalog GPU: {', '.join(catalog.GPUS)}.")] = "rtx-pro-6000",
     gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPUs per server (1-8). Omit to get the smallest set that fits.", min=1, max=8)] = None,
     servers: Annotated[int, typer.Option("--servers", help="Servers, each serving a full replica (2 = failover tier).", min=1, max=2)] = 1,
-    users: Annotated[Optional[int], typer.Option("--users", help="Concurrent users the tier must carry.", min=1)] = None,
+    users: Annotated[Optional[int], typer.Option("--users", help="Concurrent users the tier must carry.", min=1, max=10_000_000)] = None,
     context: Annotated[int, typer.Option("--context", help="Tokens of context per user.", min=1)] = 8192,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys).")] = False,
 ) -> None:

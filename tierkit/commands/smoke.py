@@ -10,6 +10,8 @@ from pydantic import ValidationError
 
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
+from tierkit.outputs import check_output_file
+from tierkit.safe_yaml import excerpt
 from tierkit.smoke.endpoint import load_api_key, parse_endpoint
 from tierkit.smoke.gates import Gates, gates_from_spec
 from tierkit.smoke.report import LiveProgress, show, write_json
@@ -47,7 +49,7 @@ def _settings(given: dict[str, Any], stack: str | None) -> SmokeSettings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            got = f" (got {err['input']!r})" if err["loc"] and not isinstance(err["input"], dict) else ""
+            got = f" (got {excerpt(err['input'])})" if err["loc"] and not isinstance(err["input"], dict) else ""
             problems.append(f"{_flag(err['loc'])}: {err['msg'].removeprefix('Value error, ')}{got}; see tierkit smoke --help")
         raise TierkitError(*problems) from None
 
@@ -85,8 +87,8 @@ def smoke_command(
     """
     if api not in ("completions", "chat"):
         raise TierkitError(f"--api: {api!r} is not an API; use completions or chat")
-    if json_file is not None and not json_file.parent.is_dir():
-        raise TierkitError(f"--json: {json_file.parent} is not a directory; write the file somewhere that exists")
+    if json_file is not None:
+        check_output_file("--json", json_file)  # before the run, not after it
     given = {
         "endpoint": parse_endpoint(endpoint), "model": model, "api": api, "concurrency": concurrency,
         "requests": requests, "duration_s": duration, "request_rate": request_rate, "input_len": input_len,
@@ -106,7 +108,10 @@ def smoke_command(
         raise typer.Abort() from None
     show(console, report)
     if json_file is not None:
-        write_json(json_file, report)
+        try:
+            write_json(json_file, report)
+        except OSError as exc:
+            raise TierkitError(f"--json: cannot write {json_file} ({exc.strerror}); the run's figures are above") from None
     if not report.reached_server:
         reason = next(iter(report.failures), "nothing was sent")
         raise TierkitError(f"--endpoint: no request reached {settings.endpoint.url} ({reason}); check that the server is up")

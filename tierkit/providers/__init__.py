@@ -9,6 +9,7 @@ before any resource is registered, so a spec a provider cannot serve fails with 
 from __future__ import annotations
 
 import importlib
+import os
 import shlex
 import sys
 from dataclasses import dataclass, field
@@ -55,6 +56,19 @@ class Provisioned:
     hosts: pulumi.Output
     endpoint: pulumi.Output | None = None
     resources: list[pulumi.Resource] = field(default_factory=list)
+
+
+def key_file_problem(field: str, path_text: str) -> str | None:
+    """An SSH key file tierkit (and ssh, and Ansible) must read: a readable regular file."""
+    path = Path(path_text).expanduser()
+    fix = "create the key pair (ssh-keygen -t ed25519) or fix the path"
+    if not path.exists():
+        return f"{field}: {path} does not exist; {fix}"
+    if not path.is_file():
+        return f"{field}: {path} is not a regular file; {fix}"
+    if not os.access(path, os.R_OK):
+        return f"{field}: {path} is not readable by this user; fix its owner or mode"
+    return None
 
 
 def problems(spec: TierSpec) -> list[str]:

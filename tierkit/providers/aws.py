@@ -22,7 +22,7 @@ import pulumi_aws as aws
 
 from tierkit.hosts import Host
 from tierkit.planner import plan_for_spec
-from tierkit.providers import Provisioned, StackContext
+from tierkit.providers import Provisioned, StackContext, key_file_problem
 from tierkit.spec import SPEC_KEY, AwsProvider, TierSpec
 
 # GPU set (catalog key, GPUs per server) -> EC2 instance type. Source: AWS's accelerated-computing
@@ -78,9 +78,9 @@ def problems(spec: TierSpec) -> list[str]:
             f"{spec.server_count} distinct zones, got {zones}; list one zone per server"
         )
     for key in ("public_key_path", "private_key_path"):
-        path = Path(getattr(p, key)).expanduser()
-        if not path.is_file():
-            found.append(f"{SPEC_KEY}.provider.{key}: {path} does not exist; create the key pair (ssh-keygen -t ed25519)")
+        problem = key_file_problem(f"{SPEC_KEY}.provider.{key}", getattr(p, key))
+        if problem:
+            found.append(problem)
     return found
 
 

@@ -11,12 +11,16 @@ from pathlib import Path
 import pulumi
 
 from tierkit.hosts import Host
-from tierkit.providers import Provisioned, StackContext
-from tierkit.spec import BaremetalProvider, TierSpec
+from tierkit.providers import Provisioned, StackContext, key_file_problem
+from tierkit.spec import SPEC_KEY, BaremetalProvider, TierSpec
 
 
 def problems(spec: TierSpec) -> list[str]:
-    return []
+    """Each host's SSH key must be readable here (Ready and Ansible log in with it)."""
+    p = spec.provider
+    assert isinstance(p, BaremetalProvider)
+    found = (key_file_problem(f"{SPEC_KEY}.provider.hosts[{i}].key_path", h.key_path) for i, h in enumerate(p.hosts))
+    return [problem for problem in found if problem]
 
 
 def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:

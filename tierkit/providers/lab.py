@@ -12,12 +12,31 @@ import json
 import pulumi
 from pulumi_command import local
 
+from tierkit.errors import TierkitError
 from tierkit.hosts import HostList
 from tierkit.providers import Provisioned, StackContext
-from tierkit.spec import LabProvider, TierSpec
+from tierkit.spec import SPEC_KEY, LabProvider, TierSpec
+
+
+# `tierkit lab up` flags -> the spec fields they come from.
+SPEC_FIELDS = {"--name": "provider.name", "--subnet": "provider.subnet", "--topology": "provider.topology",
+               "--fault": "provider.faults", "--gpu": "gpu.model", "--gpus-per-host": "gpu.count", "--hosts": "servers"}
 
 
 def problems(spec: TierSpec) -> list[str]:
+    """What `tierkit lab up` would refuse (name, subnet, topology file, faults), before anything runs."""
+    from tierkit.lab.lab import check
+
+    p = spec.provider
+    assert isinstance(p, LabProvider)
+    try:
+        check(p.name, spec.server_count, spec.gpu.model, spec.gpu.count, p.topology, p.faults, p.subnet)
+    except TierkitError as exc:
+        found = []
+        for problem in exc.problems:
+            flag = next((f for f in sorted(SPEC_FIELDS, key=len, reverse=True) if problem.startswith(f)), None)
+            found.append(f"{SPEC_KEY}.{SPEC_FIELDS[flag]}{problem[len(flag):]}" if flag else f"{SPEC_KEY}.provider: {problem}")
+        return found
     return []
 
 

@@ -1,0 +1,90 @@
+"""The vLLM role's unit and env file, rendered with hostile values through the role's own
+filters: every value stays one word of one line, or the render refuses it."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+from pathlib import Path
+
+import jinja2
+import pytest
+from ansible.errors import AnsibleFilterError
+
+ROLE = Path(__file__).resolve().parents[2] / "roles" / "vllm"
+
+
+def _filters() -> dict:
+    spec = importlib.util.spec_from_file_location("systemd_quote", ROLE / "filter_plugins" / "systemd_quote.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FilterModule().filters()
+
+
+ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), undefined=jinja2.StrictUndefined,
+                         keep_trailing_newline=True)
+ENV.filters.update(_filters())
+VARS = {
+    "ansible_managed": "managed", "vllm_served_model_name": "tiny", "vllm_model": "/m", "vllm_user": "vllm",
+    "vllm_home": "/opt/vllm", "vllm_venv": "/opt/vllm/venv", "vllm_nccl_p2p_disable": False, "vllm_env": {},
+    "vllm_env_file": "/etc/vllm/vllm.env", "vllm_args": ["--model", "/m"], "vllm_stop_timeout": 30,
+    "vllm_firewall": True, "vllm_firewall_service": "vllm-firewall", "vllm_service": "vllm",
+    "vllm_api_key": "", "vllm_hf_token": "",
+}
+HOSTILE = ['a"b', "a\\b", "$(reboot)", "${HOME}", "%n%i", "a b", "'x'", "--port", "; rm -rf /", "`id`", "é✓"]
+
+
+def render(name: str, **changes: object) -> str:
+    return ENV.get_template(name).render({**VARS, **changes})
+
+
+def exec_words(unit: str) -> list[str]:
+    """ExecStart= as systemd splits it: C-style quoting, then `$$` and `%%` unescaped."""
+    [line] = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
+    return [w.replace("$$", "$").replace("%%", "%") for w in shlex.split(line.removeprefix("ExecStart="))]
+
+
+def directives(text: str) -> list[str]:
+    return [line.split("=", 1)[0] for line in text.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_exec_start_keeps_each_argument_one_word(value: str) -> None:
+    unit = render("vllm.service.j2", vllm_args=["--served-model-name", value, "--x", value])
+    assert exec_words(unit)[3:] == ["--served-model-name", value, "--x", value]
+    assert directives(unit) == directives(render("vllm.service.j2"))
+
+
+@pytest.mark.parametrize("value", ["m\n[Service]\nExecStartPre=+/bin/sh -c id", "a\rb", "a\x00b", "a\x1bb"])
+@pytest.mark.parametrize("where", ["vllm_args", "vllm_env", "vllm_served_model_name"])
+def test_control_characters_are_refused(value: str, where: str) -> None:
+    change = {"vllm_args": ["--x", value], "vllm_env": {"X": value}, "vllm_served_model_name": value}[where]
+    with pytest.raises(AnsibleFilterError, match="control character"):
+        render("vllm.service.j2", **{where: change})
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_environment_values_stay_one_assignment(value: str) -> None:
+    unit = render("vllm.service.j2", vllm_env={"X": value})
+    [line] = [line for line in unit.splitlines() if line.startswith('Environment="X=')]
+    assert shlex.split(line.removeprefix("Environment="))[0].replace("%%", "%") == f"X={value}"
+
+
+@pytest.mark.parametrize("value", [*HOSTILE, "sk-" + "x" * 200])
+def test_env_file_values_are_quoted(value: str) -> None:
+    text = render("vllm.env.j2", vllm_api_key=value, vllm_hf_token=value)
+    pairs = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert [p.split("=", 1)[0] for p in pairs] == ["VLLM_API_KEY", "HF_TOKEN"]
+    assert all(shlex.split(p.split("=", 1)[1]) == [value] for p in pairs)
+
+
+@pytest.mark.parametrize("value", ["k\nLD_PRELOAD=/tmp/x.so", "k\r", "k\x00"])
+def test_env_file_refuses_control_characters(value: str) -> None:
+    with pytest.raises(AnsibleFilterError):
+        render("vllm.env.j2", vllm_api_key=value)
+
+
+def test_vllm_requires_its_firewall() -> None:
+    unit = render("vllm.service.j2")
+    assert "Requires=vllm-firewall.service" in unit and "After=vllm-firewall.service" in unit
+    assert "Requires=" not in render("vllm.service.j2", vllm_firewall=False)

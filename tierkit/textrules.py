@@ -1,0 +1,145 @@
+"""Rules for spec strings, by what each becomes on the servers.
+
+A value that reaches a file, a systemd unit, an inventory or a command line is checked for what
+it becomes there: a host address becomes `ansible_host`, an SSH argument, a HAProxy `server`
+line and a keepalived peer (an IP literal or a DNS name, never something that starts with `-`);
+a user becomes an SSH login (a POSIX user name); the served model name, the model path and each
+extra vLLM argument become `ExecStart=` words in a systemd unit (printable text, no control
+characters, quoted and escaped there by the role). Each `*_problem` function returns None for a
+good value or the reason and fix for a bad one; `tierkit.spec` turns them into pydantic errors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+from tierkit.safe_yaml import excerpt
+
+# RFC 1123 host names: labels of letters, digits and hyphens, not starting or ending with a
+# hyphen, at most 63 characters each and 253 in all.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# POSIX portable user names (IEEE Std 1003.1, 3.437) as Debian's adduser accepts them: lower
+# case first, at most 32 characters.
+_POSIX_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+# Hugging Face repository ids: `owner/name`, letters, digits, `-`, `_`, `.` (huggingface_hub's
+# REPO_ID_REGEX), at most 96 characters.
+_HF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+# A served model name: what clients put in `model`; tierkit allows what model ids use.
+_SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}")
+# An absolute directory on the servers, in the characters model directories use.
+_SERVER_PATH = re.compile(r"/[A-Za-z0-9._/+@-]{0,1023}")
+MAX_ARG_CHARS = 4096
+
+# vLLM flags tierkit sets itself (from the plan, the firewall and the secrets), their short
+# forms, and `--config` (a file that can set any of them). vLLM's parser accepts `_` for `-`
+# and any unambiguous prefix of a long flag (argparse's allow_abbrev), so both are matched.
+RESERVED_FLAGS = (
+    "--model", "--host", "--port", "--uds", "--api-key", "--served-model-name",
+    "--tensor-parallel-size", "--pipeline-parallel-size", "--gpu-memory-utilization",
+    "--quantization", "--dtype", "--max-model-len", "--max-num-seqs", "--config",
+)
+RESERVED_SHORT = ("-tp", "-pp", "-q")
+SECRET_FLAGS = ("--api-key",)
+
+
+def _printable_problem(value: str) -> str | None:
+    bad = next((c for c in value if not c.isprintable()), None)
+    if bad is not None:
+        return f"contains the control character {bad!r}; remove it"
+    return None
+
+
+def host_address_problem(value: str) -> str | None:
+    """An IP literal or an RFC 1123 DNS name (what SSH, HAProxy and keepalived are given)."""
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    fix = "give an IP address (e.g. 192.0.2.10) or a DNS name (e.g. gpu-a.example.com)"
+    if not value or len(value) > 253:
+        return f"{excerpt(value)} is not an IP address or DNS name; {fix}"
+    labels = value.removesuffix(".").split(".")
+    if all(label.isdigit() for label in labels) or (len(labels) > 1 and labels[-1].isdigit()):
+        return f"{excerpt(value)} is not a valid IP address; {fix}"
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        return f"{excerpt(value)} is not an IP address or DNS name; {fix}"
+    return None
+
+
+def posix_user_problem(value: str) -> str | None:
+    if _POSIX_USER.fullmatch(value):
+        return None
+    return f"{excerpt(value)} is not a POSIX user name; use lower-case letters, digits, '_' and '-' (e.g. root, ubuntu)"
+
+
+def hf_id_problem(value: str) -> str | None:
+    if _HF_ID.fullmatch(value) and ".." not in value:
+        return None
+    return f"{excerpt(value)} is not a Hugging Face model id; use owner/name, e.g. meta-llama/Llama-3.1-8B-Instruct"
+
+
+def served_name_problem(value: str) -> str | None:
+    if _SERVED_NAME.fullmatch(value):
+        return None
+    return (f"{excerpt(value)} is not a usable model name; use up to 128 letters, digits and . _ : / + - "
+            f"(starting with a letter or digit)")
+
+
+def server_path_problem(value: str) -> str | None:
+    if _SERVER_PATH.fullmatch(value) and "/../" not in value + "/":
+        return None
+    return f"{excerpt(value)} is not an absolute directory on the servers; use /path/to/model (letters, digits, . _ / + @ -)"
+
+
+def flag_name(arg: str) -> str:
+    """The flag an argument names as vLLM's parser reads it: before `=`, `_` as `-`."""
+    key = arg.split("=", 1)[0]
+    return "--" + key[2:].split(".", 1)[0].replace("_", "-") if key.startswith("--") else key
+
+
+def extra_arg_problem(arg: str) -> str | None:
+    """An extra vLLM argument: printable text, and never a flag tierkit sets itself."""
+    if len(arg) > MAX_ARG_CHARS:
+        return f"{excerpt(arg)} is longer than {MAX_ARG_CHARS} characters; shorten it"
+    problem = _printable_problem(arg)
+    if problem:
+        return f"{excerpt(arg)} {problem}"
+    name = flag_name(arg)
+    if name.startswith("--") and len(name) > 2:
+        for flag in RESERVED_FLAGS:
+            if flag.startswith(name):
+                if flag in SECRET_FLAGS:
+                    return (f"{excerpt(arg)} would put the API key on vLLM's command line; remove it and set "
+                            f"the key as a secret: pulumi config set --secret tierkit:apiKey")
+                return f"{excerpt(arg)} sets {flag}, which tierkit sets from the spec; remove it and set the spec's field"
+    elif any(name.startswith(short) for short in RESERVED_SHORT):
+        return f"{excerpt(arg)} sets a flag tierkit sets from the spec (-tp, -pp, -q); remove it and set the spec's field"
+    return None
+
+
+def _rule(check: Callable[[str], str | None]) -> AfterValidator:
+    """A pydantic validator from a check above (None: good; else the reason and fix)."""
+
+    def validate(value: str) -> str:
+        problem = check(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+# The checks as pydantic types, for the spec and the host records.
+HostAddress = Annotated[str, _rule(host_address_problem)]
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")]
+PosixUser = Annotated[str, _rule(posix_user_problem)]
+HfId = Annotated[str, _rule(hf_id_problem)]
+ServedName = Annotated[str, _rule(served_name_problem)]
+ServerPath = Annotated[str, _rule(server_path_problem)]
+ExtraArg = Annotated[str, _rule(extra_arg_problem)]
