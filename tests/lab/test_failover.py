@@ -5,7 +5,9 @@ both hosts, keepalived and HAProxy), then the tests run in order, each leaving t
 next expects:
 
 1. steady state: requests through the VIP are answered by both vLLMs (each vLLM's /metrics);
-   a second run of failover.yml changes nothing;
+   a second run of failover.yml changes nothing; each node fails closed (vLLM on its own
+   address, requiring its firewall; VRRP from the peer only); a configure run puts no secret
+   on any command line of this machine or the nodes;
 2. vLLM stops on the VIP holder during a smoke run: no request sent after its engine went
    fails (streams in flight on it may), the peer serves the rest, the VIP stays;
 3. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
@@ -17,6 +19,8 @@ next expects:
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from tierkit.failover_drill import (
     Pair, deploy, heal, holders, lab_spec, partition, restore, start_vllm, steady_state, stop_vllm,
     take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
+from tierkit.inventory import secret_vars, vrrp_password
 from tierkit.lab.lab import Lab
 
 pytestmark = pytest.mark.lab
@@ -68,6 +73,60 @@ def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
     result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, inventory_dir, "failover", quiet=True)
     assert result.ok, [f.model_dump() for f in result.failures]
     assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
+
+
+def test_each_node_fails_closed(pair: Pair) -> None:
+    """vLLM binds the node's own address only and requires its firewall; VRRP is accepted from
+    the peer only, and keepalived requires that firewall."""
+    for node in pair.nodes:
+        address, peer = pair.lab.host(node).address, pair.lab.host(pair.peer(node)).address
+        listening = pair.ssh(node, f"ss -Hltn 'sport = :{pair.backend_port}'").split()
+        assert f"{address}:{pair.backend_port}" in listening, listening
+        assert not any(w.startswith(("0.0.0.0:", "*:", "[::]:")) for w in listening), listening
+        assert "vllm-firewall.service" in pair.ssh(node, "systemctl show --property=Requires vllm")
+        assert "tierkit-vrrp-firewall.service" in pair.ssh(node, "systemctl show --property=Requires keepalived")
+        table = pair.ssh(node, "nft list table inet tierkit_vrrp")
+        assert f"ip saddr {peer} accept" in table and "ip protocol vrrp drop" in table, table
+
+
+def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Path]) -> None:
+    """While configure runs, no process on this machine or on either node has a secret (the VRRP
+    password, the API key, the HF token: all travel the same way) in its command line."""
+    pair, inventory_dir = deployed
+    wanted = [vrrp_password(inventory_dir.parent), *(v for v in secret_vars().values() if v)]
+    seen: dict[str, list[str]] = {"controller": [], **{n: [] for n in pair.nodes}}
+    done = threading.Event()
+
+    def controller() -> None:
+        while not done.is_set():
+            for f in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    seen["controller"].append(f.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    continue
+            time.sleep(0.2)
+
+    def node(name: str) -> None:
+        while not done.is_set():
+            out = pair.lab.ssh(name, ["cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\000' ' '"],
+                               capture_output=True, text=True, timeout=30).stdout
+            seen[name].append(out)
+
+    pollers = [threading.Thread(target=controller), *(threading.Thread(target=node, args=(n,)) for n in pair.nodes)]
+    for t in pollers:
+        t.start()
+    try:
+        result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, inventory_dir, "failover", quiet=True)
+    finally:
+        done.set()
+        for t in pollers:
+            t.join()
+    assert result.ok, [f.model_dump() for f in result.failures]
+    assert any("ansible-playbook" in line for line in seen["controller"]), "the poll never saw ansible-playbook"
+    assert all(any("python" in line for line in seen[n]) for n in pair.nodes), "the poll never saw Ansible on a node"
+    for where, lines in seen.items():
+        for secret in wanted:
+            assert not any(secret in line for line in lines), f"a secret on a command line on {where}"
 
 
 def test_vllm_stop_on_the_holder_fails_no_new_request(pair: Pair) -> None:
