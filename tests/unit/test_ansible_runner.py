@@ -43,12 +43,18 @@ PLAY = """\
 """
 
 
-def test_a_real_run_reports_recap_and_named_failures(tmp_path):
+def local_run(tmp_path: Path, play: str, host: str) -> tuple[Path, Path]:
+    """The playbook `play` and an inventory of one local host, written under tmp_path."""
     playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAY)
+    playbook.write_text(play)
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(f"all:\n  hosts:\n    local1:\n      ansible_connection: local\n"
+    inventory.write_text(f"all:\n  hosts:\n    {host}:\n      ansible_connection: local\n"
                          f"      ansible_python_interpreter: {sys.executable}\n")
+    return playbook, inventory
+
+
+def test_a_real_run_reports_recap_and_named_failures(tmp_path):
+    playbook, inventory = local_run(tmp_path, PLAY, "local1")
     lines: list[str] = []
     log = tmp_path / "logs" / "play.log"
     result = ansible.run_playbook(playbook, inventory, [], extravars={"secret": "s3cret"}, show=lines.append,
@@ -133,11 +139,7 @@ SNOOP = """\
 
 
 def test_secrets_never_reach_a_command_line(tmp_path):
-    playbook = tmp_path / "snoop.yml"
-    playbook.write_text(SNOOP)
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(f"all:\n  hosts:\n    l:\n      ansible_connection: local\n"
-                         f"      ansible_python_interpreter: {sys.executable}\n")
+    playbook, inventory = local_run(tmp_path, SNOOP, "l")
     result = ansible.run_playbook(playbook, inventory, [], extravars={"secret": "tk-s3cret-cmdline"}, show=None)
     assert result.ok, result.failures
 
