@@ -71,7 +71,9 @@ LAB_VLLM_HEALTH_TIMEOUT = 600
 API_KEY_ENV = "TIERKIT_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
 SECRET_MAX = 4096
-SECRET_TEXT = re.compile(rf"[\x21-\x7e]{{0,{SECRET_MAX}}}")  # printable ASCII, no spaces; empty: unset
+# A bearer token's characters (RFC 6750 b64token): it goes into an env file, HTTP headers and
+# health checks unquoted-safe. Empty: unset.
+SECRET_TEXT = re.compile(rf"[A-Za-z0-9._~+/-]{{0,{SECRET_MAX}}}=*")
 VRRP_PASSWORD_FILE = "vrrp-password"
 
 
@@ -305,8 +307,8 @@ def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
     found = {"vllm_api_key": env.get(API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}
     for value, name in zip(found.values(), (API_KEY_ENV, HF_TOKEN_ENV)):
         if not SECRET_TEXT.fullmatch(value):
-            raise TierkitError(f"${name}: the secret holds spaces, control characters or over {SECRET_MAX} characters; "
-                               f"set it to the token itself")
+            raise TierkitError(f"${name}: the secret holds characters a bearer token cannot (letters, digits and "
+                               f"-._~+/ then '=' only) or over {SECRET_MAX} of them; set it to the token itself")
     return found
 
 

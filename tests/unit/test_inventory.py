@@ -144,3 +144,9 @@ def test_site_yml_failover_play_matches_the_pair_or_no_host(tmp_path, stack, fai
     assert count_line.strip() == f"hosts ({len(failover_hosts)}):"
     names = failover_play[failover_play.index(count_line) + 1:][: len(failover_hosts)]
     assert sorted(n.strip() for n in names) == failover_hosts
+
+
+@pytest.mark.parametrize("value", ["a b", "k\nLD_PRELOAD=/x", 'k"', "k$(id)", "x" * 5000])
+def test_secrets_that_are_no_bearer_token_are_refused(value: str) -> None:
+    with pytest.raises(TierkitError, match=r"\$TIERKIT_API_KEY: the secret holds characters"):
+        inv.secret_vars({"TIERKIT_API_KEY": value})
