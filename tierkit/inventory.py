@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict
 from tierkit import catalog
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
+from tierkit.secretfile import read_or_create
 from tierkit.spec import HAPROXY_STATS_PORT, TierSpec
 
 GROUP = "gpu_servers"
@@ -263,6 +264,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "failover_port": spec.serving.port,
         "failover_backend_port": vllm_port(spec),
         "failover_stats_port": HAPROXY_STATS_PORT,
+        "failover_check_model": spec.served_model_name,
     }
 
 
@@ -315,13 +317,5 @@ def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
 def vrrp_password(state_dir: Path) -> str:
     """keepalived's VRRP password for this stack: 8 random characters made on first use and kept
     in `<state_dir>/vrrp-password` (mode 0600), so every configure run gives both nodes the same."""
-    path = state_dir / VRRP_PASSWORD_FILE
-    state_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    password = secrets.token_urlsafe(6)  # 8 characters: VRRP PASS authentication carries at most 8
-    with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
-    return password
+    # 8 characters: VRRP PASS authentication carries at most 8
+    return read_or_create(state_dir / VRRP_PASSWORD_FILE, lambda: secrets.token_urlsafe(6))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -32,15 +33,15 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 from pydantic import BaseModel, Field
 
-from tierkit import spec as tier_spec
+from tierkit import providers, safe_yaml, spec as tier_spec
 from tierkit.errors import TierkitError
+from tierkit.secretfile import read_or_create
 
 COMMAND = "command:local:Command"
 DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
@@ -503,6 +504,11 @@ class CommandRunner(Backend):
 # Stack config as the program sees it.
 
 
+# The rehearsal keeps a generated API key here (it has no encrypted state to keep it in).
+API_KEY_CONFIG = "tierkit:apiKey"
+API_KEY_FILE = "api-key"
+
+
 @dataclass
 class StackConfig:
     project: str
@@ -511,15 +517,19 @@ class StackConfig:
     notes: list[str]
 
 
-def load_stack_config(root: Path, stack: str, secret_env: dict[str, str]) -> StackConfig:
+def load_stack_config(root: Path, stack: str, secret_env: dict[str, str], *, generate: bool = False) -> StackConfig:
     """The stack file's `config:` as Pulumi hands it to a program (strings; objects as JSON).
 
     `secure:` values cannot be decrypted without the Pulumi CLI: each key in `secret_env`
-    (config key -> environment variable) is taken from the environment instead, as a secret."""
-    project = (yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}).get("name", "project")
+    (config key -> environment variable) is taken from the environment instead, as a secret.
+    generate: an API key the provider requires and nobody set is made once and kept in
+    `.tierkit/<stack>/api-key` (mode 0600), as the program's generated key would be in Pulumi's
+    state (the rehearsal's preview runs without it: a refused stack leaves no file)."""
+    project_doc = safe_yaml.load_file(root / "Pulumi.yaml")
+    project = project_doc.get("name", "project") if isinstance(project_doc, dict) else "project"
     path = tier_spec.stack_path(stack, root)
-    tier_spec.spec_data_from_stack_file(path)  # the file exists, parses and has the spec key
-    raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    spec_data = tier_spec.spec_data_from_stack_file(path)  # the file exists, parses and has the spec key
+    raw = (safe_yaml.load_file(path) or {}).get("config") or {}
     config: dict[str, str] = {}
     notes: list[str] = []
     for key, value in raw.items():
@@ -534,6 +544,11 @@ def load_stack_config(root: Path, stack: str, secret_env: dict[str, str]) -> Sta
             config[key] = os.environ[var]
             secret_keys.append(key)
             notes.append(f"{key}: from ${var}, as a secret")
+        elif generate and key == API_KEY_CONFIG and providers.api_key_required(tier_spec.parse_spec(spec_data)):
+            stored = root / ".tierkit" / stack / API_KEY_FILE
+            config[key] = read_or_create(stored, lambda: secrets.token_urlsafe(32))
+            secret_keys.append(key)
+            notes.append(f"{key}: not set, so generated once into {stored} (mode 0600), as a secret")
         else:
             config.pop(key, None)
             notes.append(f"{key}: not set (export {var} to set it)")
@@ -589,8 +604,9 @@ def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str
         raise TierkitError(f"invoke {preview_runner.invoked[0]} needs the Pulumi CLI; rehearsal runs lab and baremetal stacks")
     if preview.error is not None:
         raise _failure(preview, preview_runner)
-    names = ", ".join(r.name for r in preview_runner.planned)
-    log(f"plan: {len(preview_runner.planned)} commands ({names}); every create runs (no state, no diffs)")
+    cfg = load_stack_config(root, stack, secret_env, generate=True)
+    planned = [r.name for r in preview_runner.planned if r.name != "api-key"]  # the key is in cfg now
+    log(f"plan: {len(planned)} commands ({', '.join(planned)}); every create runs (no state, no diffs)")
     runner = CommandRunner(execute=True, log=log, store=RecordStore(record_path(root, stack), stack))
     run = run_program(program, runner, project=cfg.project, stack=stack, config=cfg.config,
                       secret_keys=cfg.secret_keys, preview=False)

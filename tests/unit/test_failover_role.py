@@ -36,8 +36,10 @@ FILES = {
     "tierkit-notify.sh": "tierkit-notify.sh.j2",
     "keepalived.default": "keepalived.default.j2",
     "vrrp-firewall.nft": "vrrp-firewall.nft.j2",
+    "tierkit-check.headers": "tierkit-check.headers.j2",
 }
 INTERFACE = "host0"
+API_KEY = "sk-check-0123456789"
 
 RENDER_PLAY = """\
 - name: Render the failover role's templates
@@ -83,6 +85,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "files": FILES,
         "failover_vrrp_interface": INTERFACE,
         "failover_auth_pass": inventory.vrrp_password(work / "state"),
+        "failover_api_key": API_KEY,
+        # keepalived's check reads its headers from the rendered file.
+        "failover_check_headers": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.headers",
         # keepalived -t checks that the scripts exist and are safe: point at the rendered ones.
         "failover_check_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.sh",
         "failover_notify_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-notify.sh",
@@ -273,7 +278,12 @@ def test_haproxy_backend_checks_both_vllms_and_retries_on_the_other(rendered: di
     assert vllm_port != spec.serving.port  # HAProxy owns the serving port
     servers = statements(backend, "server")
     assert servers == [[h.name, f"{h.address}:{vllm_port}"] for h in hosts]
-    assert ["httpchk", "GET", "/health"] in statements(backend, "option")
+    assert ["httpchk"] in statements(backend, "option")
+    # a one-token completion with the API key, not /health (which answers while the engine hangs)
+    (send,) = [" ".join(w) for w in statements(backend, "http-check") if w[0] == "send"]
+    model = spec.served_model_name
+    assert f'meth POST uri /v1/completions' in send and f'hdr Authorization "Bearer {API_KEY}"' in send
+    assert f"""body '{{"model": "{model}", "prompt": "ok", "max_tokens": 1}}'""" in send
     (retry_on,) = statements(backend, "retry-on")
     # refused, closed unanswered, and vLLM's answers once its engine is gone
     assert {"conn-failure", "empty-response", "500", "503"} <= set(retry_on)
@@ -305,11 +315,14 @@ def test_haproxy_stats_listen_on_localhost_only(rendered: dict[str, Any]) -> Non
 # The scripts keepalived runs, against a real HTTP server.
 
 HEALTH_SERVER = textwrap.dedent("""\
-    import http.server, sys, time
-    status = int(sys.argv[2])
+    import http.server, json, sys, time
+    status, key = int(sys.argv[2]), sys.argv[3]
     class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(status if self.path == "/health" else 404)
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            ok = (self.path == "/v1/completions" and body.get("max_tokens") == 1
+                  and self.headers.get("Authorization") == f"Bearer {key}")
+            self.send_response(status if ok else 401)
             self.end_headers()
         def log_message(self, *args):
             pass
@@ -323,11 +336,11 @@ HEALTH_SERVER = textwrap.dedent("""\
 
 def run_check_in_netns(check: Path, port: int, status: int | None, tmp_path: Path) -> int:
     """Exit code of the health script in a private network namespace, where 127.0.0.1:port is a
-    server answering /health with `status` (None: nothing listens)."""
+    server answering a one-token completion carrying the API key with `status` (None: nothing listens)."""
     server = tmp_path / "health_server.py"
     server.write_text(HEALTH_SERVER)
     start = (
-        f"{sys.executable} {server} {port} {status} & server=$!; "
+        f"{sys.executable} {server} {port} {status} {API_KEY} & server=$!; "
         f"for i in $(seq 50); do {sys.executable} -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}))' "
         f"2>/dev/null && break; sleep 0.1; done; "
         if status is not None else "server=; "

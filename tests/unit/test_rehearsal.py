@@ -214,3 +214,33 @@ def test_second_up_runs_every_create_again(project: Path) -> None:
         assert time.monotonic() - start < 30
     assert count.read_text() == "x\nx\n"
     assert len(json.loads(rehearsal.record_path(project, STACK).read_text())["commands"]) == 1
+
+
+def stack_project(root: Path, provider: dict) -> None:
+    (root / "stacks").mkdir(parents=True)
+    (root / "Pulumi.yaml").write_text("name: tierkit\nruntime: python\nstackConfigDir: stacks\n")
+    spec = {"tier": "single-gpu", "provider": provider, "gpu": {"model": "l40s", "count": 1},
+            "model": {"key": "llama-3.1-8b", "max_context": 8192}}
+    (root / "stacks" / "Pulumi.s.yaml").write_text(json.dumps({"config": {"tierkit:tier": spec}}))
+
+
+def test_off_the_lab_the_rehearsal_generates_the_api_key_once_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TIERKIT_API_KEY", raising=False)
+    key = tmp_path / "id"
+    key.write_text("PRIVATE\n")
+    stack_project(tmp_path, {"kind": "baremetal", "hosts": [{"name": "a", "address": "192.0.2.10", "key_path": str(key)}]})
+    env = {"tierkit:apiKey": "TIERKIT_API_KEY"}
+    assert "tierkit:apiKey" not in rehearsal.load_stack_config(tmp_path, "s", env).config  # preview: none yet
+    first = rehearsal.load_stack_config(tmp_path, "s", env, generate=True)
+    stored = tmp_path / ".tierkit" / "s" / rehearsal.API_KEY_FILE
+    assert "tierkit:apiKey" in first.secret_keys and len(first.config["tierkit:apiKey"]) >= 32
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert rehearsal.load_stack_config(tmp_path, "s", env, generate=True).config["tierkit:apiKey"] == first.config["tierkit:apiKey"]
+    assert all(first.config["tierkit:apiKey"] not in note for note in first.notes)
+
+
+def test_on_the_lab_the_rehearsal_generates_no_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TIERKIT_API_KEY", raising=False)
+    stack_project(tmp_path, {"kind": "lab", "name": "t"})
+    cfg = rehearsal.load_stack_config(tmp_path, "s", {"tierkit:apiKey": "TIERKIT_API_KEY"}, generate=True)
+    assert "tierkit:apiKey" not in cfg.config and not (tmp_path / ".tierkit").exists()

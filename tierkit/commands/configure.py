@@ -38,6 +38,7 @@ def configure(spec: TierSpec, hosts: list[Host], inventory_dir: Path, playbook: 
         extravars = inv.secret_vars()
         if spec.tier == "failover":
             extravars["failover_auth_pass"] = inv.vrrp_password(inventory_dir.parent)
+            extravars["failover_api_key"] = extravars["vllm_api_key"]  # the health checks complete a token
         return ansible.run_playbook(playbook, path, hosts, extravars=extravars, show=show, log_file=log)
 
 

@@ -71,6 +71,12 @@ def key_file_problem(field: str, path_text: str) -> str | None:
     return None
 
 
+def api_key_required(spec: TierSpec) -> bool:
+    """Whether this provider's servers must have an API key (one is generated when the stack sets
+    none): each provider module says so in API_KEY_REQUIRED."""
+    return bool(importlib.import_module(f"tierkit.providers.{spec.provider.kind}").API_KEY_REQUIRED)
+
+
 def problems(spec: TierSpec) -> list[str]:
     """What this spec asks of its provider that the provider cannot do (one line each)."""
     module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")

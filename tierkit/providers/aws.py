@@ -50,6 +50,10 @@ ROOT_BASE_GIB = 100
 ROOT_WEIGHTS_FACTOR = 2.0
 
 
+# Instances behind a load balancer on the internet: vLLM refuses requests without the API key.
+API_KEY_REQUIRED = True
+
+
 def instance_type(spec: TierSpec) -> str | None:
     p = spec.provider
     assert isinstance(p, AwsProvider)

@@ -15,6 +15,10 @@ from tierkit.providers import Provisioned, StackContext, key_file_problem
 from tierkit.spec import SPEC_KEY, BaremetalProvider, TierSpec
 
 
+# Servers on a real network: vLLM refuses requests without the API key.
+API_KEY_REQUIRED = True
+
+
 def problems(spec: TierSpec) -> list[str]:
     """Each host's SSH key must be readable here (Ready and Ansible log in with it)."""
     p = spec.provider
