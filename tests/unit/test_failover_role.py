@@ -282,7 +282,7 @@ def test_haproxy_backend_checks_both_vllms_and_retries_on_the_other(rendered: di
     # a one-token completion with the API key, not /health (which answers while the engine hangs)
     (send,) = [" ".join(w) for w in statements(backend, "http-check") if w[0] == "send"]
     model = spec.served_model_name
-    assert f'meth POST uri /v1/completions' in send and f'hdr Authorization "Bearer {API_KEY}"' in send
+    assert 'meth POST uri /v1/completions' in send and f'hdr Authorization "Bearer {API_KEY}"' in send
     assert f"""body '{{"model": "{model}", "prompt": "ok", "max_tokens": 1}}'""" in send
     (retry_on,) = statements(backend, "retry-on")
     # refused, closed unanswered, and vLLM's answers once its engine is gone
