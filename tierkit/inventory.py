@@ -224,6 +224,9 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_max_num_seqs": sv.max_num_seqs,
         "vllm_extra_args": list(sv.extra_args),
         "vllm_nccl_p2p_disable": sv.nccl_p2p_disable,
+        # A hung engine: restarted by the watchdog; on the failover tier HAProxy's checks take
+        # the node out of the pool instead.
+        "vllm_watchdog": spec.tier != "failover",
     }
     if is_lab(spec):
         from tierkit.lab.vllm_venv import REMOVED_PACKAGES
