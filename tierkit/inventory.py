@@ -295,13 +295,16 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
 def write(inventory: Inventory, directory: str | Path) -> Path:
     """Write `hosts.yml` and `group_vars/gpu_servers.yml` under `directory`; returns hosts.yml."""
     root = Path(directory)
-    (root / "group_vars").mkdir(parents=True, exist_ok=True)
     header = "# Rendered by `tierkit inventory` from the tier spec; regenerate rather than edit.\n"
     hosts_file = root / "hosts.yml"
-    hosts_file.write_text(header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
-    (root / "group_vars" / f"{GROUP}.yml").write_text(
-        header + yaml.safe_dump(inventory.group_vars, sort_keys=False)
-    )
+    try:
+        (root / "group_vars").mkdir(parents=True, exist_ok=True)
+        hosts_file.write_text(header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
+        (root / "group_vars" / f"{GROUP}.yml").write_text(
+            header + yaml.safe_dump(inventory.group_vars, sort_keys=False)
+        )
+    except OSError as exc:
+        raise TierkitError(f"{root}: cannot write the inventory there ({exc.strerror}); pick a writable directory") from None
     return hosts_file
 
 

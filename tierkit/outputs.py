@@ -21,7 +21,7 @@ def check_output_file(flag: str, path: Path) -> None:
     """One-line TierkitError unless `path` can be written as a file now."""
     shown = excerpt(str(path), 120)
     if path.is_dir():
-        raise TierkitError(f"{flag}: {shown} is a directory; give a file name, e.g. {path / 'report.json'}")
+        raise TierkitError(f"{flag}: {shown} is a directory; give a file path, e.g. {path / 'out.json'}")
     parent = path.parent
     if not parent.is_dir():
         raise TierkitError(f"{flag}: {excerpt(str(parent), 120)} is not a directory; write the file somewhere that exists")

@@ -55,6 +55,11 @@ def read_text(path: Path, *, limit: int = MAX_BYTES, kind: str = "stack file (Pu
 
     FileNotFoundError passes through (callers name the fix); every other problem is one line
     that names the file `kind` expected."""
+    return decode(read_bytes(path, limit=limit, kind=kind), str(path))
+
+
+def read_bytes(path: Path, *, limit: int = MAX_BYTES, kind: str = "stack file (Pulumi.<stack>.yaml)") -> bytes:
+    """`read_text`'s checks (a regular file of at most `limit` bytes), without decoding."""
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -72,7 +77,7 @@ def read_text(path: Path, *, limit: int = MAX_BYTES, kind: str = "stack file (Pu
         raise TierkitError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from None
     if len(data) > limit:
         raise TierkitError(f"{path}: larger than {limit // 1024} KiB; give a {kind}")
-    return decode(data, str(path))
+    return data
 
 
 def decode(data: bytes, source: str) -> str:

@@ -93,3 +93,23 @@ def test_hosts_files(hosts: object, needles: list[str], tmp_path: Path) -> None:
 @pytest.mark.parametrize("path, needle", [("/dev/zero", "not a regular file"), ("/", "is a directory")])
 def test_hosts_file_that_is_no_file(path: str, needle: str) -> None:
     assert_refused(run_cli("inventory", "--stack", "single-gpu", "--hosts", path, "--json"), needle)
+
+
+def test_inventory_output_that_is_a_file(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts.json"
+    hosts.write_text(json.dumps([HOST]))
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    assert_refused(run_cli("inventory", "--stack", "single-gpu", "--hosts", str(hosts), "-o", str(not_a_dir)),
+                   "cannot write the inventory there")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (("topology", "parse", "/dev/zero"), "not a regular file"),
+    (("topology", "parse", "/"), "is a directory"),
+    (("topology", "parse", "/nonexistent"), "no such file"),
+    (("wait-ssh", "--hosts", "-", "--known-hosts", "/tmp/kh", "--write", "/"), "--write: '/' is a directory"),
+    (("wait-ssh", "--hosts", "-", "--known-hosts", "/tmp/kh", "--timeout", "inf"), "--timeout"),
+])
+def test_other_files_and_flags(args: tuple[str, ...], needle: str) -> None:
+    assert_refused(run_cli(*args), needle)
