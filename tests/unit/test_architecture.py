@@ -4,7 +4,10 @@ asks which provider it has (everything provider-specific lives in tierkit/provid
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,3 +147,14 @@ def test_the_stack_directory_is_named_in_one_place():
     named = [p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*.py")
              if re.search(r"""["']\.tierkit["']""", p.read_text())]
     assert named == ["tierkit/paths.py"]
+
+
+def test_reading_a_spec_loads_no_deploy_machinery():
+    """Validating a spec runs every provider's rules; provider modules import Pulumi (and the
+    rest of the deploy machinery) only when they provision."""
+    code = ("import sys, tierkit.stackfiles, tierkit.inventory, tierkit.smoke.from_spec; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'pulumi', 'pulumi_command', 'pulumi_aws', 'grpc', 'paramiko', 'ansible', 'ansible_runner'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == "[]"
