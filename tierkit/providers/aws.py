@@ -15,16 +15,15 @@ Hosts log in as `ubuntu` (the AMI's user); Ready pins their host keys on first c
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierkit import planner
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.providers.base import DeriveSource, Provider, Provisioned, StackContext, plan_gate_note
+from tierkit.providers.base import Provisioned, RealServers, StackContext
 
 if TYPE_CHECKING:
     import pulumi
@@ -88,7 +87,7 @@ def root_volume_gib(spec: TierSpec) -> int:
     return int(math.ceil((ROOT_BASE_GIB + ROOT_WEIGHTS_FACTOR * weights_gib) / 10) * 10)
 
 
-class AwsProvider(Provider):
+class AwsProvider(RealServers):
     kind: ClassVar[str] = "aws"
     config: ClassVar[type[BaseModel]] = AwsConfig
     load_balancer: ClassVar[bool] = True
@@ -222,21 +221,3 @@ class AwsProvider(Provider):
 
     def hosts(self, spec: TierSpec) -> list[Host]:
         raise TierkitError("--hosts: aws hosts come from the stack's outputs; pass --hosts FILE")
-
-    def model_path(self, spec: TierSpec) -> str | None:
-        return None
-
-    def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
-        return {}
-
-    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        return []
-
-    def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
-        return nullcontext()
-
-    def derive_source(self, spec: TierSpec) -> DeriveSource:
-        return "plan"
-
-    def notes(self, spec: TierSpec, plan: planner.Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:
-        return [plan_gate_note(plan)]

@@ -9,19 +9,17 @@ plan's figure.
 from __future__ import annotations
 
 import ipaddress
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tierkit.hosts import Host
-from tierkit.providers.base import DeriveSource, Provider, Provisioned, StackContext, plan_gate_note
+from tierkit.providers.base import Provisioned, RealServers, StackContext
 
 if TYPE_CHECKING:
     import pulumi
 
-    from tierkit.planner import Plan
     from tierkit.spec import TierSpec
 
 
@@ -56,7 +54,7 @@ def listed_hosts(spec: TierSpec) -> list[Host]:
             for h in config_of(spec).hosts]
 
 
-class BaremetalProvider(Provider):
+class BaremetalProvider(RealServers):
     kind: ClassVar[str] = "baremetal"
     config: ClassVar[type[BaseModel]] = BaremetalConfig
     load_balancer: ClassVar[bool] = False
@@ -89,21 +87,3 @@ class BaremetalProvider(Provider):
 
     def hosts(self, spec: TierSpec) -> list[Host]:
         return listed_hosts(spec)
-
-    def model_path(self, spec: TierSpec) -> str | None:
-        return None
-
-    def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
-        return {}
-
-    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        return []
-
-    def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
-        return nullcontext()
-
-    def derive_source(self, spec: TierSpec) -> DeriveSource:
-        return "plan"
-
-    def notes(self, spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:
-        return [plan_gate_note(plan)]

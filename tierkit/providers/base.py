@@ -12,6 +12,7 @@ A provider is one module under tierkit/providers/ with one `Provider` subclass. 
 - `derive_source(spec)` and `notes(...)`: where `min_output_tok_s: derive` takes its figure, and
   what a reader of the outputs must know about how the deploy was tested.
 
+Real GPU servers answer the last six the same way (`RealServers`); the lab answers each itself.
 The core (spec, inventory, fleet, commands) calls these and never asks which provider it has.
 Provider modules import Pulumi only inside `provision`, so validating a spec stays light.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import shlex
 import sys
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -122,6 +123,25 @@ class Provider(ABC):
         """What a reader of the deploy's outputs must know about how it was tested."""
 
 
-def plan_gate_note(plan: Plan) -> str:
-    """The note of a provider whose smoke gate is the plan's figure."""
-    return f"smoke gate from the plan: {plan.expected_tok_s:,.0f} tok/s expected"
+class RealServers(Provider, ABC):
+    """The answers for real GPU servers (bare metal, cloud instances): the roles install from the
+    public sources with the core's settings, nothing runs here meanwhile, and the plan's figures
+    are the smoke gate. Such a provider still states its own rules, provisioning and hosts."""
+
+    def model_path(self, spec: TierSpec) -> str | None:
+        return None
+
+    def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+        return {}
+
+    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
+        return []
+
+    def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
+        return nullcontext()
+
+    def derive_source(self, spec: TierSpec) -> DeriveSource:
+        return "plan"
+
+    def notes(self, spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:
+        return [f"smoke gate from the plan: {plan.expected_tok_s:,.0f} tok/s expected"]
