@@ -107,13 +107,13 @@ class Pair:
 
 def lab_spec(lab_name: str, subnet: IPv4Network, stack: str = "failover", root: Path | None = None) -> TierSpec:
     """The stack's spec on a lab: as written when the lab has the stack's subnet (as `tierkit up`
-    makes it), else moved onto the lab's subnet with the VIP at .100."""
+    makes it), else moved onto the lab's subnet with the VIP at its first free address."""
     data: dict[str, Any] = spec_data_from_stack_file(stack_path(stack, root))
     spec = parse_spec(data)
     if getattr(spec.provider, "subnet", None) == subnet:
         return spec
     data["provider"] = {**data["provider"], "name": lab_name, "subnet": str(subnet)}
-    data["failover"] = {**data["failover"], "virtual_ip": str(subnet[100])}
+    data["failover"] = {**data["failover"], "virtual_ip": str(network.free_vip(subnet))}
     return parse_spec(data)
 
 

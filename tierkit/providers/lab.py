@@ -120,7 +120,7 @@ class LabProvider(Provider):
         vip = spec.failover.virtual_ip
         if subnet is None:
             return ["provider.subnet: a lab failover tier needs the lab's subnet to place its VIP; add subnet: 10.77.40.0/24"]
-        free = subnet[100]  # .100-.199 stay free for virtual IPs (tierkit.lab.network)
+        free = network.free_vip(subnet)
         if vip not in subnet:
             return [f"failover.virtual_ip: {vip} is outside the hosts' subnet {subnet}; pick a free address in it, e.g. {free}"]
         if vip in host_addresses(subnet, spec.server_count):
