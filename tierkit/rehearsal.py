@@ -41,11 +41,11 @@ from pydantic import BaseModel, Field
 
 from tierkit import providers, safe_yaml, spec as tier_spec
 from tierkit.errors import TierkitError
+from tierkit.paths import StackPaths
 from tierkit.secretfile import read_or_create
 
 COMMAND = "command:local:Command"
 DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
-RECORD_NAME = "rehearsal.json"
 RECORD_ABOUT = (
     "tierkit rehearsal record: the local commands `tierkit up` ran for this stack without the Pulumi "
     "CLI, kept so that `tierkit down` can run their deletes. Not a Pulumi state: no diffs, no "
@@ -504,9 +504,9 @@ class CommandRunner(Backend):
 # Stack config as the program sees it.
 
 
-# The rehearsal keeps a generated API key here (it has no encrypted state to keep it in).
+# The config key of the API key the rehearsal generates (into StackPaths.api_key, as it has no
+# encrypted state to keep it in) when the provider requires one and none is set.
 API_KEY_CONFIG = "tierkit:apiKey"
-API_KEY_FILE = "api-key"
 
 
 @dataclass
@@ -544,8 +544,8 @@ def load_stack_config(root: Path, stack: str, secret_env: dict[str, str], *, gen
             config[key] = os.environ[var]
             secret_keys.append(key)
             notes.append(f"{key}: from ${var}, as a secret")
-        elif generate and key == API_KEY_CONFIG and providers.api_key_required(tier_spec.parse_spec(spec_data)):
-            stored = root / ".tierkit" / stack / API_KEY_FILE
+        elif generate and key == API_KEY_CONFIG and providers.get(tier_spec.parse_spec(spec_data)).api_key_required:
+            stored = StackPaths(root, stack).api_key
             config[key] = read_or_create(stored, lambda: secrets.token_urlsafe(32))
             secret_keys.append(key)
             notes.append(f"{key}: not set, so generated once into {stored} (mode 0600), as a secret")
@@ -560,7 +560,7 @@ def load_stack_config(root: Path, stack: str, secret_env: dict[str, str], *, gen
 
 
 def record_path(root: Path, stack: str) -> Path:
-    return root / ".tierkit" / stack / RECORD_NAME
+    return StackPaths(root, stack).rehearsal_record
 
 
 @dataclass

@@ -8,18 +8,18 @@ touched before the whole spec is valid.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from tierkit import catalog, safe_yaml
+from tierkit import catalog, planner, providers, safe_yaml
 from tierkit.errors import TierkitError
 from tierkit.safe_yaml import excerpt
-from tierkit.textrules import ExtraArg, HfId, HostAddress, HostName, PosixUser, ServedName, ServerPath
+from tierkit.smoke import defaults as smoke_defaults
+from tierkit.textrules import ExtraArg, HfId, IPv4Text, Port, ServedName, ServerPath, StrictModel
 
 SPEC_KEY = "tierkit:tier"
 TierKind = Literal["single-gpu", "multi-gpu", "failover"]
@@ -40,103 +40,19 @@ FIRST_UNPRIVILEGED_PORT = 1024
 SECRET_CONFIG = {"tierkit:apiKey": "pulumi config set --secret tierkit:apiKey", "tierkit:hfToken": "pulumi config set --secret tierkit:hfToken"}
 
 
-class _Strict(BaseModel):
-    """Unknown keys refused; no coercion (a bool is no count, a float no port, "8000" no int);
-    every float finite."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
-def _text_only(value: Any) -> Any:
-    if not isinstance(value, str):
-        raise ValueError(f"expected text, got {excerpt(value)}; quote the address")
-    return value
-
-
-# Local file paths (keys, topology captures) are read by tierkit itself, never written anywhere.
-LocalPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")]
-IPv4Text = Annotated[ipaddress.IPv4Address, BeforeValidator(_text_only), Field(strict=False)]
-IPv4NetText = Annotated[ipaddress.IPv4Network, BeforeValidator(_text_only), Field(strict=False)]
-Port = Annotated[int, Field(ge=1, le=65535)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Providers: where the servers come from.
-
-
-class LabProvider(_Strict):
-    """Simulated GPU servers on this machine (the built-in default)."""
-
-    kind: Literal["lab"] = "lab"
-    name: str = Field("tierkit", pattern=r"^[a-z][a-z0-9-]{0,11}$", description="lab name (short: it names namespaces)")
-    topology: LocalPath = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
-    faults: list[Annotated[str, Field(max_length=200)]] = Field(
-        default_factory=list, max_length=64, description="faults to inject, e.g. 'inactive-link=0:3'")
-    subnet: IPv4NetText | None = Field(None, description="the lab's /24; default: the next free one")
-
-    @field_validator("subnet")
-    @classmethod
-    def _private_24(cls, subnet: ipaddress.IPv4Network | None) -> ipaddress.IPv4Network | None:
-        if subnet is not None and (subnet.prefixlen != 24 or not subnet.is_private):
-            raise ValueError(f"{subnet} is not a private /24 (the lab's hosts and VIPs live in one); use one such as 10.77.40.0/24")
-        return subnet
-
-
-class BaremetalHost(_Strict):
-    name: HostName = Field(description="inventory name: letters, digits, _ and -")
-    address: HostAddress
-    user: PosixUser = "root"
-    port: Port = SSH_PORT
-    key_path: LocalPath
-
-
-class BaremetalProvider(_Strict):
-    """Servers that already exist: tierkit adopts them over SSH."""
-
-    kind: Literal["baremetal"]
-    hosts: list[BaremetalHost] = Field(min_length=1, max_length=64)
-
-
-class AwsProvider(_Strict):
-    """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
-
-    kind: Literal["aws"]
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", description="e.g. us-east-1")
-    instance_type: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{1,15}\.[a-z0-9]{2,16}$",
-                                      description="default: from the GPU set (catalog map)")
-    ami: str | None = Field(None, pattern=r"^ami-[0-9a-f]{8,17}$", description="default: latest Deep Learning Base AMI (lookup)")
-    ssh_cidr: str = Field(description="CIDR allowed to reach SSH, e.g. 203.0.113.0/24")
-    public_key_path: LocalPath = Field(description="SSH public key registered as the instance key pair")
-    private_key_path: LocalPath = Field(description="matching private key, used by Ready and Ansible")
-    availability_zones: list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}[a-z]$")]] | None = Field(
-        None, max_length=8, description="default: the region's first two")
-
-    @field_validator("ssh_cidr")
-    @classmethod
-    def _cidr(cls, value: str) -> str:
-        try:
-            network = ipaddress.ip_network(value, strict=True)
-        except ValueError:
-            raise ValueError(f"{excerpt(value)} is not a CIDR block; give the operator's network, e.g. 203.0.113.0/24") from None
-        if network.prefixlen == 0:
-            raise ValueError(f"{value} opens SSH and the endpoint to the whole internet; give the operator's network, e.g. 203.0.113.0/24")
-        return value
-
-
-Provider = Annotated[LabProvider | BaremetalProvider | AwsProvider, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------------------------------------
 # What runs on the servers.
 
 
-class GpuSpec(_Strict):
+class GpuSpec(StrictModel):
     model: str = Field(max_length=64, description="catalog GPU key, e.g. rtx-pro-6000, h100-sxm")
     count: int = Field(ge=1, le=8, description="GPUs per server")
     interconnect: Interconnect = Field("any", description="required link between the GPUs")
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """A catalog model (`key`), or one given by its numbers; weights from hf_id or a local path."""
 
     key: str | None = Field(None, max_length=64, description="catalog model key, e.g. llama-3.3-70b")
@@ -149,15 +65,15 @@ class ModelSpec(_Strict):
     kv_heads: int | None = Field(None, gt=0, le=4096)
     head_dim: int | None = Field(None, gt=0, le=65536)
     quantization: catalog.Quantization = "bf16"
-    max_context: int | None = Field(None, gt=0, le=1 << 24, description="tokens; default min(model's, 8192)")
+    max_context: int | None = Field(None, gt=0, le=1 << 24, description="tokens; default: planner.default_context")
 
 
-class ServingSpec(_Strict):
+class ServingSpec(StrictModel):
     tensor_parallel: int | None = Field(None, ge=1, le=8, description="default: GPUs per server / PP")
     pipeline_parallel: int = Field(1, ge=1, le=8)
     port: Port = 8000
     max_num_seqs: int = Field(64, ge=1, le=65536)
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    gpu_memory_utilization: float = Field(planner.DEFAULT_UTILIZATION, gt=0, le=1)
     served_model_name: ServedName | None = Field(None, description="default: the model key or directory name")
     extra_args: list[ExtraArg] = Field(default_factory=list, max_length=256,
                                        description="extra vLLM flags, passed through (not those tierkit sets)")
@@ -165,16 +81,16 @@ class ServingSpec(_Strict):
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
 
 
-class SmokeSpec(_Strict):
-    concurrency: int = Field(8, ge=1, le=4096)
-    requests: int = Field(64, ge=1, le=1_000_000)
-    input_len: int = Field(128, ge=1, le=1 << 24)
-    output_len: int = Field(128, ge=1, le=1 << 24)
-    warmup: int = Field(2, ge=0, le=10_000)
+class SmokeSpec(StrictModel):
+    concurrency: int = Field(smoke_defaults.CONCURRENCY, ge=1, le=4096)
+    requests: int = Field(smoke_defaults.REQUESTS, ge=1, le=1_000_000)
+    input_len: int = Field(smoke_defaults.INPUT_LEN, ge=1, le=1 << 24)
+    output_len: int = Field(smoke_defaults.OUTPUT_LEN, ge=1, le=1 << 24)
+    warmup: int = Field(smoke_defaults.WARMUP, ge=0, le=10_000)
     min_output_tok_s: float | Literal["derive"] = Field("derive", description="a number, or 'derive' from the plan")
     max_p99_ttft_ms: float | None = Field(None, gt=0, le=86_400_000)
     max_p99_tpot_ms: float | None = Field(None, gt=0, le=86_400_000)
-    max_failed: int = Field(0, ge=0, le=1_000_000)
+    max_failed: int = Field(smoke_defaults.MAX_FAILED, ge=0, le=1_000_000)
 
     @field_validator("min_output_tok_s", mode="before")
     @classmethod
@@ -185,17 +101,17 @@ class SmokeSpec(_Strict):
         raise ValueError(f"{excerpt(value)} is not a positive number or 'derive'; give tokens/s, or derive (from the plan)")
 
 
-class FailoverSpec(_Strict):
+class FailoverSpec(StrictModel):
     virtual_ip: IPv4Text
     router_id: int = Field(51, ge=1, le=255, description="VRRP virtual router id")
     advert_int: int = Field(1, ge=1, le=255, description="VRRP advert interval, seconds")
 
 
-class TierSpec(_Strict):
+class TierSpec(StrictModel):
     """The whole tier spec (the value of `tierkit:tier`)."""
 
     tier: TierKind
-    provider: Provider = Field(default_factory=LabProvider)
+    provider: providers.ProviderConfig = Field(default_factory=providers.default_config)
     gpu: GpuSpec
     model: ModelSpec
     serving: ServingSpec = Field(default_factory=ServingSpec)
@@ -229,7 +145,7 @@ class TierSpec(_Strict):
     @property
     def context(self) -> int:
         m = self.model_info
-        return self.model.max_context or min(m.default_context, 8192)
+        return self.model.max_context or planner.default_context(m)
 
     @property
     def vllm_port(self) -> int:
@@ -270,7 +186,7 @@ def resolve_model(m: ModelSpec) -> catalog.Model:
         attention_heads=heads,
         kv_heads=given.get("kv_heads", heads),
         head_dim=head_dim,
-        default_context=m.max_context or 8192,
+        default_context=m.max_context or planner.DEFAULT_CONTEXT,
     )
 
 
@@ -288,7 +204,7 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("lab", "baremetal", "aws"):  # discriminated-union tags add no information
+        elif item in providers.PROVIDERS:  # discriminated-union tags add no information
             continue
         else:
             parts.append(_field_text(str(item)))
@@ -348,9 +264,9 @@ def _describe(err: dict[str, Any], prefix: str) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {excerpt(given)} is not allowed; use one of {expected}"
     if kind == "union_tag_invalid":
-        return f"{path}: unknown kind {excerpt(str(err.get('ctx', {}).get('tag')))}; use one of lab, baremetal, aws"
+        return f"{path}: unknown kind {excerpt(str(err.get('ctx', {}).get('tag')))}; use one of {', '.join(providers.PROVIDERS)}"
     if kind == "union_tag_not_found":
-        return f"{path}: kind is missing; add kind: lab, baremetal or aws"
+        return f"{path}: kind is missing; add kind: {' or '.join(providers.PROVIDERS)}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"):
         return f"{path}: {err['msg'].lower()}, got {excerpt(given)}; change the value"
     if kind == "value_error":
@@ -406,10 +322,6 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
     want_servers = TIER_SERVERS[spec.tier]
     if spec.server_count != want_servers:
         problems.append(f"{prefix}.servers: {spec.tier} means exactly {want_servers} server(s), got {spec.server_count}; set servers: {want_servers}")
-    if isinstance(spec.provider, BaremetalProvider) and len(spec.provider.hosts) != spec.server_count:
-        problems.append(
-            f"{prefix}.provider.hosts: {spec.tier} needs {spec.server_count} host(s), got {len(spec.provider.hosts)}; list exactly {spec.server_count}"
-        )
     tp, pp = spec.tensor_parallel, spec.pipeline_parallel
     if tp * pp != n:
         problems.append(
@@ -435,104 +347,22 @@ def _check_ports(spec: TierSpec, prefix: str) -> list[str]:
             f"{prefix}.serving.port: vLLM would listen on {backend}, and it runs as an unprivileged user that can "
             f"bind only {FIRST_UNPRIVILEGED_PORT}-65535; pick a port from {FIRST_UNPRIVILEGED_PORT} up, e.g. 8000"
         )
-    if isinstance(spec.provider, BaremetalProvider):
-        serving = {backend: "vLLM's port", port: "the serving port"}
-        if spec.tier == "failover":
-            serving[HAPROXY_STATS_PORT] = "HAProxy's statistics port"
-        for i, h in enumerate(spec.provider.hosts):
-            if h.port in serving and h.port != SSH_PORT:
-                problems.append(f"{prefix}.provider.hosts[{i}].port: SSH on {h.port} clashes with {serving[h.port]}; "
-                                f"give SSH's real port, or move serving.port")
     return problems
-
-
-def _check_hosts(spec: TierSpec, prefix: str) -> list[str]:
-    """Bare-metal hosts: each name and address once."""
-    if not isinstance(spec.provider, BaremetalProvider):
-        return []
-    problems = []
-    names: dict[str, int] = {}
-    addresses: dict[str, int] = {}
-    for i, h in enumerate(spec.provider.hosts):
-        try:
-            address = str(ipaddress.ip_address(h.address))
-        except ValueError:
-            address = h.address.lower().removesuffix(".")
-        for key, seen, what in ((h.name.lower(), names, "name"), (address, addresses, "address")):
-            if key in seen:
-                problems.append(f"{prefix}.provider.hosts[{i}].{what}: {excerpt(getattr(h, what))} is also hosts[{seen[key]}]'s; "
-                                f"each server once, with its own {what}")
-            seen.setdefault(key, i)
-    return problems
-
-
-def _vip_problem(vip: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address | None,
-                 hosts: list[ipaddress.IPv4Address]) -> str | None:
-    """Why `vip` cannot be the VIP on `subnet` (None: it can)."""
-    if vip.is_loopback or vip.is_multicast or vip.is_unspecified or vip.is_link_local or vip.is_reserved:
-        return f"{vip} is not a unicast address a host can take"
-    if vip not in subnet:
-        return f"{vip} is outside the hosts' subnet {subnet}"
-    if vip == subnet.network_address:
-        return f"{vip} is the subnet's network address"
-    if vip == subnet.broadcast_address:
-        return f"{vip} is the subnet's broadcast address"
-    if vip == gateway:
-        return f"{vip} is the subnet's gateway (the switch)"
-    if vip in hosts:
-        return f"{vip} is a host's own address"
-    return None
 
 
 def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
+    """The failover section on the failover tier only; a VIP unless the provider balances load."""
     if spec.tier != "failover":
         if spec.failover is not None:
             return [f"{prefix}.failover: only the failover tier takes a failover section; remove it or set tier: failover"]
         return []
-    if spec.failover is None:
-        if isinstance(spec.provider, AwsProvider):
-            return []
+    if spec.failover is None and not providers.get(spec).load_balancer:
         return [f"{prefix}.failover.virtual_ip: the failover tier needs a virtual IP; add failover: {{virtual_ip: <free address in the hosts' subnet>}}"]
-    vip = spec.failover.virtual_ip
-    field = f"{prefix}.failover.virtual_ip"
-    if isinstance(spec.provider, LabProvider):
-        subnet = spec.provider.subnet
-        if subnet is None:
-            return [f"{prefix}.provider.subnet: a lab failover tier needs the lab's subnet to place its VIP; add subnet: 10.77.40.0/24"]
-        problem = _vip_problem(vip, subnet, subnet[1], lab_host_addresses(subnet, spec.server_count))
-        if problem is None and not LAB_VIP_RANGE[0] <= int(vip) - int(subnet.network_address) <= LAB_VIP_RANGE[1]:
-            problem = f"{vip} is outside .{LAB_VIP_RANGE[0]}-.{LAB_VIP_RANGE[1]}, which the lab keeps free for virtual IPs"
-        if problem:
-            return [f"{field}: {problem}; pick a free address such as {subnet[LAB_VIP_RANGE[0]]}"]
-    if isinstance(spec.provider, BaremetalProvider):
-        addrs = []
-        for h in spec.provider.hosts:
-            try:
-                addrs.append(ipaddress.IPv4Address(h.address))
-            except ValueError:
-                continue
-        # The role gives the VIP the hosts' /24 (failover_virtual_prefix); its gateway is unknown here.
-        subnet = ipaddress.IPv4Network(f"{addrs[0] if addrs else vip}/24", strict=False)
-        problem = _vip_problem(vip, subnet, None, addrs)
-        if problem:
-            near = f"next to {addrs[0]}" if addrs else "in the hosts' subnet"
-            return [f"{field}: {problem}; pick a free address {near}"]
     return []
-
-
-# The lab's hosts take .11 up; .100-.199 stay free for virtual IPs (tierkit.lab.network).
-LAB_VIP_RANGE = (100, 199)
-
-
-def lab_host_addresses(subnet: ipaddress.IPv4Network, hosts: int) -> list[ipaddress.IPv4Address]:
-    """Lab hosts take .11, .12, ... of their /24 (.1 is the switch; .100-.199 stay free for VIPs)."""
-    return [subnet[11 + i] for i in range(hosts)]
 
 
 def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
     """TP divisibility, interconnect, quantization and context rules, then the planner's fit."""
-    from tierkit import planner  # the planner imports this module's types
-
     gpu, model = spec.gpu_info, spec.model_info
     tp, pp = spec.tensor_parallel, spec.pipeline_parallel
     problems = []
@@ -573,7 +403,7 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
         )
     if problems:
         return problems
-    plan = planner.plan_for_spec(spec)
+    plan = plan_for_spec(spec)
     if not plan.fits:
         fix = planner.smallest_fix(model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization)
         problems.append(
@@ -585,6 +415,20 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
 
 # Quantizations vLLM reads from the checkpoint (fp8 also quantizes a 16-bit one as it loads).
 PREQUANTIZED = ("awq", "gptq", "int8")
+def plan_for_spec(spec: TierSpec) -> planner.Plan:
+    """The plan for a validated tier spec (its GPUs, parallelism, context and users)."""
+    return planner.plan(
+        spec.model_info,
+        spec.model.quantization,
+        spec.gpu_info,
+        spec.gpu.count,
+        spec.server_count,
+        spec.context,
+        spec.users,
+        spec.tensor_parallel,
+        spec.pipeline_parallel,
+        spec.serving.gpu_memory_utilization,
+    )
 
 
 def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:
@@ -592,7 +436,9 @@ def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:
     problems = _check_catalog(spec, prefix)
     if problems:
         return problems
-    problems = _check_shape(spec, prefix) + _check_hosts(spec, prefix) + _check_ports(spec, prefix) + _check_failover(spec, prefix)
+    problems = _check_shape(spec, prefix) + _check_ports(spec, prefix) + _check_failover(spec, prefix)
+    if not problems:
+        problems = providers.problems(spec, prefix)
     if not problems:
         problems = _check_model_fit(spec, prefix)
     return problems

@@ -14,9 +14,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from tierkit.safe_yaml import excerpt
 
@@ -143,3 +143,41 @@ HfId = Annotated[str, _rule(hf_id_problem)]
 ServedName = Annotated[str, _rule(served_name_problem)]
 ServerPath = Annotated[str, _rule(server_path_problem)]
 ExtraArg = Annotated[str, _rule(extra_arg_problem)]
+
+
+class StrictModel(BaseModel):
+    """A spec section: unknown keys refused; no coercion (a bool is no count, a float no port,
+    "8000" no int); every float finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _text_only(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {excerpt(value)}; quote the address")
+    return value
+
+
+# Local file paths (keys, topology captures) are read by tierkit itself, never written anywhere.
+LocalPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f]+$")]
+IPv4Text = Annotated[ipaddress.IPv4Address, BeforeValidator(_text_only), Field(strict=False)]
+IPv4NetText = Annotated[ipaddress.IPv4Network, BeforeValidator(_text_only), Field(strict=False)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def vip_problem(vip: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address | None,
+                hosts: list[ipaddress.IPv4Address]) -> str | None:
+    """Why `vip` cannot be a virtual IP on `subnet` (None: it can)."""
+    if vip.is_loopback or vip.is_multicast or vip.is_unspecified or vip.is_link_local or vip.is_reserved:
+        return f"{vip} is not a unicast address a host can take"
+    if vip not in subnet:
+        return f"{vip} is outside the hosts' subnet {subnet}"
+    if vip == subnet.network_address:
+        return f"{vip} is the subnet's network address"
+    if vip == subnet.broadcast_address:
+        return f"{vip} is the subnet's broadcast address"
+    if vip == gateway:
+        return f"{vip} is the subnet's gateway (the switch)"
+    if vip in hosts:
+        return f"{vip} is a host's own address"
+    return None

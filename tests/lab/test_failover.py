@@ -26,13 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from tierkit.commands.configure import configure
-from tierkit.failover_drill import (
+from tierkit.configure import configure
+from tierkit.lab.drills import (
     Pair, deploy, heal, holders, lab_spec, partition, restore, start_vllm, steady_state, stop_vllm,
     take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
 from tierkit.inventory import secret_vars, vrrp_password
 from tierkit.lab.lab import Lab
+from tierkit.paths import StackPaths
 
 pytestmark = pytest.mark.lab
 
@@ -46,9 +47,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, P
     """The failover stack's vLLM and failover stages on a fresh two-host lab, torn down after the
     module (the GPU stages have their own lab tests; lab vLLM runs on the CPU)."""
     Lab.down(LAB)
-    inventory_dir = tmp_path_factory.mktemp("failover-inventory")
+    workdir = tmp_path_factory.mktemp("failover")
     try:
-        yield deploy(LAB, inventory_dir, playbooks=("vllm", "failover")), inventory_dir
+        yield deploy(LAB, workdir, playbooks=("vllm", "failover")), workdir
     finally:
         Lab.down(LAB)
 
@@ -69,8 +70,9 @@ def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
 
 
 def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
-    pair, inventory_dir = deployed
-    result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, inventory_dir, "failover", quiet=True)
+    pair, workdir = deployed
+    result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, StackPaths(workdir, "failover"),
+                       "failover", quiet=True)
     assert result.ok, [f.model_dump() for f in result.failures]
     assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
 
@@ -92,8 +94,9 @@ def test_each_node_fails_closed(pair: Pair) -> None:
 def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Path]) -> None:
     """While configure runs, no process on this machine or on either node has a secret (the VRRP
     password, the API key, the HF token: all travel the same way) in its command line."""
-    pair, inventory_dir = deployed
-    wanted = [vrrp_password(inventory_dir.parent), *(v for v in secret_vars().values() if v)]
+    pair, workdir = deployed
+    paths = StackPaths(workdir, "failover")
+    wanted = [vrrp_password(paths.vrrp_password), *(v for v in secret_vars().values() if v)]
     seen: dict[str, list[str]] = {"controller": [], **{n: [] for n in pair.nodes}}
     done = threading.Event()
 
@@ -116,7 +119,7 @@ def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Pa
     for t in pollers:
         t.start()
     try:
-        result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, inventory_dir, "failover", quiet=True)
+        result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, paths, "failover", quiet=True)
     finally:
         done.set()
         for t in pollers:

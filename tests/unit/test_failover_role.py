@@ -24,7 +24,9 @@ import yaml
 
 from tierkit import inventory
 from tierkit.hosts import Host
-from tierkit.spec import lab_host_addresses, load_stack
+from tierkit.paths import StackPaths
+from tierkit.providers.lab import host_addresses
+from tierkit.spec import load_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "failover"
@@ -61,7 +63,7 @@ def failover_hosts() -> tuple[Any, list[Host]]:
     subnet = spec.provider.subnet
     hosts = [
         Host(name=f"ha-{i + 1}", address=str(addr), key_path="/nonexistent/key", netns="tk-ha")
-        for i, addr in enumerate(lab_host_addresses(subnet, spec.server_count))
+        for i, addr in enumerate(host_addresses(subnet, spec.server_count))
     ]
     return spec, hosts
 
@@ -84,7 +86,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "ansible_python_interpreter": sys.executable,
         "files": FILES,
         "failover_vrrp_interface": INTERFACE,
-        "failover_auth_pass": inventory.vrrp_password(work / "state"),
+        "failover_auth_pass": inventory.vrrp_password(work / "state" / "vrrp-password"),
         "failover_api_key": API_KEY,
         # keepalived's check reads its headers from the rendered file.
         "failover_check_headers": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.headers",
@@ -386,7 +388,8 @@ def test_vrrp_is_accepted_from_the_peer_only(rendered: dict[str, Any]) -> None:
 
 
 def test_the_vrrp_password_is_generated_once_and_private(tmp_path: Path) -> None:
-    first = inventory.vrrp_password(tmp_path)
-    assert len(first) == 8 and inventory.vrrp_password(tmp_path) == first
-    assert (tmp_path / inventory.VRRP_PASSWORD_FILE).stat().st_mode & 0o777 == 0o600
-    assert inventory.vrrp_password(tmp_path / "other") != first
+    path = StackPaths(tmp_path, "s").vrrp_password
+    first = inventory.vrrp_password(path)
+    assert len(first) == 8 and inventory.vrrp_password(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert inventory.vrrp_password(StackPaths(tmp_path, "other").vrrp_password) != first

@@ -26,7 +26,8 @@ def hosts(n: int, netns: str | None = "tk-lab") -> list[Host]:
 def baremetal(**over) -> dict:
     spec = {
         "tier": "multi-gpu",
-        "provider": {"kind": "baremetal", "hosts": [{"name": "gpu1", "address": "192.0.2.10", "key_path": "/k"}]},
+        # a key file that exists (validate checks it is readable); never read here
+        "provider": {"kind": "baremetal", "hosts": [{"name": "gpu1", "address": "192.0.2.10", "key_path": __file__}]},
         "gpu": {"model": "h100-sxm", "count": 8, "interconnect": "nvlink"},
         "model": {"key": "llama-3.3-70b", "quantization": "fp8"},
         "serving": {"tensor_parallel": 8, "extra_args": ["--enable-prefix-caching"]},

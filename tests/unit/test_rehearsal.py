@@ -17,6 +17,7 @@ import pytest
 from pulumi_command import local
 
 from tierkit import rehearsal
+from tierkit.paths import StackPaths
 from tierkit.errors import TierkitError
 
 STACK = "t"
@@ -232,7 +233,7 @@ def test_off_the_lab_the_rehearsal_generates_the_api_key_once_0600(tmp_path: Pat
     env = {"tierkit:apiKey": "TIERKIT_API_KEY"}
     assert "tierkit:apiKey" not in rehearsal.load_stack_config(tmp_path, "s", env).config  # preview: none yet
     first = rehearsal.load_stack_config(tmp_path, "s", env, generate=True)
-    stored = tmp_path / ".tierkit" / "s" / rehearsal.API_KEY_FILE
+    stored = StackPaths(tmp_path, "s").api_key
     assert "tierkit:apiKey" in first.secret_keys and len(first.config["tierkit:apiKey"]) >= 32
     assert stored.stat().st_mode & 0o777 == 0o600
     assert rehearsal.load_stack_config(tmp_path, "s", env, generate=True).config["tierkit:apiKey"] == first.config["tierkit:apiKey"]

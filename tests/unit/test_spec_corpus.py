@@ -10,8 +10,9 @@ import pytest
 import yaml
 from hostile_support import BASE, changed, stack_text
 
+KEY = str(Path(__file__).resolve())  # a readable file as the hosts' key: validate checks it exists
 FAILOVER = changed(tier="failover", provider={"kind": "baremetal", "hosts": [
-    {"name": "a", "address": "192.0.2.10", "key_path": "/k"}, {"name": "b", "address": "192.0.2.11", "key_path": "/k"}]})
+    {"name": "a", "address": "192.0.2.10", "key_path": KEY}, {"name": "b", "address": "192.0.2.11", "key_path": KEY}]})
 
 # name -> (file text, substrings the error output must contain)
 CORPUS: dict[str, tuple[str, list[str]]] = {

@@ -1,37 +1,119 @@
 """The bare-metal provider: adopts servers that already exist, as the spec lists them.
 
 It registers nothing: the hosts come straight from the spec. Their SSH host keys are pinned by
-the Ready step (`tierkit wait-ssh`) into the stack's known_hosts on first contact.
+the Ready step (`tierkit wait-ssh`) into the stack's known_hosts on first contact. The servers
+install the NVIDIA driver, NCCL and vLLM from their public sources, and the smoke gate is the
+plan's figure.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import pulumi
+from pydantic import BaseModel, Field
 
 from tierkit.hosts import Host
-from tierkit.providers import Provisioned, StackContext, key_file_problem
-from tierkit.spec import SPEC_KEY, BaremetalProvider, TierSpec
+from tierkit.providers.base import Provisioned, RealServers, StackContext, key_file_problem
+from tierkit.safe_yaml import excerpt
+from tierkit.textrules import HostAddress, HostName, LocalPath, Port, PosixUser, StrictModel, vip_problem
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from tierkit.spec import TierSpec
 
 
-# Servers on a real network: vLLM refuses requests without the API key.
-API_KEY_REQUIRED = True
+class BaremetalHost(StrictModel):
+    name: HostName = Field(description="inventory name: letters, digits, _ and -")
+    address: HostAddress
+    user: PosixUser = "root"
+    port: Port = 22
+    key_path: LocalPath
 
 
-def problems(spec: TierSpec) -> list[str]:
-    """Each host's SSH key must be readable here (Ready and Ansible log in with it)."""
+class BaremetalConfig(StrictModel):
+    """Servers that already exist: tierkit adopts them over SSH."""
+
+    kind: Literal["baremetal"]
+    hosts: list[BaremetalHost] = Field(min_length=1, max_length=64)
+
+
+def config_of(spec: TierSpec) -> BaremetalConfig:
     p = spec.provider
-    assert isinstance(p, BaremetalProvider)
-    found = (key_file_problem(f"{SPEC_KEY}.provider.hosts[{i}].key_path", h.key_path) for i, h in enumerate(p.hosts))
-    return [problem for problem in found if problem]
+    assert isinstance(p, BaremetalConfig)
+    return p
 
 
-def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
-    p = spec.provider
-    assert isinstance(p, BaremetalProvider)
-    hosts = [
-        Host(name=h.name, address=h.address, port=h.port, user=h.user, key_path=str(Path(h.key_path).expanduser()))
-        for h in p.hosts
-    ]
-    return Provisioned(hosts=pulumi.Output.from_input([h.model_dump() for h in hosts]))
+def unique_hosts(listed: list[BaremetalHost]) -> list[str]:
+    """Each server once: no name (case-insensitive) or address given twice."""
+    problems = []
+    names: dict[str, int] = {}
+    addresses: dict[str, int] = {}
+    for i, h in enumerate(listed):
+        try:
+            address = str(ipaddress.ip_address(h.address))
+        except ValueError:
+            address = h.address.lower().removesuffix(".")
+        for key, seen, what in ((h.name.lower(), names, "name"), (address, addresses, "address")):
+            if key in seen:
+                problems.append(f"provider.hosts[{i}].{what}: {excerpt(getattr(h, what))} is also hosts[{seen[key]}]'s; "
+                                f"each server once, with its own {what}")
+            seen.setdefault(key, i)
+    return problems
+
+
+def ssh_port_clashes(spec: TierSpec, listed: list[BaremetalHost]) -> list[str]:
+    """A host's SSH port that is also one of the ports tierkit serves on it."""
+    from tierkit.spec import HAPROXY_STATS_PORT, SSH_PORT
+
+    serving = {spec.vllm_port: "vLLM's port", spec.serving.port: "the serving port"}
+    if spec.tier == "failover":
+        serving[HAPROXY_STATS_PORT] = "HAProxy's statistics port"
+    return [f"provider.hosts[{i}].port: SSH on {h.port} clashes with {serving[h.port]}; give SSH's real port, or move serving.port"
+            for i, h in enumerate(listed) if h.port in serving and h.port != SSH_PORT]
+
+
+def listed_hosts(spec: TierSpec) -> list[Host]:
+    """The spec's hosts as Host records (key paths expanded)."""
+    return [Host(name=h.name, address=h.address, port=h.port, user=h.user, key_path=str(Path(h.key_path).expanduser()))
+            for h in config_of(spec).hosts]
+
+
+class BaremetalProvider(RealServers):
+    kind: ClassVar[str] = "baremetal"
+    config: ClassVar[type[BaseModel]] = BaremetalConfig
+    load_balancer: ClassVar[bool] = False
+    api_key_required: ClassVar[bool] = True
+
+    def problems(self, spec: TierSpec) -> list[str]:
+        listed = config_of(spec).hosts
+        if len(listed) != spec.server_count:
+            return [f"provider.hosts: {spec.tier} needs {spec.server_count} host(s), got {len(listed)}; "
+                    f"list exactly {spec.server_count}"]
+        found = unique_hosts(listed) + ssh_port_clashes(spec, listed)
+        found += [p for i, h in enumerate(listed) if (p := key_file_problem(f"provider.hosts[{i}].key_path", h.key_path))]
+        if spec.failover is None or found:
+            return found
+        vip = spec.failover.virtual_ip
+        addrs = []
+        for h in listed:
+            try:
+                addrs.append(ipaddress.IPv4Address(h.address))
+            except ValueError:
+                continue  # a host name: its subnet is unknown here
+        # The role gives the VIP the hosts' /24 (failover_virtual_prefix); its gateway is unknown here.
+        problem = vip_problem(vip, ipaddress.IPv4Network(f"{addrs[0] if addrs else vip}/24", strict=False), None, addrs)
+        if problem:
+            near = f"next to {addrs[0]}" if addrs else "in the hosts' subnet"
+            return [f"failover.virtual_ip: {problem}; pick a free address {near}"]
+        return []
+
+    def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
+        import pulumi
+
+        return Provisioned(hosts=pulumi.Output.from_input([h.model_dump() for h in listed_hosts(spec)]))
+
+    def hosts(self, spec: TierSpec) -> list[Host]:
+        return listed_hosts(spec)

@@ -18,7 +18,9 @@ from tierkit.errors import TierkitError
 from tierkit.safe_yaml import excerpt
 from tierkit.textrules import host_address_problem
 
-API_KEY_ENV = "OPENAI_API_KEY"
+# The key this client sends (OpenAI clients and `vllm bench serve` read the same variable); not
+# the key the roles give vLLM to require (tierkit.inventory.VLLM_API_KEY_ENV).
+CLIENT_API_KEY_ENV = "OPENAI_API_KEY"
 _USERINFO = re.compile(r"//[^/?#]*@")
 
 
@@ -54,7 +56,7 @@ def parse_endpoint(given: str) -> Endpoint:
         raise TierkitError(f"--endpoint: {url} is not a URL (bad host or port); {fix}") from None
     if parts.username is not None or parts.password is not None:
         raise TierkitError(f"--endpoint: {url} carries credentials, which would be echoed and logged; drop them from "
-                           f"the URL and pass the API key with --api-key-file or ${API_KEY_ENV}")
+                           f"the URL and pass the API key with --api-key-file or ${CLIENT_API_KEY_ENV}")
     if port == 0:
         raise TierkitError(f"--endpoint: {url} names port 0, which no server listens on; {fix}")
     if any(not c.isprintable() or c.isspace() for c in given.strip()):
@@ -87,5 +89,5 @@ def load_api_key(path: str | None) -> SecretStr | None:
         if not key:
             raise TierkitError(f"--api-key-file: {path} is empty; put the API key on its first line")
         return SecretStr(key)
-    key = os.environ.get(API_KEY_ENV, "").strip()
+    key = os.environ.get(CLIENT_API_KEY_ENV, "").strip()
     return SecretStr(key) if key else None
