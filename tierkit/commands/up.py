@@ -2,7 +2,7 @@
 
 With the `pulumi` CLI on PATH they drive it through the Automation API (`pulumi up` / `pulumi
 destroy`, with Pulumi's state and diffs). Without it they use tierkit's rehearsal
-(tierkit/rehearsal.py), which runs the same program's local commands for real. The first line
+(tierkit/rehearsal/), which runs the same program's local commands for real. The first line
 says which.
 """
 
