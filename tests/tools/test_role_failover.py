@@ -26,6 +26,8 @@ from tierkit import inventory
 from tierkit.hosts import Host
 from tierkit.spec import lab_host_addresses, load_stack
 
+pytestmark = pytest.mark.tools
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "failover"
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
