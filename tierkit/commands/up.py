@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from tierkit import rehearsal
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
+from tierkit.rehearsal.record import record_path
 from tierkit.spec import load_stack, project_root
+
+if TYPE_CHECKING:  # the rehearsal's engine brings the Pulumi SDK: imported when up or down runs
+    from tierkit.rehearsal.runtime import Export
 
 Engine = Literal["auto", "pulumi", "rehearsal"]
 StackOpt = Annotated[str, typer.Option("--stack", help="Stack name: stacks/Pulumi.NAME.yaml (single-gpu, multi-gpu, failover).")]
@@ -49,7 +52,7 @@ def _say(as_json: bool):
     return lambda line: out.print(line, markup=False, soft_wrap=True, highlight=False)
 
 
-def _plain(exports: dict[str, rehearsal.Export]) -> dict[str, Any]:
+def _plain(exports: dict[str, Export]) -> dict[str, Any]:
     return {k: ("[secret]" if e.secret else e.value) for k, e in exports.items()}
 
 
@@ -108,11 +111,12 @@ def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = F
         say(f"tierkit up: Pulumi Automation API (pulumi at {path}): pulumi up --stack {stack}")
         outputs = _automation(stack, "up", say)
     else:
-        record = rehearsal.record_path(root, stack).relative_to(root)
+        record = record_path(root, stack).relative_to(root)
         say(f"tierkit up: {REHEARSAL_UP.format(record=record)}")
         from tierkit import program
+        from tierkit.rehearsal.engine import up
 
-        result = rehearsal.up(program.main, root, stack, program.SECRET_ENV, say)
+        result = up(program.main, root, stack, program.SECRET_ENV, say)
         outputs = _plain(result.exports)
         say(AGAIN)
     seconds = round(time.monotonic() - started, 1)
@@ -137,8 +141,10 @@ def down_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt =
         say(f"tierkit down: Pulumi Automation API (pulumi at {path}): pulumi destroy --stack {stack}")
         _automation(stack, "down", say)
     else:
-        say(f"tierkit down: {REHEARSAL_DOWN.format(record=rehearsal.record_path(root, stack).relative_to(root))}")
-        deleted = rehearsal.down(root, stack, say).deleted
+        from tierkit.rehearsal.engine import down
+
+        say(f"tierkit down: {REHEARSAL_DOWN.format(record=record_path(root, stack).relative_to(root))}")
+        deleted = down(root, stack, say).deleted
     seconds = round(time.monotonic() - started, 1)
     say(f"down {stack}: done in {seconds:.1f} s")
     if as_json:

@@ -19,10 +19,7 @@ Modules, one job each:
 - `runner`: the backend that lists, runs and records Command resources;
 - `config`: a stack's config as Pulumi hands it to a program;
 - `engine`: `up` and `down`.
+
+The package itself imports nothing, so that `record` (the record's path, for `tierkit up`'s first
+line) is cheap to import; `engine` and `runtime` bring the Pulumi SDK.
 """
-
-from tierkit.rehearsal.engine import DownResult, UpResult, down, up
-from tierkit.rehearsal.record import record_path
-from tierkit.rehearsal.runtime import Export
-
-__all__ = ["DownResult", "Export", "UpResult", "down", "record_path", "up"]
