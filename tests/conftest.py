@@ -43,11 +43,3 @@ def local_vllm(tiny_model: Path) -> Iterator[LocalVllm]:
     the server is stopped, with every process it started, when the session ends."""
     with serve(tiny_model, served_name=SERVED_NAME, api_key=LOCAL_VLLM_API_KEY) as server:
         yield server
-
-
-@pytest.fixture
-def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty cache root for this test ($TIERKIT_CACHE_DIR), so nothing touches the real one."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("TIERKIT_CACHE_DIR", str(root))
-    return root
