@@ -1,5 +1,5 @@
-"""tierkit/ansible.py: the ansible-runner wrapper's event reading, failure messages, namespaces and
-playbook names (real ansible-playbook runs: tests/tools/test_ansible_run_playbook.py)."""
+"""tierkit/ansible.py: the ansible-runner wrapper's event reading, failure messages and playbook
+names (real ansible-playbook runs: tests/tools/test_ansible_run_playbook.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 from tierkit import ansible
 from tierkit.errors import TierkitError
-from tierkit.hosts import Host
 
 
 def test_failure_message_prefers_the_assert_message():
@@ -26,15 +25,6 @@ def test_unreachable_hosts_are_failures():
     c({"event": "playbook_on_stats", "event_data": {"dark": {"h1": 1}, "ok": {"h2": 3}}})
     assert c.recap["h1"].unreachable == 1 and c.recap["h2"].ok == 3
     assert [f.message for f in c.failures] == ["Host key verification failed."]
-
-
-def test_hosts_in_different_namespaces_are_refused():
-    a = Host(name="a", address="10.0.0.1", key_path="/k", netns="x")
-    b = Host(name="b", address="10.0.0.2", key_path="/k", netns="y")
-    assert ansible.run_netns([a]) == "x"
-    assert ansible.run_netns([]) is None
-    with pytest.raises(TierkitError, match="different network namespaces"):
-        ansible.run_netns([a, b])
 
 
 def test_playbook_names():

@@ -39,8 +39,16 @@ class _Iface(paramiko.ServerInterface):
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         channel.send_exit_status(0 if command == b"true" else 1)
-        threading.Timer(0.05, channel.close).start()
+        threading.Timer(0.05, _close_quietly, args=(channel,)).start()
         return True
+
+
+def _close_quietly(channel: paramiko.Channel) -> None:
+    """Close the exec channel; the client may have torn the connection down first."""
+    try:
+        channel.close()
+    except (EOFError, OSError, paramiko.SSHException):
+        pass
 
 
 class SshServer:

@@ -11,8 +11,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from tierkit.errors import TierkitError
+from tierkit.paths import StackPaths
 
-RECORD_NAME = "rehearsal.json"
 RECORD_ABOUT = (
     "tierkit rehearsal record: the local commands `tierkit up` ran for this stack without the Pulumi "
     "CLI, kept so that `tierkit down` can run their deletes. Not a Pulumi state: no diffs, no "
@@ -21,7 +21,7 @@ RECORD_ABOUT = (
 
 
 def record_path(root: Path, stack: str) -> Path:
-    return root / ".tierkit" / stack / RECORD_NAME
+    return StackPaths(root, stack).rehearsal_record
 
 
 class RecordedCommand(BaseModel):
