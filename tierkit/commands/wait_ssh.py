@@ -13,7 +13,6 @@ from tierkit.console import err_console, print_json
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host, HostList, load_hosts
 from tierkit.outputs import check_output_file
-from tierkit.ssh_wait import pinned_hosts, wait_for_ssh
 
 
 def _read_hosts(source: str) -> list[Host]:
@@ -43,6 +42,8 @@ def wait_ssh_command(
     """
     if write is not None:
         check_output_file("--write", write)  # before the wait, not after it
+    from tierkit.ssh_wait import pinned_hosts, wait_for_ssh  # paramiko: only when the verb runs
+
     wanted = _read_hosts(hosts)
     if not wanted:
         raise TierkitError("--hosts: no hosts listed; nothing to wait for")

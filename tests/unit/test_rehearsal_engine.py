@@ -16,8 +16,10 @@ import pulumi_aws as aws
 import pytest
 from pulumi_command import local
 
-from tierkit import rehearsal
 from tierkit.paths import StackPaths
+from tierkit.rehearsal import engine as rehearsal
+from tierkit.rehearsal.config import load_stack_config
+from tierkit.rehearsal.record import record_path
 from tierkit.errors import TierkitError
 
 STACK = "t"
@@ -94,7 +96,7 @@ def test_dependency_order_parallelism_and_components(project: Path) -> None:
     assert result.exports["greeting"].value == "hello"  # project-namespaced plain config
     assert any(line.startswith("plan: 3 commands") for line in log.lines)
 
-    record = json.loads(rehearsal.record_path(project, STACK).read_text())
+    record = json.loads(record_path(project, STACK).read_text())
     assert "Not a Pulumi state" in record["about"]
     by_name = {c["name"]: c for c in record["commands"]}
     assert set(by_name) == {"a", "b", "c"}
@@ -120,7 +122,7 @@ def test_refuses_cloud_resources_before_running_anything(project: Path) -> None:
         "resource aws:ec2/instance:Instance needs the Pulumi CLI; rehearsal runs lab and baremetal stacks"
     ]
     assert not marker.exists()
-    assert not rehearsal.record_path(project, STACK).exists()
+    assert not record_path(project, STACK).exists()
 
 
 def test_failed_command_stops_dependents_and_down_undoes_the_rest(project: Path) -> None:
@@ -138,7 +140,7 @@ def test_failed_command_stops_dependents_and_down_undoes_the_rest(project: Path)
     assert info.value.problems == ["bad: command failed with exit 1"]
     assert (work / "ok").exists(), "the independent command finished"
     assert not (work / "after").exists(), "the dependent command never ran"
-    recorded = [c["name"] for c in json.loads(rehearsal.record_path(project, STACK).read_text())["commands"]]
+    recorded = [c["name"] for c in json.loads(record_path(project, STACK).read_text())["commands"]]
     assert recorded == ["ok"]
     rehearsal.down(project, STACK, Lines())
     assert not (work / "ok").exists()
@@ -167,13 +169,13 @@ def test_secrets_reach_the_command_but_not_the_record_or_the_log(project: Path, 
     assert not any("s3cret" in line for line in log.lines), "logging=stderr keeps stdout out of the log"
     assert "tierkit:apiKey: `secure:` value skipped" in " ".join(log.lines)
     assert "tierkit:apiKey: from $DEMO_KEY, as a secret" in " ".join(log.lines)
-    text = rehearsal.record_path(project, STACK).read_text()
+    text = record_path(project, STACK).read_text()
     assert "s3cret" not in text
     entry = json.loads(text)["commands"][0]
     assert entry["environment"] == {} or "API_KEY" not in entry["environment"]
     assert "API_KEY" in entry["secret_environment"]
     assert entry["stdout"] is None
-    assert os.stat(rehearsal.record_path(project, STACK)).st_mode & 0o077 == 0
+    assert os.stat(record_path(project, STACK)).st_mode & 0o077 == 0
 
 
 def test_program_errors_register_nothing(project: Path) -> None:
@@ -214,7 +216,7 @@ def test_second_up_runs_every_create_again(project: Path) -> None:
         rehearsal.up(program, project, STACK, {}, Lines())
         assert time.monotonic() - start < 30
     assert count.read_text() == "x\nx\n"
-    assert len(json.loads(rehearsal.record_path(project, STACK).read_text())["commands"]) == 1
+    assert len(json.loads(record_path(project, STACK).read_text())["commands"]) == 1
 
 
 def stack_project(root: Path, provider: dict) -> None:
@@ -231,17 +233,17 @@ def test_off_the_lab_the_rehearsal_generates_the_api_key_once_0600(tmp_path: Pat
     key.write_text("PRIVATE\n")
     stack_project(tmp_path, {"kind": "baremetal", "hosts": [{"name": "a", "address": "192.0.2.10", "key_path": str(key)}]})
     env = {"tierkit:apiKey": "TIERKIT_API_KEY"}
-    assert "tierkit:apiKey" not in rehearsal.load_stack_config(tmp_path, "s", env).config  # preview: none yet
-    first = rehearsal.load_stack_config(tmp_path, "s", env, generate=True)
+    assert "tierkit:apiKey" not in load_stack_config(tmp_path, "s", env).config  # preview: none yet
+    first = load_stack_config(tmp_path, "s", env, generate=True)
     stored = StackPaths(tmp_path, "s").api_key
     assert "tierkit:apiKey" in first.secret_keys and len(first.config["tierkit:apiKey"]) >= 32
     assert stored.stat().st_mode & 0o777 == 0o600
-    assert rehearsal.load_stack_config(tmp_path, "s", env, generate=True).config["tierkit:apiKey"] == first.config["tierkit:apiKey"]
+    assert load_stack_config(tmp_path, "s", env, generate=True).config["tierkit:apiKey"] == first.config["tierkit:apiKey"]
     assert all(first.config["tierkit:apiKey"] not in note for note in first.notes)
 
 
 def test_on_the_lab_the_rehearsal_generates_no_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TIERKIT_API_KEY", raising=False)
     stack_project(tmp_path, {"kind": "lab", "name": "t"})
-    cfg = rehearsal.load_stack_config(tmp_path, "s", {"tierkit:apiKey": "TIERKIT_API_KEY"}, generate=True)
+    cfg = load_stack_config(tmp_path, "s", {"tierkit:apiKey": "TIERKIT_API_KEY"}, generate=True)
     assert "tierkit:apiKey" not in cfg.config and not (tmp_path / ".tierkit").exists()
