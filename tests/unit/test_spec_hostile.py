@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hostile_support import BASE, assert_refused, changed, run_cli, stack_text
+from hostile_support import assert_refused, run_cli
+from spec_helpers import BASE, changed, stack_text
 
 LAB_FO = {
     "tier": "failover",
