@@ -141,3 +141,25 @@ def test_each_run_draws_fresh_prompts_unless_seeded(tmp_path: Path) -> None:
         assert first_seed != second_seed and not first & second
         repeat, repeat_seed = prompts("--seed", str(first_seed))
         assert repeat_seed == first_seed and repeat == first
+
+
+def test_failed_gate_writes_junit_with_measured_and_required(fake: FakeServer, tmp_path: Path) -> None:
+    import xmlschema
+    from xml.etree import ElementTree as ET
+
+    out = tmp_path / "smoke.xml"
+    p = tierkit("--endpoint", fake.url, *LOAD, "--min-output-tok-s", "1e9", "--junit", str(out))
+    assert p.returncode == 1, p.stdout + p.stderr
+    xmlschema.XMLSchema(Path(__file__).parent / "data" / "junit.xsd").validate(out)
+    cases = {c.attrib["name"]: c for c in ET.parse(out).getroot().iter("testcase")}
+    assert set(cases) == {"output_throughput", "failed", "text"}
+    failure = cases["output_throughput"].find("failure")
+    assert failure is not None
+    assert "required >= 1000000000 tok/s" in failure.attrib["message"]
+    assert failure.attrib["message"].startswith("output_throughput ") and " tok/s, required" in failure.attrib["message"]
+    assert cases["failed"].find("failure") is None
+
+
+def test_junit_into_a_missing_directory_fails_before_the_run(tmp_path: Path) -> None:
+    p = tierkit("--endpoint", "http://127.0.0.1:9", *LOAD, "--junit", str(tmp_path / "nope" / "r.xml"))
+    assert p.returncode == 2 and p.stderr.startswith("error: --junit: ") and "Traceback" not in p.stderr

@@ -12,7 +12,7 @@ from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
 from tierkit.smoke.endpoint import load_api_key, parse_endpoint
 from tierkit.smoke.gates import Gates, gates_from_spec
-from tierkit.smoke.report import LiveProgress, show, write_json
+from tierkit.smoke.report import LiveProgress, show, write_json, write_junit
 from tierkit.smoke.run import SmokeSettings, smoke
 
 # Settings fields whose flag is not simply --field-name.
@@ -72,6 +72,7 @@ def smoke_command(
     stack: Annotated[Optional[str], typer.Option("--stack", help="Take load and gates from stacks/Pulumi.<NAME>.yaml's smoke section (and the plan for 'derive'); flags override.")] = None,
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="File holding the API key (first line). Default: $OPENAI_API_KEY. The key is never printed or written.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to FILE as JSON: vllm bench serve's key names plus gates and passed.")] = None,
+    junit_file: Annotated[Optional[Path], typer.Option("--junit", help="Also write FILE as JUnit XML for a CI test reporter: one test case per gate, a failed gate's message carrying measured and required values.")] = None,
 ) -> None:
     """Stream load at an OpenAI-compatible endpoint, measure it as `vllm bench serve` does, and gate.
 
@@ -85,8 +86,9 @@ def smoke_command(
     """
     if api not in ("completions", "chat"):
         raise TierkitError(f"--api: {api!r} is not an API; use completions or chat")
-    if json_file is not None and not json_file.parent.is_dir():
-        raise TierkitError(f"--json: {json_file.parent} is not a directory; write the file somewhere that exists")
+    for flag, path in (("--json", json_file), ("--junit", junit_file)):
+        if path is not None and not path.parent.is_dir():
+            raise TierkitError(f"{flag}: {path.parent} is not a directory; write the file somewhere that exists")
     given = {
         "endpoint": parse_endpoint(endpoint), "model": model, "api": api, "concurrency": concurrency,
         "requests": requests, "duration_s": duration, "request_rate": request_rate, "input_len": input_len,
@@ -107,6 +109,8 @@ def smoke_command(
     show(console, report)
     if json_file is not None:
         write_json(json_file, report)
+    if junit_file is not None:
+        write_junit(junit_file, report)
     if not report.reached_server:
         reason = next(iter(report.failures), "nothing was sent")
         raise TierkitError(f"--endpoint: no request reached {settings.endpoint.url} ({reason}); check that the server is up")

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
+from tierkit import junit
 from tierkit.smoke.metrics import LATENCIES, STATISTICS, output_tokens
 from tierkit.smoke.run import SmokeReport
 from tierkit.smoke.stream import RequestResult
@@ -132,3 +133,25 @@ def show(console: Console, report: SmokeReport) -> None:
 
 def write_json(path: Path, report: SmokeReport) -> None:
     path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+
+
+def junit_suite(report: SmokeReport) -> junit.Suite:
+    """One JUnit test case per gate: measured and required in the output, and in a failed gate's
+    message, so a CI report shows why the deploy did not count."""
+    cases = []
+    for gate in report.gates:
+        figures = f"measured {gate.measured_text()}, required {gate.required_text()}"
+        cases.append(junit.Case(
+            name=gate.name,
+            classname="tierkit.smoke.gates",
+            outcome="passed" if gate.passed else "failure",
+            message=gate.describe() if not gate.passed else "",
+            detail=f"{figures}\ngates from {report.settings.gates.source}" if not gate.passed else "",
+            output=f"{figures} ({report.settings.endpoint.url}, model {report.model})",
+        ))
+    return junit.Suite(name=f"tierkit smoke {report.settings.endpoint.url}", cases=cases,
+                       wall_s=float(report.metrics["duration"]))
+
+
+def write_junit(path: Path, report: SmokeReport) -> None:
+    junit.write(path, [junit_suite(report)])
