@@ -62,6 +62,7 @@ VERBS: tuple[str, ...] = (
     "calibrate",
     "up",
     "lab",
+    "collection",
 )
 
 
