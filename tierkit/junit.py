@@ -42,6 +42,7 @@ class Suite:
     cases: list[Case] = field(default_factory=list)
     timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     wall_s: float | None = None
+    output: str = ""  # the suite's system-out: what holds for the whole run
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for c in self.cases if c.outcome == outcome)
@@ -80,6 +81,8 @@ def document(suites: list[Suite]) -> ET.ElementTree:
             time=_seconds(suite.time_s), timestamp=suite.timestamp.strftime("%Y-%m-%dT%H:%M:%S"),
         )
         element.extend(_case_element(c) for c in suite.cases)
+        if suite.output:
+            ET.SubElement(element, "system-out").text = suite.output
         for key, value in counts.items():
             totals[key] += value
         total_time += suite.time_s

@@ -20,7 +20,7 @@ def test_counts_verdicts_and_validates(tmp_path: Path) -> None:
         junit.Case("configure", "tierkit.up", 30.25, "failure", "vllm: task failed", "log: /x/logs/site.log"),
         junit.Case("smoke", "tierkit.up", 0.0, "skipped", "an earlier step failed"),
         junit.Case("ready", "tierkit.up", 2.0, "error", "no SSH <&> \"quoted\"", output="tried 3 times"),
-    ])
+    ], output="plan vs measured: ...")
     out = tmp_path / "r.xml"
     junit.write(out, [suite])
     SCHEMA.validate(out)

@@ -11,12 +11,14 @@ from pydantic import ValidationError
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
 from tierkit.smoke.endpoint import load_api_key, parse_endpoint
+from tierkit.smoke.expected import Expected
 from tierkit.smoke.gates import Gates, gates_from_spec
 from tierkit.smoke.report import LiveProgress, show, write_json, write_junit
 from tierkit.smoke.run import SmokeSettings, smoke
 
 # Settings fields whose flag is not simply --field-name.
-FLAGS = {"duration_s": "--duration", "timeout_s": "--timeout", "api_key": "--api-key-file"}
+FLAGS = {"duration_s": "--duration", "timeout_s": "--timeout", "api_key": "--api-key-file",
+         "per_stream_tok_s": "--expect-stream-tok-s", "expected": "--expect-stream-tok-s"}
 LOAD_FIELDS = ("concurrency", "requests", "input_len", "output_len", "warmup")
 GATE_FIELDS = ("min_output_tok_s", "max_p99_ttft_ms", "max_p99_tpot_ms", "max_failed")
 
@@ -30,8 +32,9 @@ def _flag(loc: tuple[Any, ...]) -> str:
 
 def _settings(given: dict[str, Any], stack: str | None) -> SmokeSettings:
     """CLI flags over the stack's smoke section over the defaults, validated in one go."""
-    load = {k: v for k, v in given.items() if k not in GATE_FIELDS and v is not None}
+    load = {k: v for k, v in given.items() if k not in GATE_FIELDS and k != "expect" and v is not None}
     gates = {k: given[k] for k in GATE_FIELDS if given[k] is not None}
+    expected = given["expect"]
     if stack is not None:
         from tierkit.spec import load_stack
 
@@ -40,10 +43,16 @@ def _settings(given: dict[str, Any], stack: str | None) -> SmokeSettings:
         gates = {**base, **gates, "source": base["source"] + (" with command-line overrides" if gates else "")}
         load = {**{k: getattr(spec.smoke, k) for k in LOAD_FIELDS}, **load}
         load.setdefault("model", spec.served_model_name)
+        if expected is None:
+            from tierkit.planner import plan_for_spec
+
+            plan = plan_for_spec(spec)
+            expected = {"per_stream_tok_s": plan.single_stream_tok_s,
+                        "source": f"the plan: {plan.model} {plan.quantization} on {plan.tensor_parallel * plan.pipeline_parallel}x {plan.gpu}"}
         if given["duration_s"] is not None and given["requests"] is None:
             load.pop("requests")  # a --duration run replaces the spec's request count
     try:
-        return SmokeSettings(**load, gates=Gates(**gates))
+        return SmokeSettings(**load, gates=Gates(**gates), expected=Expected(**expected) if expected else None)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -72,6 +81,8 @@ def smoke_command(
     stack: Annotated[Optional[str], typer.Option("--stack", help="Take load and gates from stacks/Pulumi.<NAME>.yaml's smoke section (and the plan for 'derive'); flags override.")] = None,
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="File holding the API key (first line). Default: $OPENAI_API_KEY. The key is never printed or written.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to FILE as JSON: vllm bench serve's key names plus gates and passed.")] = None,
+    expect_stream_tok_s: Annotated[Optional[float], typer.Option("--expect-stream-tok-s", help="The plan's single-stream decode tok/s: the report shows it next to the measured per-stream rate (1000 / mean TPOT) with the error in percent. --stack fills it from the plan.")] = None,
+    expect_source: Annotated[str, typer.Option("--expect-source", help="Where --expect-stream-tok-s comes from, named in the report.")] = "the command line",
     junit_file: Annotated[Optional[Path], typer.Option("--junit", help="Also write FILE as JUnit XML for a CI test reporter: one test case per gate, a failed gate's message carrying measured and required values.")] = None,
 ) -> None:
     """Stream load at an OpenAI-compatible endpoint, measure it as `vllm bench serve` does, and gate.
@@ -96,6 +107,8 @@ def smoke_command(
         "api_key": load_api_key(str(api_key_file) if api_key_file else None),
         "min_output_tok_s": min_output_tok_s, "max_p99_ttft_ms": max_p99_ttft_ms,
         "max_p99_tpot_ms": max_p99_tpot_ms, "max_failed": max_failed,
+        "expect": None if expect_stream_tok_s is None else {"per_stream_tok_s": expect_stream_tok_s,
+                                                            "source": expect_source},
     }
     settings = _settings(given, stack)
     try:

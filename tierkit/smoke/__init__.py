@@ -12,8 +12,9 @@ Modules, one job each:
   metrics   the figures (vLLM key names) from per-request timelines
   sanity    the generated-text check (empty or identical output)
   gates     thresholds, their verdicts, and the tier spec -> gates mapping
+  expected  the plan's predicted figure held against the measured one
   run       one smoke run end to end
-  report    the rich table, live progress, verdict line and JSON file
+  report    the rich table, live progress, verdict line, JSON file and JUnit XML
 
 It knows nothing of Pulumi: the CLI and the Pulumi program both call `run.run_smoke`.
 """

@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tierkit import junit
+from tierkit.smoke.expected import describe
 from tierkit.smoke.metrics import LATENCIES, STATISTICS, output_tokens
 from tierkit.smoke.run import SmokeReport
 from tierkit.smoke.stream import RequestResult
@@ -105,6 +106,17 @@ def gates_table(report: SmokeReport) -> Table:
     return table
 
 
+def plan_table(report: SmokeReport) -> Table:
+    table = Table(title="plan vs measured", title_justify="left")
+    for column in ("figure", "predicted", "measured", "error", "predicted by"):
+        table.add_column(column)
+    for c in report.plan_vs_measured:
+        measured = "-" if c.measured is None else f"{c.measured:,.1f} {c.unit}"
+        error = "-" if c.error_pct is None else f"{c.error_pct:+.1f}%"
+        table.add_row(c.name, f"{c.predicted:,.1f} {c.unit}", measured, error, Text(c.source))
+    return table
+
+
 def verdict_line(report: SmokeReport) -> str:
     """`PASS: ...` or `FAIL: <gate> <measured>, required <op> <limit>; ...` (plain text)."""
     if report.passed:
@@ -126,6 +138,8 @@ def show(console: Console, report: SmokeReport) -> None:
     console.print(f"stream: {stream}", markup=False, highlight=False)
     for note in report.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
+    if report.plan_vs_measured:
+        console.print(plan_table(report))
     console.print(gates_table(report))
     style = "bold green" if report.passed else "bold red"
     console.print(verdict_line(report), style=style, markup=False, highlight=False, soft_wrap=True)
@@ -149,8 +163,9 @@ def junit_suite(report: SmokeReport) -> junit.Suite:
             detail=f"{figures}\ngates from {report.settings.gates.source}" if not gate.passed else "",
             output=f"{figures} ({report.settings.endpoint.url}, model {report.model})",
         ))
+    plan = "\n".join(f"plan vs measured: {describe(c)}" for c in report.plan_vs_measured)
     return junit.Suite(name=f"tierkit smoke {report.settings.endpoint.url}", cases=cases,
-                       wall_s=float(report.metrics["duration"]))
+                       wall_s=float(report.metrics["duration"]), output=plan)
 
 
 def write_junit(path: Path, report: SmokeReport) -> None:
