@@ -63,6 +63,7 @@ VERBS: tuple[str, ...] = (
     "up",
     "lab",
     "collection",
+    "status",
 )
 
 
