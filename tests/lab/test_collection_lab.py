@@ -44,7 +44,7 @@ def topology_run(lab: Lab, collections: Path, tmp_path: Path, tensor_parallel: i
         "gpu_topology_tensor_parallel": tensor_parallel,
         "gpu_topology_require_nvlink": True,
     }
-    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars").mkdir(parents=True)
     (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
     (tmp_path / "group_vars" / "gpu_servers.yml").write_text(yaml.safe_dump(group_vars))
     env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(collections), "ANSIBLE_ROLES_PATH": "/nonexistent",
