@@ -262,7 +262,7 @@ def run_playbook(
     finally:
         shutil.rmtree(private, ignore_errors=True)
     collector.finish()
-    return RunResult(
+    result = RunResult(
         playbook=path.name,
         log=str(log_file) if log_file is not None else None,
         rc=runner.rc if runner.rc is not None else -1,
@@ -273,6 +273,14 @@ def run_playbook(
         plays=collector.plays,
         gates=collector.gates,
     )
+    if log_file is not None:  # the result beside the log, for `tierkit up --junit` and the history
+        result_file(log_file).write_text(result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+def result_file(log_file: Path) -> Path:
+    """Where a run's RunResult is kept: beside its log, as JSON."""
+    return log_file.with_suffix(".json")
 
 
 def print_summary(result: RunResult) -> None:

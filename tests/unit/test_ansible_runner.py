@@ -55,6 +55,7 @@ def test_a_real_run_reports_recap_and_named_failures(tmp_path):
                                   log_file=log)
     assert not result.ok and result.rc != 0
     assert result.log == str(log) and "PLAY RECAP" in log.read_text()
+    assert ansible.RunResult.model_validate_json(ansible.result_file(log).read_text()) == result
     recap = result.recap["local1"]
     assert (recap.changed, recap.failed, recap.rescued, recap.ignored) == (1, 1, 1, 1)
     assert [(f.host, f.task, f.message) for f in result.failures] == [

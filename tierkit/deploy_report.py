@@ -1,0 +1,103 @@
+"""What one `tierkit up` did, as a CI system and the stack's history read it.
+
+The engine (the rehearsal, or the Pulumi CLI's event stream) reports each program step it ran as
+a `Step`; configure and smoke leave their own reports (the playbook's RunResult beside its log,
+the smoke JSON). `suites` turns them into JUnit: one case per step with its duration, one per play
+of configure and per verification gate on each host, one per smoke gate. `history_run` turns
+them into the line `tierkit status` shows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tierkit import history, junit
+from tierkit.ansible import RunResult
+
+# Program resources -> the flow's step names; every other resource belongs to "servers".
+STEP_OF = {"wait-ssh": "readiness", "configure": "configure", "calibrate": "calibrate", "smoke": "smoke"}
+ORDER = ("servers", "readiness", "configure", "calibrate", "smoke")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One program resource the engine ran: its name, seconds, and why it failed (empty: it passed)."""
+
+    resource: str
+    seconds: float
+    failure: str = ""
+
+
+def _steps(ran: list[Step], planned: list[str]) -> list[tuple[str, float, str, bool]]:
+    """(step, seconds, failure, ran) per flow step, resources grouped; planned but not run: skipped."""
+    out: dict[str, list[Any]] = {}
+    for step in ran:
+        name = STEP_OF.get(step.resource, "servers")
+        seconds, failure, _ = out.get(name, [0.0, "", True])
+        out[name] = [seconds + step.seconds, failure or (f"{step.resource}: {step.failure}" if step.failure else ""), True]
+    for resource in planned:
+        out.setdefault(STEP_OF.get(resource, "servers"), [0.0, "", False])
+    return [(name, *out[name]) for name in ORDER if name in out]  # type: ignore[misc]
+
+
+def _configure_suite(stack: str, result: RunResult) -> junit.Suite:
+    cases = [junit.Case(f"play: {p.name}", "tierkit.configure.plays", p.seconds,
+                        "failure" if p.failures else "passed",
+                        "; ".join(f"{f.host}: {f.task}: {f.message}" for f in p.failures)[:500],
+                        f"log: {result.log}" if result.log else "")
+             for p in result.plays]
+    cases += [junit.Case(f"gate: {g.task} on {g.host}", "tierkit.configure.gates", 0.0,
+                         "passed" if g.passed else "failure", "" if g.passed else g.message, "",
+                         g.message if g.passed else "")
+              for g in result.gates]
+    return junit.Suite(f"tierkit up {stack}: configure", cases, wall_s=result.elapsed_s)
+
+
+def _smoke_suite(stack: str, report: dict[str, Any]) -> junit.Suite:
+    cases = []
+    for g in report.get("gates", []):
+        figures = f"measured {g['measured']}, required {(g['op'] + ' ') if g.get('op') else ''}{g['required']}"
+        cases.append(junit.Case(g["name"], "tierkit.smoke.gates", 0.0, "passed" if g["passed"] else "failure",
+                                "" if g["passed"] else f"{g['name']} {figures}", "", figures))
+    plan = "\n".join(f"plan vs measured: {c['name']}: predicted {c['predicted']}, measured {c['measured']} "
+                     f"({c['error_pct']}%) (from {c['source']})" for c in report.get("plan_vs_measured", []))
+    return junit.Suite(f"tierkit up {stack}: smoke", cases, wall_s=float(report.get("duration", 0.0)), output=plan)
+
+
+def suites(stack: str, ran: list[Step], planned: list[str], configure: RunResult | None,
+           smoke: dict[str, Any] | None, up_log: str) -> list[junit.Suite]:
+    """The JUnit suites of one up: steps, then configure's plays and gates, then the smoke gates."""
+    cases = []
+    for name, seconds, failure, did_run in _steps(ran, planned):
+        if not did_run:
+            cases.append(junit.Case(name, "tierkit.up", 0.0, "skipped", "an earlier step failed"))
+            continue
+        log = configure.log if name == "configure" and configure is not None and configure.log else up_log
+        cases.append(junit.Case(name, "tierkit.up", seconds, "failure" if failure else "passed",
+                                failure.splitlines()[0][:500] if failure else "", f"{failure}\nlog: {log}" if failure else ""))
+    out = [junit.Suite(f"tierkit up {stack}: steps", cases)]
+    if configure is not None:
+        out.append(_configure_suite(stack, configure))
+    if smoke is not None:
+        out.append(_smoke_suite(stack, smoke))
+    return out
+
+
+def history_run(engine: str, seconds: float, ran: list[Step], planned: list[str], smoke: dict[str, Any] | None,
+                failure: str | None) -> history.Run:
+    steps = [history.StepTime(name=name, seconds=round(s, 1), ok=not f) for name, s, f, did in _steps(ran, planned) if did]
+    return history.Run(engine=engine, ok=failure is None, seconds=round(seconds, 1), steps=steps,
+                       smoke=history.SmokeFigures.from_report(smoke) if smoke is not None else None, failure=failure)
+
+
+def read_fresh(path: Path, since: float) -> dict[str, Any] | None:
+    """A JSON report written at or after `since` (epoch seconds), else None (an older run's)."""
+    try:
+        if path.stat().st_mtime < since:
+            return None
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
