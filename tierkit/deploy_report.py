@@ -31,6 +31,41 @@ class Step:
     failure: str = ""
 
 
+class EngineEvents:
+    """Steps from the Pulumi engine's events (the JSON objects `pulumi up --event-log FILE` writes,
+    one per line, and the Automation API parses): a command's time from its resourcePreEvent to
+    its resOutputsEvent, and a failed one's reason from the last error diagnostic on its URN."""
+
+    COMMAND = "command:local:Command"
+
+    def __init__(self) -> None:
+        self.planned: list[str] = []
+        self.ran: list[Step] = []
+        self._started: dict[str, float] = {}
+        self._errors: dict[str, str] = {}
+
+    @staticmethod
+    def _name(urn: str) -> str:
+        return urn.rsplit("::", 1)[-1]
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        at = float(event.get("timestamp", 0))
+        for key in ("resourcePreEvent", "resOutputsEvent", "resOpFailedEvent"):
+            meta = (event.get(key) or {}).get("metadata") or {}
+            if meta.get("type") != self.COMMAND or (event.get(key) or {}).get("planning"):
+                continue
+            urn = meta.get("urn", "")
+            if key == "resourcePreEvent":
+                self._started[urn] = at
+                self.planned.append(self._name(urn))
+            else:
+                failure = "" if key == "resOutputsEvent" else (self._errors.get(urn) or "the operation failed")
+                self.ran.append(Step(self._name(urn), max(at - self._started.get(urn, at), 0.0), failure))
+        diagnostic = event.get("diagnosticEvent") or {}
+        if diagnostic.get("urn") and diagnostic.get("severity") == "error":
+            self._errors[diagnostic["urn"]] = " ".join(str(diagnostic.get("message", "")).split())[:500]
+
+
 def _steps(ran: list[Step], planned: list[str]) -> list[tuple[str, float, str, bool]]:
     """(step, seconds, failure, ran) per flow step, resources grouped; planned but not run: skipped."""
     out: dict[str, list[Any]] = {}

@@ -65,3 +65,22 @@ def test_reports_from_an_earlier_run_are_ignored(tmp_path: Path) -> None:
     os.utime(path, (time.time() - 100, time.time() - 100))
     assert read_fresh(path, time.time() - 10) is None
     assert read_fresh(path, time.time() - 1000) == {"passed": True}
+
+
+def test_steps_from_the_pulumi_engine_events() -> None:
+    from tierkit.deploy_report import EngineEvents
+
+    urn = "urn:pulumi:staging::tierkit::tierkit:fleet:Configure$command:local:Command::configure"
+    meta = {"type": "command:local:Command", "urn": urn}
+    events = EngineEvents()
+    for event in (
+        {"timestamp": 100, "resourcePreEvent": {"metadata": {**meta, "urn": urn.replace("configure", "wait-ssh")}}},
+        {"timestamp": 104, "resOutputsEvent": {"metadata": {**meta, "urn": urn.replace("configure", "wait-ssh")}}},
+        {"timestamp": 104, "resourcePreEvent": {"metadata": meta}},
+        {"timestamp": 160, "diagnosticEvent": {"urn": urn, "severity": "error", "message": "exit status 1:\n vllm failed"}},
+        {"timestamp": 161, "resOpFailedEvent": {"metadata": meta, "status": 1, "steps": 1}},
+        {"timestamp": 1, "resourcePreEvent": {"metadata": {"type": "aws:ec2/instance:Instance", "urn": "x::i"}}},
+    ):
+        events(event)
+    assert events.planned == ["wait-ssh", "configure"]
+    assert events.ran == [Step("wait-ssh", 4.0), Step("configure", 57.0, "exit status 1: vllm failed")]
