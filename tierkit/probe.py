@@ -5,9 +5,10 @@ own timeout, so a dead host costs one timeout, never a hang.
 and returns a `ProbeReport`: per host, whether SSH's port answers, vLLM's version
 (GET /version) and served models (GET /v1/models, with the API key from the environment), and
 whether the host holds the VIP (over SSH with its pinned key: `ip -o addr`); for the endpoint,
-/health and the models it serves. Lab hosts are reachable only inside their namespace: run
-`python -m tierkit.probe` there, with the request as JSON on stdin and the report as JSON on
-stdout (the API key stays in the environment, never on a command line).
+/health and the models it serves. The API key is the client's, read as `tierkit smoke` reads it
+($OPENAI_API_KEY). Lab hosts are reachable only inside their namespace: run `python -m
+tierkit.probe` there, with the request as JSON on stdin and the report as JSON on stdout (the
+API key stays in the environment, never on a command line).
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field
 
 from tierkit.hosts import Host
+from tierkit.smoke.endpoint import CLIENT_API_KEY_ENV
 
 TIMEOUT_S = 3.0
-API_KEY_ENV = "TIERKIT_API_KEY"  # the deploy's vLLM API key, as the Pulumi program passes it
 
 
 class ProbeRequest(BaseModel):
@@ -137,7 +138,7 @@ def probe_endpoint(request: ProbeRequest, api_key: str | None) -> EndpointProbe:
 
 def probe(request: ProbeRequest, api_key: str | None = None) -> ProbeReport:
     """Every probe at once; the whole report within about twice the timeout."""
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+    key = api_key if api_key is not None else os.environ.get(CLIENT_API_KEY_ENV, "").strip() or None
     with ThreadPoolExecutor(max_workers=len(request.hosts) + 1) as pool:
         hosts = [pool.submit(probe_host, h, request, key) for h in request.hosts]
         endpoint = pool.submit(probe_endpoint, request, key)

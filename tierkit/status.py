@@ -20,8 +20,9 @@ from pydantic import BaseModel
 from tierkit import history, netns
 from tierkit.errors import TierkitError
 from tierkit.hosts import load_hosts
+from tierkit.paths import StackPaths
 from tierkit.probe import ProbeReport, ProbeRequest
-from tierkit.spec import TierSpec
+from tierkit.spec import TierSpec, plan_for_spec
 
 PROBE_TIMEOUT_S = 3.0
 DEADLINE_S = 15.0  # the whole status, a host down included
@@ -30,6 +31,7 @@ HISTORY_SHOWN = 5
 
 class LastSmoke(BaseModel):
     at: datetime
+    endpoint: str | None
     passed: bool
     output_throughput: float | None
     gates: list[str]
@@ -60,7 +62,7 @@ def _last_smoke(path: Path) -> LastSmoke | None:
         return None
     gates = [f"{g['name']} {'pass' if g['passed'] else 'FAIL'}: measured {g['measured']}, required "
              f"{(g['op'] + ' ') if g.get('op') else ''}{g['required']}" for g in report.get("gates", [])]
-    return LastSmoke(at=at, passed=bool(report.get("passed")), output_throughput=report.get("output_throughput"),
+    return LastSmoke(at=at, endpoint=report.get("endpoint"), passed=bool(report.get("passed")), output_throughput=report.get("output_throughput"),
                      gates=gates, gate_source=report.get("gate_source"),
                      plan_vs_measured=report.get("plan_vs_measured", []))
 
@@ -79,20 +81,18 @@ def run_probe(request: ProbeRequest, namespace: str | None) -> ProbeReport:
     return ProbeReport.model_validate_json(done.stdout)
 
 
-def collect(spec: TierSpec, stack: str, state_dir: Path, vllm_port: int, endpoint: str | None) -> StatusReport:
+def collect(spec: TierSpec, paths: StackPaths, vllm_port: int, endpoint: str | None) -> StatusReport:
     """Probe the stack's hosts and endpoint and gather what its last runs left."""
-    from tierkit.planner import plan_for_spec
-
-    hosts_file = state_dir / "hosts.json"
-    if not hosts_file.is_file():
-        raise TierkitError(f"--stack: {stack} has no deployed hosts recorded ({hosts_file}); run `tierkit up --stack {stack}` first")
-    hosts = load_hosts(hosts_file)
-    smoke = _last_smoke(state_dir / "smoke.json")
+    if not paths.hosts_file.is_file():
+        raise TierkitError(f"--stack: {paths.stack} has no deployed hosts recorded ({paths.hosts_file}); "
+                           f"run `tierkit up --stack {paths.stack}` first")
+    hosts = load_hosts(paths.hosts_file)
+    smoke = _last_smoke(paths.smoke_report)
     vip = str(spec.failover.virtual_ip) if spec.failover is not None else None
-    url = endpoint or (f"http://{vip}:{spec.serving.port}" if vip else f"http://{hosts[0].address}:{spec.serving.port}")
-    spaces = sorted({h.netns for h in hosts if h.netns})
+    url = endpoint or (smoke.endpoint if smoke and smoke.endpoint else None) or (
+        f"http://{vip}:{spec.serving.port}" if vip else f"http://{hosts[0].address}:{spec.serving.port}")
     request = ProbeRequest(hosts=hosts, vllm_port=vllm_port, endpoint=url, virtual_ip=vip, timeout_s=PROBE_TIMEOUT_S)
-    report = run_probe(request, spaces[0] if spaces else None)
+    report = run_probe(request, netns.for_hosts(hosts))
     problems = [f"{h.name}: {h.problem}" for h in report.hosts if h.problem]
     if not report.endpoint.healthy:
         problems.append(f"endpoint {url}: {report.endpoint.problem or 'not healthy'}")
@@ -105,6 +105,6 @@ def collect(spec: TierSpec, stack: str, state_dir: Path, vllm_port: int, endpoin
         problems.append("smoke: no smoke report recorded; run `tierkit up` (or `tierkit smoke --stack`)")
     elif not smoke.passed:
         problems.append("smoke: the last smoke gate failed")
-    return StatusReport(stack=stack, tier=spec.tier, probe=report, vip_holders=holders, last_smoke=smoke,
-                        plan=plan_for_spec(spec).to_json(), runs=history.load(state_dir / "history.jsonl", HISTORY_SHOWN),
+    return StatusReport(stack=paths.stack, tier=spec.tier, probe=report, vip_holders=holders, last_smoke=smoke,
+                        plan=plan_for_spec(spec).to_json(), runs=history.load(paths.history, HISTORY_SHOWN),
                         problems=problems)

@@ -14,6 +14,7 @@ from test_probe import KEY, FakeVllm
 
 from tierkit import history
 from tierkit.errors import TierkitError
+from tierkit.paths import StackPaths
 from tierkit.spec import load_stack
 from tierkit.status import collect
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
-    monkeypatch.setenv("TIERKIT_API_KEY", KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeVllm)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server.server_address[1]
@@ -41,8 +42,8 @@ def deployed(state: Path, port: int, passed: bool = True) -> None:
 
 
 def test_everything_answers(tmp_path: Path, vllm: int) -> None:
-    deployed(tmp_path / "s", vllm)
-    report = collect(load_stack("single-gpu", ROOT), "single-gpu", tmp_path / "s", vllm, f"http://127.0.0.1:{vllm}")
+    deployed(tmp_path / ".tierkit" / "s", vllm)
+    report = collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "s"), vllm, f"http://127.0.0.1:{vllm}")
     assert report.ok, report.problems
     assert report.probe.hosts[0].vllm_version == "0.32.0" and report.probe.hosts[0].models == ["tiny"]
     assert report.last_smoke is not None and report.last_smoke.gates == [
@@ -52,16 +53,16 @@ def test_everything_answers(tmp_path: Path, vllm: int) -> None:
 
 
 def test_a_failed_smoke_and_a_dead_vllm_are_problems(tmp_path: Path, vllm: int) -> None:
-    deployed(tmp_path / "s", vllm, passed=False)
-    report = collect(load_stack("single-gpu", ROOT), "single-gpu", tmp_path / "s", 1, f"http://127.0.0.1:{vllm}")
+    deployed(tmp_path / ".tierkit" / "s", vllm, passed=False)
+    report = collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "s"), 1, f"http://127.0.0.1:{vllm}")
     assert not report.ok
     assert any(p.startswith("h1: vLLM at http://127.0.0.1:1") for p in report.problems)
     assert "smoke: the last smoke gate failed" in report.problems
 
 
 def test_nothing_deployed_is_one_error_line(tmp_path: Path) -> None:
-    with pytest.raises(TierkitError, match=r"run `tierkit up --stack single-gpu` first"):
-        collect(load_stack("single-gpu", ROOT), "single-gpu", tmp_path / "none", 8000, None)
+    with pytest.raises(TierkitError, match=r"run `tierkit up --stack none` first"):
+        collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "none"), 8000, None)
 
 
 def test_history_keeps_the_last_runs_and_skips_a_torn_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

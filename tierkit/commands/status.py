@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from tierkit.commands.options import FileOpt, StackOpt
 from tierkit.console import console, print_json
 
 
@@ -50,19 +51,20 @@ def _show(report) -> None:  # a tierkit.status.StatusReport
 
 
 def status_command(
-    stack: Annotated[str, typer.Option("--stack", help="Stack name: stacks/Pulumi.NAME.yaml, deployed with `tierkit up`.")],
+    stack: StackOpt = None,
+    file: FileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """What runs where: each host's reachability, vLLM version and served model, the endpoint, the VIP holder (failover), the last smoke result and the plan it was gated on, and the last runs of `tierkit up` side by side.
 
-    Exits 0 when everything answers, 1 otherwise (for cron jobs and CI); answers within 15 s with a host down. The API key for /v1/models is read from TIERKIT_API_KEY.
+    Exits 0 when everything answers, 1 otherwise (for cron jobs and CI); answers within 15 s with a host down. The API key for /v1/models is the client's, as `tierkit smoke` reads it ($OPENAI_API_KEY).
     """
+    from tierkit import stackfiles
     from tierkit.inventory import vllm_port
-    from tierkit.spec import load_stack, project_root
     from tierkit.status import collect
 
-    spec = load_stack(stack)
-    report = collect(spec, stack, project_root() / ".tierkit" / stack, vllm_port(spec), None)
+    spec = stackfiles.load(stack, file)
+    report = collect(spec, stackfiles.paths(stack, file), vllm_port(spec), None)
     if as_json:
         print_json({"ok": report.ok, **report.model_dump(mode="json")})
     else:
