@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tierkit import history, junit
-from tierkit.ansible import RunResult
+from tierkit.ansible import RunResult, result_file
+from tierkit.paths import StackPaths
 
 # Program resources -> the flow's step names; every other resource belongs to "servers".
 STEP_OF = {"wait-ssh": "readiness", "configure": "configure", "calibrate": "calibrate", "smoke": "smoke"}
@@ -136,3 +137,15 @@ def read_fresh(path: Path, since: float) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def record(paths: StackPaths, engine: str, started_at: float, seconds: float, ran: list[Step], planned: list[str],
+           failure: str | None, junit_path: Path | None, up_log: str) -> None:
+    """After an up, failed or not: append its line to the stack's history and, when asked, write
+    its JUnit report. Configure's and smoke's own reports count only when this run wrote them."""
+    configure_doc = read_fresh(result_file(paths.playbook_log("site")), started_at)
+    configure = RunResult.model_validate(configure_doc) if configure_doc is not None else None
+    smoke = read_fresh(paths.smoke_report, started_at)
+    history.append(paths.history, history_run(engine, seconds, ran, planned, smoke, failure))
+    if junit_path is not None:
+        junit.write(junit_path, suites(paths.stack, ran, planned, configure, smoke, up_log))

@@ -8,7 +8,6 @@ hosts' network namespace when they have one), and says whether everything answer
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -21,7 +20,7 @@ from tierkit import history, netns
 from tierkit.errors import TierkitError
 from tierkit.hosts import load_hosts
 from tierkit.paths import StackPaths
-from tierkit.probe import ProbeReport, ProbeRequest
+from tierkit.probe import ProbeReport, ProbeRequest, probe
 from tierkit.spec import TierSpec, plan_for_spec
 
 PROBE_TIMEOUT_S = 3.0
@@ -68,11 +67,13 @@ def _last_smoke(path: Path) -> LastSmoke | None:
 
 
 def run_probe(request: ProbeRequest, namespace: str | None) -> ProbeReport:
-    """The probe, in `namespace` when the hosts need one (a subprocess there), bounded."""
+    """The probe: here, or in `namespace` when the hosts need one (a subprocess there), bounded."""
+    if namespace is None:
+        return probe(request)
     argv = netns.wrap([sys.executable, "-m", "tierkit.probe"], namespace)
     try:
         done = subprocess.run(argv, input=request.model_dump_json(), capture_output=True, text=True,
-                              timeout=DEADLINE_S - 2, env=os.environ.copy())
+                              timeout=DEADLINE_S - 2)
     except subprocess.TimeoutExpired:
         raise TierkitError(f"status: the probes did not finish within {DEADLINE_S - 2:.0f} s", exit_code=1) from None
     if done.returncode != 0:

@@ -41,7 +41,7 @@ def status() -> tuple[int, dict, float]:
 
 def test_up_passes_and_reports_every_step_as_junit(first: Up, junit_file: Path) -> None:
     assert first.proc.returncode == 0, first.log[-3000:]
-    xmlschema.XMLSchema(ROOT / "tests/unit/data/junit.xsd").validate(junit_file)
+    xmlschema.XMLSchema(ROOT / "tests/support/junit.xsd").validate(junit_file)
     root = ET.parse(junit_file).getroot()
     assert root.attrib["failures"] == "0" and root.attrib["errors"] == "0"
     suites = {s.attrib["name"]: [c.attrib["name"] for c in s.iter("testcase")] for s in root.iter("testsuite")}

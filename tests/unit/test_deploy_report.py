@@ -14,7 +14,7 @@ from tierkit import junit
 from tierkit.ansible import GateOutcome, PlayOutcome, RunResult, TaskFailure
 from tierkit.deploy_report import Step, history_run, read_fresh, suites
 
-SCHEMA = xmlschema.XMLSchema(Path(__file__).parent / "data" / "junit.xsd")
+SCHEMA = xmlschema.XMLSchema(Path(__file__).resolve().parents[1] / "support" / "junit.xsd")
 PLANNED = ["lab", "wait-ssh", "configure", "calibrate", "smoke"]
 FAILED_GATE = TaskFailure(host="h1", task="Check the GPU topology matches the tier", message="GPU1-GPU3: PHB, need NVLink")
 

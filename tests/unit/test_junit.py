@@ -1,5 +1,5 @@
 """tierkit/junit.py: the documents it writes are valid JUnit XML (checked against the schema in
-tests/unit/data/junit.xsd) and carry each case's verdict."""
+tests/support/junit.xsd) and carry each case's verdict."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import xmlschema
 
 from tierkit import junit
 
-SCHEMA = xmlschema.XMLSchema(Path(__file__).parent / "data" / "junit.xsd")
+SCHEMA = xmlschema.XMLSchema(Path(__file__).resolve().parents[1] / "support" / "junit.xsd")
 
 
 def test_counts_verdicts_and_validates(tmp_path: Path) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from smoke_fake_server import FakeServer
 
+pytestmark = pytest.mark.cli
+
 TIERKIT = [str(Path(sys.executable).parent / "tierkit")]  # the console script of this venv
 LOAD = ["--requests", "6", "--concurrency", "3", "--input-len", "16", "--output-len", "8", "--timeout", "2"]
 KEY = "sk-do-not-print-4f1c"
@@ -150,7 +152,7 @@ def test_failed_gate_writes_junit_with_measured_and_required(fake: FakeServer, t
     out = tmp_path / "smoke.xml"
     p = tierkit("--endpoint", fake.url, *LOAD, "--min-output-tok-s", "1e9", "--junit", str(out))
     assert p.returncode == 1, p.stdout + p.stderr
-    xmlschema.XMLSchema(Path(__file__).parent / "data" / "junit.xsd").validate(out)
+    xmlschema.XMLSchema(Path(__file__).resolve().parents[1] / "support" / "junit.xsd").validate(out)
     cases = {c.attrib["name"]: c for c in ET.parse(out).getroot().iter("testcase")}
     assert set(cases) == {"output_throughput", "failed", "text"}
     failure = cases["output_throughput"].find("failure")
