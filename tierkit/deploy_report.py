@@ -67,6 +67,22 @@ class EngineEvents:
             self._errors[diagnostic["urn"]] = " ".join(str(diagnostic.get("message", "")).split())[:500]
 
 
+def sdk_event(event: Any) -> dict[str, Any]:
+    """An Automation API `EngineEvent` as the JSON object the event log holds (the fields
+    EngineEvents reads)."""
+    out: dict[str, Any] = {"timestamp": getattr(event, "timestamp", 0)}
+    for key, attr in (("resourcePreEvent", "resource_pre_event"), ("resOutputsEvent", "res_outputs_event"),
+                      ("resOpFailedEvent", "res_op_failed_event")):
+        step = getattr(event, attr, None)
+        if step is not None:
+            meta = step.metadata
+            out[key] = {"metadata": {"type": meta.type, "urn": meta.urn}, "planning": getattr(step, "planning", None)}
+    diagnostic = getattr(event, "diagnostic_event", None)
+    if diagnostic is not None:
+        out["diagnosticEvent"] = {"urn": diagnostic.urn, "severity": diagnostic.severity, "message": diagnostic.message}
+    return out
+
+
 def _steps(ran: list[Step], planned: list[str]) -> list[tuple[str, float, str, bool]]:
     """(step, seconds, failure, ran) per flow step, resources grouped; planned but not run: skipped."""
     out: dict[str, list[Any]] = {}
@@ -104,9 +120,12 @@ def _smoke_suite(stack: str, report: dict[str, Any]) -> junit.Suite:
 
 
 def suites(stack: str, ran: list[Step], planned: list[str], configure: RunResult | None,
-           smoke: dict[str, Any] | None, up_log: str) -> list[junit.Suite]:
-    """The JUnit suites of one up: steps, then configure's plays and gates, then the smoke gates."""
+           smoke: dict[str, Any] | None, up_log: str, failure: str | None = None) -> list[junit.Suite]:
+    """The JUnit suites of one up: steps, then configure's plays and gates, then the smoke gates.
+    An up that failed before any step ran (a refused stack) is one failed case, `up`."""
     cases = []
+    if failure and not ran:
+        cases.append(junit.Case("up", "tierkit.up", 0.0, "failure", failure.splitlines()[0][:500], f"{failure}\nlog: {up_log}"))
     for name, seconds, failure, did_run in _steps(ran, planned):
         if not did_run:
             cases.append(junit.Case(name, "tierkit.up", 0.0, "skipped", "an earlier step failed"))
@@ -146,6 +165,7 @@ def record(paths: StackPaths, engine: str, started_at: float, seconds: float, ra
     configure_doc = read_fresh(result_file(paths.playbook_log("site")), started_at)
     configure = RunResult.model_validate(configure_doc) if configure_doc is not None else None
     smoke = read_fresh(paths.smoke_report, started_at)
-    history.append(paths.history, history_run(engine, seconds, ran, planned, smoke, failure))
+    if ran:  # an up refused before anything ran leaves nothing behind
+        history.append(paths.history, history_run(engine, seconds, ran, planned, smoke, failure))
     if junit_path is not None:
-        junit.write(junit_path, suites(paths.stack, ran, planned, configure, smoke, up_log))
+        junit.write(junit_path, suites(paths.stack, ran, planned, configure, smoke, up_log, failure))
