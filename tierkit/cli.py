@@ -65,6 +65,8 @@ VERBS: tuple[str, ...] = (
     "calibrate",
     "up",
     "lab",
+    "collection",
+    "status",
 )
 
 
