@@ -381,9 +381,9 @@ def test_vrrp_is_accepted_from_the_peer_only(rendered: dict[str, Any]) -> None:
     for name, files in rendered["nodes"].items():
         text = files["vrrp-firewall.nft"].read_text()
         peers = [a for n, a in addresses.items() if n != name]
-        assert f"ip protocol vrrp ip saddr {{ {', '.join(peers)} }} accept" in text
+        assert f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept" in text
         assert addresses[name] not in text
-        assert text.rstrip().splitlines()[-3].strip() == "ip protocol vrrp drop"
+        assert text.rstrip().splitlines()[-3].strip() == "ip protocol 112 drop"
         if shutil.which("nft"):
             check = subprocess.run(["nft", "--check", "--file", str(files["vrrp-firewall.nft"])], capture_output=True, text=True)
             assert check.returncode == 0, check.stderr
