@@ -1,4 +1,4 @@
-"""Run the Pulumi program without the Pulumi CLI (DESIGN.md "Running the Pulumi program without ...").
+"""Run the Pulumi program without the Pulumi CLI (docs/architecture.md#the-rehearsal).
 
 The Pulumi CLI cannot be installed on tierkit's machines, so `tierkit up` falls back to this
 rehearsal. It loads the stack's config, installs Pulumi's mock runtime with a monitor that records
