@@ -1,6 +1,6 @@
 """The repository explains itself: every citation in it can be opened by its readers.
 
-No file under the checked folders (or the README) may cite a document outside the repository
+No file under the checked folders (or the README and the project's root files) may cite a document outside the repository
 (a founding brief, a shared folder of the machines tierkit was built on) or a bare issue number
 of this project's tracker. Upstream issues are cited by URL or as owner/repo#N. Every
 `docs/<page>.md` a file names must exist, and so must the section it points at
@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED_DIRS = ("tierkit", "roles", "playbooks", "bench", "stacks", "docs", "tests")
-CHECKED_FILES = ("README.md",)
+CHECKED_DIRS = ("tierkit", "roles", "playbooks", "bench", "stacks", "docs", "tests", "scripts", ".ci")
+CHECKED_FILES = ("README.md", "Makefile", "pyproject.toml", "Pulumi.yaml", "__main__.py")
 SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 THIS_FILE = Path(__file__).resolve()
 
