@@ -30,13 +30,13 @@ GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
 
 # nccl gate. The catalog's busbw expectations are large-message figures measured on
-# `nccl_busbw_gpus` GPUs (DESIGN.md "GPU topology facts"). all_reduce's busbw = algbw x 2(n-1)/n,
+# `nccl_busbw_gpus` GPUs (docs/topology.md#nccl-bandwidth-expectations). all_reduce's busbw = algbw x 2(n-1)/n,
 # so the expectation is carried to n GPUs by the ratio of those factors (a single GPU has no bus:
 # no floor). The floor is 80% of it: tierkit's allowance for run-to-run spread and the low end
 # of the published ranges.
 NCCL_FLOOR_FRACTION = 0.8
 # Bridges join GPUs in pairs: a ring over more than two of them crosses PCIe, so it is held to
-# the PCIe figure (28-35 GB/s on PCIe-only boxes, DESIGN.md; the low end).
+# the PCIe figure (28-35 GB/s on PCIe-only boxes, docs/topology.md#nccl-bandwidth-expectations; the low end).
 PCIE_BUSBW_GBS = 28.0
 
 # vLLM flags for each spec quantization: fp16/bf16 are dtypes; int8 (W8A8) checkpoints carry

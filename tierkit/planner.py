@@ -16,13 +16,13 @@ GIB = 1024**3
 GB = 1e9
 
 # Decode is memory-bound: single-stream tok/s ~= efficiency x bandwidth / weight bytes.
-# Measured efficiency is 0.5-0.7 (DESIGN.md "Planner facts"); vLLM's fused kernels reach the top of
-# that range, and the published tier table (35 tok/s for 70B Q4 on one RTX PRO 6000) implies 0.7+.
+# llama.cpp measures about 0.47 on A100/H100 and the published tier table (35 tok/s for 70B Q4 on
+# one RTX PRO 6000) implies 0.77; tierkit takes 0.7 (docs/planner.md#decode-speed).
 DECODE_EFFICIENCY = 0.7
 
-# Marginal contribution of the k-th GPU in a tensor-parallel group. DESIGN.md: "NVLink overhead
-# for a 2nd GPU under 5%; 3rd and 4th GPUs 8-12%". GPUs 5-8 are tierkit's assumption (a further
-# step down: "larger TP is not always faster", DESIGN.md).
+# Marginal contribution of the k-th GPU in a tensor-parallel group: 5% lost on the 2nd GPU and 10%
+# on the 3rd and 4th, calibrated to the published tier table; GPUs 5-8 are tierkit's assumption (a
+# further step down: larger TP is not always faster). docs/planner.md#tensor-parallel-scaling
 TP_MARGINAL_GAIN = (1.0, 0.95, 0.90, 0.90, 0.85, 0.85, 0.85, 0.85)
 
 # Each extra pipeline stage adds a hop between GPUs per token; tierkit assumes 3% per stage.
@@ -42,7 +42,9 @@ MIN_KV_RESERVE_GIB = 4.0
 USER_TOK_S = 15.0
 
 KV_DTYPE_BYTES = 2.0  # FP16/BF16 KV cache (vLLM's default kv-cache-dtype "auto")
-DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization default (DESIGN.md)
+# Always passed to vLLM as --gpu-memory-utilization (its own default is 0.92 in vLLM 0.32.0):
+# docs/planner.md#gpu-memory-utilization
+DEFAULT_UTILIZATION = 0.9
 # The context tierkit sizes for when none is given: 8k, or less where the model is shorter.
 DEFAULT_CONTEXT = 8192
 GPU_COUNTS = (1, 2, 4, 8)  # GPU sets tierkit recommends per server

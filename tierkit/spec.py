@@ -23,7 +23,7 @@ SPEC_KEY = "tierkit:tier"
 TierKind = Literal["single-gpu", "multi-gpu", "failover"]
 Interconnect = Literal["nvlink", "pcie", "any"]
 
-# GPUs per server each tier allows (issue 2 cross-field rules).
+# GPUs per server each tier allows (the tier table in README.md).
 TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 8), "failover": (1, 8)}
 TIER_SERVERS: dict[str, int] = {"single-gpu": 1, "multi-gpu": 1, "failover": 2}
 

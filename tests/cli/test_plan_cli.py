@@ -1,4 +1,4 @@
-"""The published tier table (DESIGN.md "Planner facts") must come out of `tierkit plan`.
+"""The published tier table (docs/planner.md#the-published-tier-table) must come out of `tierkit plan`.
 
 rtx-pro-6000 with llama-3.3-70b, 8k context; ±25% on throughput, ±15% on sizes and users.
 """
@@ -79,6 +79,6 @@ def test_users_raise_the_recommendation() -> None:
 
 
 def test_weights_match_published_f16_size() -> None:
-    """DESIGN.md: Llama-3-70B F16 is 131 GiB."""
+    """Llama-3-70B F16 is 131 GiB (docs/planner.md#bytes-per-parameter)."""
     p = plan_json("--model", "llama-3.3-70b", "--quant", "fp16", "--gpu", "h200", "--gpus", "2")
     assert abs(p["weights_gib"] - 131) <= 0.15 * 131

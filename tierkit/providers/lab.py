@@ -46,7 +46,7 @@ __all__ = ["FAULT_HELP", "Lab", "LabConfig", "LabProvider", "ensure_image", "ima
 TINY_MODEL_KEY = "tiny-llama"
 # nspawn guests share the kernel's boot_id; PID 1's start time tells one boot from the next.
 BOOT_TIME_COMMAND = "cut -d' ' -f22 /proc/1/stat"
-# vLLM on the CPU: its KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, vLLM's CPU installation guide),
+# vLLM on the CPU: its KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, docs/vllm.md#vllm-on-the-cpu),
 # nothing fetched from the Hugging Face hub, and no telemetry from the lab.
 VLLM_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
