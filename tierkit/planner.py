@@ -106,6 +106,20 @@ def default_parallelism(gpu: catalog.Gpu, model: catalog.Model, gpus: int) -> tu
     return 1, gpus
 
 
+def decode_tok_s(model: catalog.Model, quant: str, gpu: catalog.Gpu, tp: int, pp: int, context: int) -> float:
+    """Single-stream decode tokens/second of one replica (TP x PP GPUs); the context is not modelled."""
+    stage_factor = 1.0 - PP_STAGE_OVERHEAD * (pp - 1)
+    replica_bw = gpu.bandwidth_gbs * GB * tp_effective_gpus(tp) * stage_factor
+    return DECODE_EFFICIENCY * replica_bw / weights_bytes(model, quant)
+
+
+def kv_cache_gib(model: catalog.Model, quant: str, gpu: catalog.Gpu, tp: int, pp: int, utilization: float) -> float:
+    """KV cache the replica's GPUs hold together (negative when the weights do not fit)."""
+    n = tp * pp
+    per_gpu = gpu.vram_gib * utilization - weights_bytes(model, quant) / GIB / n - per_gpu_overhead_gib(n)
+    return per_gpu * n
+
+
 def max_fp16_params_b(gpu: catalog.Gpu, gpus_total: int, utilization: float = DEFAULT_UTILIZATION) -> float:
     """The largest FP16 model a GPU set holds, with a minimal KV cache on each GPU."""
     per_gpu = gpu.vram_gib * utilization - per_gpu_overhead_gib(gpus_total) - MIN_KV_RESERVE_GIB
