@@ -74,8 +74,13 @@ def report(title: str, rows: list[RowError]) -> dict[str, Any]:
     print(f"  {'row':34} {'kind':7} {'measured':>10} {'planner':>10}  error")
     for r in rows:
         print(f"  {r.id:34} {r.kind:7} {r.measured:10.2f} {r.predicted:10.2f}  {r.error:+7.1%}  {r.unit}")
-    print(f"  median |error| {median:.1%}, worst {worst:.1%} over {len(rows)} rows")
-    return {"median": median, "worst": worst, "rows": [{**r.__dict__, "error": r.error} for r in rows]}
+    by_kind = {}
+    for kind in ("decode", "memory"):
+        k_median, k_worst = summary([r for r in rows if r.kind == kind])
+        by_kind[kind] = {"median": k_median, "worst": k_worst}
+        print(f"  {kind:6} rows: median |error| {k_median:.1%}, worst {k_worst:.1%}")
+    print(f"  all {len(rows)} rows: median |error| {median:.1%}, worst {worst:.1%}")
+    return {"median": median, "worst": worst, **by_kind, "rows": [{**r.__dict__, "error": r.error} for r in rows]}
 
 
 def main() -> None:
