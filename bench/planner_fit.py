@@ -30,6 +30,7 @@ DECODE_BOUNDS: dict[str, tuple[float, float]] = {
     "DECODE_EFFICIENCY": (0.3, 1.0),
     "TOKEN_OVERHEAD_S": (0.0, 0.01),
     "TP_SYNC_S_PER_LAYER": (0.0, 0.0002),
+    "TP_SYNC_PCIE_S_PER_LAYER": (0.0, 0.0005),
 }
 MEMORY_BOUNDS: dict[str, tuple[float, float]] = {
     "RUNTIME_OVERHEAD_GIB": (0.0, 8.0),

@@ -83,6 +83,11 @@ GPUS: dict[str, Gpu] = {
         Gpu(key="rtx-4090", smi_name="NVIDIA GeForce RTX 4090", vram_mib=24564,
             bandwidth_gbs=1008, compute_capability=8.9, nvlink="none", nvlink_links=0,
             nvlink_link_gbs=0, fabric_manager=False, nccl_busbw_gbs=28, nccl_busbw_gpus=2),
+        # RTX 3090 Ti: 24 GB GDDR6X, 1008 GB/s, Ampere (8.6), an NVLink bridge joins pairs (NV4)
+        # (NVIDIA GeForce RTX 3090 Ti spec page); PCIe consumer box busbw as above.
+        Gpu(key="rtx-3090-ti", smi_name="NVIDIA GeForce RTX 3090 Ti", vram_mib=24564,
+            bandwidth_gbs=1008, compute_capability=8.6, nvlink="bridge", nvlink_links=4,
+            nvlink_link_gbs=14.062, fabric_manager=False, nccl_busbw_gbs=28, nccl_busbw_gpus=2),
         # A100 40GB SXM: 1555 GB/s HBM2 (NVIDIA A100 datasheet); HGX NVSwitch like the 80 GB part.
         Gpu(key="a100-40g-sxm", smi_name="NVIDIA A100-SXM4-40GB", vram_mib=40960,
             bandwidth_gbs=1555, compute_capability=8.0, nvlink="switch", nvlink_links=12,

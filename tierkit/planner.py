@@ -27,14 +27,15 @@ Shape = Literal["replicas", "split"]
 SHAPES: tuple[Shape, ...] = ("replicas", "split")
 
 # Decode time per token, single stream (a memory-bound read of every weight, plus fixed costs):
-#   TOKEN_OVERHEAD_S + TP_SYNC_S_PER_LAYER x layers (when TP > 1) + PIPELINE_HOP_S per stage boundary
+#   TOKEN_OVERHEAD_S + TP sync per layer x layers (when TP > 1) + PIPELINE_HOP_S per stage boundary
 #   + (weight bytes + KV bytes of the context so far) / (DECODE_EFFICIENCY x bandwidth x TP)
-# DECODE_EFFICIENCY, TOKEN_OVERHEAD_S and TP_SYNC_S_PER_LAYER are fitted by bench/planner_fit.py to
+# DECODE_EFFICIENCY, TOKEN_OVERHEAD_S and the TP sync costs are fitted by bench/planner_fit.py to
 # the published single-stream figures in tests/unit/data/planner_reference.yaml (docs/planner-fit.md
 # has the rows, their sources and the error on each).
 DECODE_EFFICIENCY = 0.903  # share of the datasheet bandwidth a decode step reaches (fit)
 TOKEN_OVERHEAD_S = 0.00317  # per token: scheduling, sampling, kernel launches (fit; small models show it)
-TP_SYNC_S_PER_LAYER = 0.0000464  # per layer per token at TP > 1: the two all-reduces (fit, NVLink rows)
+TP_SYNC_S_PER_LAYER = 0.0000464  # per layer per token at TP > 1: the two all-reduces over NVLink (fit)
+TP_SYNC_PCIE_S_PER_LAYER = 0.0000977  # the same when the TP group talks over PCIe (fit, PCIe rows)
 
 # A pipeline stage boundary moves one token's activations between GPUs (inside a server) or across
 # the network (between servers): tierkit's assumption, as the reference table has no PP row.
@@ -124,21 +125,34 @@ def default_parallelism(gpu: catalog.Gpu, model: catalog.Model, gpus: int) -> tu
     return 1, gpus
 
 
-def fixed_token_s(model: catalog.Model, tp: int, pp: int, network_hops: int = 0) -> float:
-    """The per-token time that does not shrink with bandwidth: overhead, all-reduces, stage hops."""
-    sync = TP_SYNC_S_PER_LAYER * model.layers if tp > 1 else 0.0
+def nvlinked(gpu: catalog.Gpu, tp: int) -> bool:
+    """Whether a TP group of `tp` GPUs talks over NVLink: NVSwitch, or a bridged pair."""
+    return gpu.nvlink == "switch" or (gpu.nvlink == "bridge" and tp <= 2)
+
+
+def fixed_token_s(
+    model: catalog.Model, gpu: catalog.Gpu, tp: int, pp: int, network_hops: int = 0, nvlink: bool | None = None
+) -> float:
+    """The per-token time that does not shrink with bandwidth: overhead, all-reduces, stage hops.
+
+    `nvlink` overrides the catalog's answer for a measured setup (bridges left off, say).
+    """
+    linked = nvlinked(gpu, tp) if nvlink is None else nvlink
+    sync = (TP_SYNC_S_PER_LAYER if linked else TP_SYNC_PCIE_S_PER_LAYER) * model.layers if tp > 1 else 0.0
     return TOKEN_OVERHEAD_S + sync + PIPELINE_HOP_S * (pp - 1 - network_hops) + NETWORK_HOP_S * network_hops
 
 
 def decode_tok_s(
-    model: catalog.Model, quant: str, gpu: catalog.Gpu, tp: int, pp: int, context: int, network_hops: int = 0
+    model: catalog.Model, quant: str, gpu: catalog.Gpu, tp: int, pp: int, context: int, network_hops: int = 0,
+    nvlink: bool | None = None,
 ) -> float:
     """Single-stream decode tokens/second of one replica (TP x PP GPUs) at `context` tokens so far.
 
     The stages of a pipeline take turns on a single stream, so PP adds hops, not bandwidth.
     """
     read = weights_bytes(model, quant) + model.kv_bytes_per_token(KV_DTYPE_BYTES) * context
-    return 1.0 / (fixed_token_s(model, tp, pp, network_hops) + read / (DECODE_EFFICIENCY * gpu.bandwidth_gbs * GB * tp))
+    fixed = fixed_token_s(model, gpu, tp, pp, network_hops, nvlink)
+    return 1.0 / (fixed + read / (DECODE_EFFICIENCY * gpu.bandwidth_gbs * GB * tp))
 
 
 def batched_users(
@@ -150,7 +164,7 @@ def batched_users(
     micro-batches in flight, one per stage, so the KV reads spread over PP x TP GPUs.
     """
     bw = DECODE_EFFICIENCY * gpu.bandwidth_gbs * GB * tp
-    budget = 1.0 / USER_TOK_S - fixed_token_s(model, tp, pp, network_hops) - weights_bytes(model, quant) / bw
+    budget = 1.0 / USER_TOK_S - fixed_token_s(model, gpu, tp, pp, network_hops) - weights_bytes(model, quant) / bw
     per_user = model.kv_bytes_per_token(KV_DTYPE_BYTES) * context / (bw * pp)
     return max(0, math.floor(budget / per_user))
 
@@ -161,7 +175,7 @@ def batch_tok_s(
     """Aggregate decode tokens/second of one replica with `users` streams at full context."""
     bw = DECODE_EFFICIENCY * gpu.bandwidth_gbs * GB * tp
     kv_seq = model.kv_bytes_per_token(KV_DTYPE_BYTES) * context
-    interval = fixed_token_s(model, tp, pp, network_hops) + (weights_bytes(model, quant) + users * kv_seq / pp) / bw
+    interval = fixed_token_s(model, gpu, tp, pp, network_hops) + (weights_bytes(model, quant) + users * kv_seq / pp) / bw
     return users / interval
 
 

@@ -50,6 +50,7 @@ class DecodeRow(_Row):
     input_tokens: int = Field(ge=1)
     output_tokens: int = Field(ge=1)
     tpot_ms: float = Field(gt=0)
+    interconnect: Literal["nvlink", "pcie"] | None = Field(None, description="the TP group's link, when not the catalog's")
 
 
 class MemoryRow(_Row):
@@ -101,8 +102,9 @@ def mean_context(row: DecodeRow) -> int:
 
 def decode_error(row: DecodeRow) -> RowError:
     model, gpu = catalog.MODELS[row.model], catalog.GPUS[row.gpu]
+    nvlink = None if row.interconnect is None else row.interconnect == "nvlink"
     predicted = planner.decode_tok_s(
-        model, row.quantization, gpu, row.tensor_parallel, row.pipeline_parallel, mean_context(row)
+        model, row.quantization, gpu, row.tensor_parallel, row.pipeline_parallel, mean_context(row), nvlink=nvlink
     )
     return RowError(row.id, "decode", "tok/s", 1000.0 / row.tpot_ms, predicted)
 
