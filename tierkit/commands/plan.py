@@ -127,7 +127,7 @@ def plan_command(
     context: Annotated[int, typer.Option("--context", help="Tokens of context per user.", min=1)] = 8192,
     compare_all: Annotated[bool, typer.Option("--compare", help=f"Compare single GPU, multi-GPU, replicas and split (default {COMPARE_SERVERS} x {COMPARE_GPUS} GPUs).")] = False,
     gpu_hour_usd: Annotated[Optional[float], typer.Option("--gpu-hour-usd", help="Price of one GPU-hour in USD: adds cost per hour and per million output tokens to --compare.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys); with 2+ servers and no --shape, the recommended shape's plan; with --compare, the rows.")] = False,
 ) -> None:
     """Size a deployment: memory fit, tier, TP/PP, users and expected decode tokens/second.
 
@@ -135,7 +135,7 @@ def plan_command(
 
     Examples:
       tierkit plan --model llama-3.3-70b --quant awq --gpu rtx-pro-6000 --gpus 4
-      tierkit plan --model llama-3.1-405b --quant fp8 --gpu h100-sxm --gpus 8 --servers 2
+      tierkit plan --params-b 300 --quant fp16 --gpus 4 --servers 2
       tierkit plan --model llama-3.3-70b --quant awq --compare --gpu-hour-usd 2.5
     """
     _positive("--params-b", params_b, "70")
