@@ -11,14 +11,11 @@ server and tensor parallelism inside each: the multi-server tier).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from tierkit import catalog
-
-if TYPE_CHECKING:
-    from tierkit.spec import TierSpec
 
 GIB = 1024**3
 GB = 1e9
@@ -67,6 +64,8 @@ CROSS_SERVER_TP_MIN_GBPS = 25.0
 KV_DTYPE_BYTES = 2.0  # FP16/BF16 KV cache (vLLM's default kv-cache-dtype "auto")
 ACTIVATION_BYTES = 2.0  # BF16 activations between pipeline stages
 DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization default
+# The context tierkit sizes for when none is given: 8k, or less where the model is shorter.
+DEFAULT_CONTEXT = 8192
 GPU_COUNTS = (1, 2, 4, 8)  # GPU sets tierkit recommends per server
 
 
@@ -100,6 +99,11 @@ class Plan(BaseModel):
         keys = ("fits", "tier", "shape", "servers", "gpus_per_server", "tensor_parallel", "pipeline_parallel",
                 "weights_gib", "kv_cache_gib", "max_users", "expected_tok_s", "max_fp16_params_b", "notes")
         return {k: getattr(self, k) for k in keys}
+
+
+def default_context(model: catalog.Model) -> int:
+    """Tokens of context per user when none is given: DEFAULT_CONTEXT, capped by the model's."""
+    return min(model.default_context, DEFAULT_CONTEXT)
 
 
 def tier_for(servers: int, gpus_per_server: int, shape: Shape = "replicas") -> str:
@@ -226,7 +230,7 @@ def plan(
     shape: Shape = "replicas",
 ) -> Plan:
     """Size the deployment: a full replica per server (`replicas`), or one replica over all (`split`)."""
-    context = context or min(model.default_context, 8192)
+    context = context or default_context(model)
     shape = shape if servers > 1 else "replicas"  # one server is one replica
     split = shape == "split"
     tp, pp = _parallelism(gpu, model, gpus_per_server, servers, shape, tensor_parallel, pipeline_parallel)
@@ -358,20 +362,3 @@ def smallest_fix(
 def shape_for_tier(tier: str) -> Shape:
     """The multi-server tier splits one copy over its servers; every other tier serves replicas."""
     return "split" if tier == "multi-server" else "replicas"
-
-
-def plan_for_spec(spec: TierSpec) -> Plan:
-    """The plan for a validated tier spec (its GPUs, parallelism, context, users and shape)."""
-    return plan(
-        spec.model_info,
-        spec.model.quantization,
-        spec.gpu_info,
-        spec.gpu.count,
-        spec.server_count,
-        spec.context,
-        spec.users,
-        spec.tensor_parallel,
-        spec.pipeline_parallel,
-        spec.serving.gpu_memory_utilization,
-        shape_for_tier(spec.tier),
-    )

@@ -124,7 +124,7 @@ def plan_command(
     servers: Annotated[Optional[int], typer.Option("--servers", help=f"Servers (1-{MAX_SERVERS}). With 2 or more, --shape says how they serve.", min=1, max=MAX_SERVERS)] = None,
     shape: Annotated[Optional[str], typer.Option("--shape", help="With 2+ servers: replicas (a full copy per server: failover tier) or split (one copy over all: multi-server tier). Omit to see both.")] = None,
     users: Annotated[Optional[int], typer.Option("--users", help="Concurrent users the tier must carry.", min=1)] = None,
-    context: Annotated[int, typer.Option("--context", help="Tokens of context per user.", min=1)] = 8192,
+    context: Annotated[Optional[int], typer.Option("--context", help=f"Tokens of context per user. Default {planner.DEFAULT_CONTEXT}, or the model's own when shorter.", min=1)] = None,
     compare_all: Annotated[bool, typer.Option("--compare", help=f"Compare single GPU, multi-GPU, replicas and split (default {COMPARE_SERVERS} x {COMPARE_GPUS} GPUs).")] = False,
     gpu_hour_usd: Annotated[Optional[float], typer.Option("--gpu-hour-usd", help="Price of one GPU-hour in USD: adds cost per hour and per million output tokens to --compare.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys); with 2+ servers and no --shape, the recommended shape's plan; with --compare, the rows.")] = False,
@@ -148,6 +148,7 @@ def plan_command(
         raise TierkitError("--gpu-hour-usd: prices the --compare table; add --compare")
     m = _model(model, params_b)
     g = catalog.lookup_gpu(gpu, "--gpu")
+    context = context or planner.default_context(m)
     if context > m.default_context:
         raise TierkitError(f"--context: {context} is longer than {m.key}'s {m.default_context}; use --context {m.default_context} or less")
     need_cc = catalog.MIN_COMPUTE_CAPABILITY.get(quant)
