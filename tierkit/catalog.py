@@ -79,6 +79,20 @@ GPUS: dict[str, Gpu] = {
         Gpu(key="l40s", smi_name="NVIDIA L40S", vram_mib=46068, bandwidth_gbs=864,
             compute_capability=8.9, nvlink="none", nvlink_links=0, nvlink_link_gbs=0,
             fabric_manager=False, nccl_busbw_gbs=28, nccl_busbw_gpus=2),
+        # RTX 4090: 24 GB GDDR6X, 1008 GB/s, Ada (8.9), no NVLink (NVIDIA GeForce RTX 4090 spec
+        # page); nvidia-smi reports 24564 MiB. PCIe-only consumer box busbw as the RTX 5090's.
+        Gpu(key="rtx-4090", smi_name="NVIDIA GeForce RTX 4090", vram_mib=24564,
+            bandwidth_gbs=1008, compute_capability=8.9, nvlink="none", nvlink_links=0,
+            nvlink_link_gbs=0, fabric_manager=False, nccl_busbw_gbs=28, nccl_busbw_gpus=2),
+        # RTX 3090 Ti: 24 GB GDDR6X, 1008 GB/s, Ampere (8.6), an NVLink bridge joins pairs (NV4)
+        # (NVIDIA GeForce RTX 3090 Ti spec page); PCIe consumer box busbw as above.
+        Gpu(key="rtx-3090-ti", smi_name="NVIDIA GeForce RTX 3090 Ti", vram_mib=24564,
+            bandwidth_gbs=1008, compute_capability=8.6, nvlink="bridge", nvlink_links=4,
+            nvlink_link_gbs=14.062, fabric_manager=False, nccl_busbw_gbs=28, nccl_busbw_gpus=2),
+        # A100 40GB SXM: 1555 GB/s HBM2 (NVIDIA A100 datasheet); HGX NVSwitch like the 80 GB part.
+        Gpu(key="a100-40g-sxm", smi_name="NVIDIA A100-SXM4-40GB", vram_mib=40960,
+            bandwidth_gbs=1555, compute_capability=8.0, nvlink="switch", nvlink_links=12,
+            nvlink_link_gbs=25.0, fabric_manager=True, nccl_busbw_gbs=200, nccl_busbw_gpus=8),
         # A100 80GB SXM: 2039 GB/s; HGX A100 is NV12 all pairs over NVSwitch, 25 GB/s per link;
         # ~200 GB/s busbw on 8 GPUs (docs/topology.md#nccl-bandwidth-expectations).
         Gpu(key="a100-80g-sxm", smi_name="NVIDIA A100-SXM4-80GB", vram_mib=81920,
@@ -145,6 +159,17 @@ MODELS: dict[str, Model] = {
         Model(key="llama-3.1-405b", hf_id="meta-llama/Llama-3.1-405B-Instruct", params_b=405.8,
               layers=126, hidden_size=16384, attention_heads=128, kv_heads=8, head_dim=128,
               default_context=131072),
+        # Qwen3 dense models (model cards: parameters, layers, query/KV heads, native context
+        # 32,768; config.json: hidden_size, head_dim 128). The small ones anchor the planner's fixed
+        # per-token cost in tests/unit/data/planner_reference.yaml.
+        Model(key="qwen3-0.6b", hf_id="Qwen/Qwen3-0.6B", params_b=0.6, layers=28, hidden_size=1024,
+              attention_heads=16, kv_heads=8, head_dim=128, default_context=32768),
+        Model(key="qwen3-1.7b", hf_id="Qwen/Qwen3-1.7B", params_b=1.7, layers=28, hidden_size=2048,
+              attention_heads=16, kv_heads=8, head_dim=128, default_context=32768),
+        Model(key="qwen3-4b", hf_id="Qwen/Qwen3-4B", params_b=4.0, layers=36, hidden_size=2560,
+              attention_heads=32, kv_heads=8, head_dim=128, default_context=32768),
+        Model(key="qwen3-14b", hf_id="Qwen/Qwen3-14B", params_b=14.8, layers=40, hidden_size=5120,
+              attention_heads=40, kv_heads=8, head_dim=128, default_context=32768),
         Model(key="qwen2.5-72b", hf_id="Qwen/Qwen2.5-72B-Instruct", params_b=72.7, layers=80,
               hidden_size=8192, attention_heads=64, kv_heads=8, head_dim=128,
               default_context=32768),

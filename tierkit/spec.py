@@ -319,7 +319,10 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
         return problems
     plan = plan_for_spec(spec)
     if not plan.fits:
-        fix = planner.smallest_fix(model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization)
+        fix = planner.smallest_fix(
+            model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization,
+            spec.server_count, planner.shape_for_tier(spec.tier),
+        )
         problems.append(
             f"{prefix}.model: {model.key} {quant} at context {spec.context} does not fit {spec.gpu.count}x {gpu.key} "
             f"({plan.notes[0] if plan.notes else 'out of memory'}); {fix}"
@@ -328,7 +331,7 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
 
 
 def plan_for_spec(spec: TierSpec) -> planner.Plan:
-    """The plan for a validated tier spec (its GPUs, parallelism, context and users)."""
+    """The plan for a validated tier spec (its GPUs, parallelism, context, users and shape)."""
     return planner.plan(
         spec.model_info,
         spec.model.quantization,
@@ -340,6 +343,7 @@ def plan_for_spec(spec: TierSpec) -> planner.Plan:
         spec.tensor_parallel,
         spec.pipeline_parallel,
         spec.serving.gpu_memory_utilization,
+        planner.shape_for_tier(spec.tier),
     )
 
 
