@@ -154,7 +154,7 @@ def driver_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         out |= {
             "nvidia_driver_branch": SIM_DRIVER_BRANCH,
             "nvidia_driver_version": SIM_DRIVER_VERSION,
-            "nvidia_driver_repo_url": repo_url(lab_client_address(hosts)),
+            "nvidia_repo_url": repo_url(lab_client_address(hosts)),
             "nvidia_driver_reboot_boot_time_command": LAB_BOOT_TIME_COMMAND,
             "nvidia_driver_update_initramfs": False,  # nspawn guests boot without an initramfs
         }
@@ -168,12 +168,11 @@ def nccl_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "nccl_env": {"NCCL_P2P_DISABLE": "1"} if spec.serving.nccl_p2p_disable else {},
     }
     if is_lab(spec):
-        from tierkit.lab.sim import SIM_CUDA_VERSION
-        from tierkit.lab.standin_repo import NCCL_VERSION
+        from tierkit.lab.standin_repo import NCCL_CUDA_VERSION, NCCL_VERSION
 
         out |= {
             "nccl_version": NCCL_VERSION,
-            "nccl_cuda_version": SIM_CUDA_VERSION,
+            "nccl_cuda_version": NCCL_CUDA_VERSION,
             "nccl_tests_build": False,
             "nccl_all_reduce_perf": LAB_ALL_REDUCE_PERF,
         }

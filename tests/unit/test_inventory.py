@@ -70,7 +70,7 @@ def test_lab_vars_follow_the_design_recipe():
     assert gv["vllm_dtype"] == "bfloat16" and gv["vllm_tensor_parallel_size"] == 1
     assert gv["gpu_topology_tensor_parallel"] == 4  # the gate still checks the real TP
     assert gv["nvidia_driver_fabricmanager"] is True and gv["gpu_topology_min_nvlinks"] == 18
-    assert gv["nvidia_driver_repo_url"] == "http://10.211.7.1:8089"
+    assert gv["nvidia_repo_url"] == "http://10.211.7.1:8089"
     assert gv["vllm_allowed_sources"] == ["10.211.7.1"]
 
 
@@ -79,7 +79,7 @@ def test_baremetal_vars_have_no_lab_settings():
     assert gv["vllm_model"] == "meta-llama/Llama-3.3-70B-Instruct"
     assert gv["vllm_quantization"] == "fp8" and gv["vllm_dtype"] == ""
     assert gv["vllm_tensor_parallel_size"] == 8 and gv["vllm_extra_args"] == ["--enable-prefix-caching"]
-    assert not any(k in gv for k in ("vllm_package", "vllm_wheelhouse", "nvidia_driver_repo_url",
+    assert not any(k in gv for k in ("vllm_package", "vllm_wheelhouse", "nvidia_repo_url",
                                      "nccl_all_reduce_perf", "nvidia_driver_version"))
     assert gv["nccl_busbw_floor_gbs"] == pytest.approx(0.8 * 370)
     assert gv["vllm_allowed_sources"] == []

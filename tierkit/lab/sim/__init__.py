@@ -8,9 +8,9 @@ version below; nvidia-smi reports it.
 
 from pathlib import Path
 
-SIM_DRIVER_BRANCH = "570"
-SIM_DRIVER_VERSION = "570.133.20"
-SIM_CUDA_VERSION = "12.8"
+SIM_DRIVER_BRANCH = "580"
+SIM_DRIVER_VERSION = "580.159.03"
+SIM_CUDA_VERSION = "13.0"
 
 GPU_SET_PATH = "/etc/tierkit-lab.json"
 
