@@ -48,7 +48,7 @@ from tierkit.errors import TierkitError
 from tierkit.lab.cache import ensure_dir, keyed_path
 from tierkit.lab.gpuset import FABRIC_MANAGER_UNIT
 from tierkit import support
-from tierkit.lab.sim import SIM_DRIVER_BRANCH
+from tierkit.lab.sim import PERSISTENCED_UNIT_PATH, SIM_DRIVER_BRANCH, persistenced_unit
 from tierkit.lab.sim import SIM_DRIVER_VERSION as DRIVER_VERSION
 
 SIM_DIR = Path(__file__).resolve().parent / "sim"
@@ -123,38 +123,6 @@ PINNING_TEXT = """# tierkit stand-in for NVIDIA's driver branch lock
 Package: nvidia-* libnvidia-* libcuda* firmware-nvidia-*
 Pin: version {branch}.*
 Pin-Priority: 1000
-"""
-
-PERSISTENCED = """#!/usr/bin/python3
-# tierkit stand-in for nvidia-persistenced: with --persistence-mode it turns persistence on for
-# every GPU while it runs (and off when it stops), as the real daemon does.
-import signal, subprocess, sys, time
-on = "--persistence-mode" in sys.argv
-def mode(value):
-    subprocess.run(["nvidia-smi", "-pm", value], check=on)
-def stop(*_):
-    if on:
-        mode("0")
-    sys.exit(0)
-signal.signal(signal.SIGTERM, stop)
-if on:
-    mode("1")
-while True:
-    time.sleep(3600)
-"""
-
-# NVIDIA's packaged unit starts the daemon with persistence off; the role's drop-in turns it on.
-PERSISTENCED_UNIT_TEXT = """[Unit]
-Description=NVIDIA Persistence Daemon (tierkit stand-in)
-After={module}
-Wants=syslog.target
-
-[Service]
-Type=simple
-ExecStart=/usr/bin/nvidia-persistenced --user nvidia-persistenced --no-persistence-mode --verbose
-
-[Install]
-WantedBy=multi-user.target
 """
 
 NCCL_H = """/* tierkit stand-in for NCCL's header: the version macros only. */
@@ -236,8 +204,8 @@ def packages(url: str, keyring: bytes, kernel: str) -> list[Package]:
                     "/usr/bin/nvidia-smi": (NVIDIA_SMI_WRAPPER, 0o755),
                 }, {"Depends": f"nvidia-persistenced {exact}"}),
         Package("nvidia-persistenced", version, "NVIDIA persistence daemon (tierkit stand-in)", arch, {
-                    "/usr/bin/nvidia-persistenced": (PERSISTENCED, 0o755),
-                    "/lib/systemd/system/nvidia-persistenced.service": (PERSISTENCED_UNIT_TEXT.format(module=MODULE_UNIT), 0o644),
+                    "/usr/bin/nvidia-persistenced": ((SIM_DIR / "nvidia_persistenced.py").read_text(), 0o755),
+                    PERSISTENCED_UNIT_PATH: (persistenced_unit(after=MODULE_UNIT), 0o644),
                 }, postinst=enable.format(unit="nvidia-persistenced.service")),
         *modules,
         Package(full_open, version, f"NVIDIA driver {branch}, open modules, full (tierkit stand-in)", arch,
