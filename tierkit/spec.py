@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,6 +40,8 @@ class LabProvider(_Strict):
     """Simulated GPU servers on this machine (the built-in default)."""
 
     kind: Literal["lab"] = "lab"
+    # Catalog models whose weights this provider ships itself (the lab generates a tiny Llama).
+    local_models: ClassVar[frozenset[str]] = frozenset({"tiny-llama"})
     name: str = Field("tierkit", pattern=r"^[a-z][a-z0-9-]{0,11}$", description="lab name (short: it names namespaces)")
     topology: LabTopology = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
     faults: list[str] = Field(default_factory=list, description="faults to inject, e.g. 'inactive-link:0:3'")
@@ -58,6 +60,7 @@ class BaremetalProvider(_Strict):
     """Servers that already exist: tierkit adopts them over SSH."""
 
     kind: Literal["baremetal"]
+    local_models: ClassVar[frozenset[str]] = frozenset()
     hosts: list[BaremetalHost] = Field(min_length=1)
 
 
@@ -65,6 +68,7 @@ class AwsProvider(_Strict):
     """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
 
     kind: Literal["aws"]
+    local_models: ClassVar[frozenset[str]] = frozenset()
     region: str
     instance_type: str | None = Field(None, description="default: from the GPU set (catalog map)")
     ami: str | None = Field(None, description="default: latest Deep Learning Base AMI (lookup)")
@@ -293,6 +297,10 @@ def _check_catalog(spec: TierSpec, prefix: str) -> list[str]:
             )
         if m.hf_id is None and m.path is None:
             problems.append(f"{prefix}.model: no weights source; set model.hf_id or model.path")
+    elif (m.key in catalog.MODELS and catalog.MODELS[m.key].hf_id is None and m.hf_id is None and m.path is None
+          and m.key not in spec.provider.local_models):
+        problems.append(f"{prefix}.model.key: {m.key} has no weights outside the lab; choose a catalog model "
+                        f"with a Hugging Face id, or set model.hf_id or model.path")
     return problems
 
 
