@@ -100,10 +100,11 @@ def test_host_count_must_match_the_tier():
 
 @pytest.mark.parametrize(("gpu", "count", "floor"), [
     ("rtx-pro-6000", 1, 0.0),                      # one GPU: no bus
-    ("h100-sxm", 8, 296.0),                        # 0.8 x 370 GB/s measured on 8
-    ("h100-sxm", 2, round(0.8 * 370 / 1.75, 1)),   # ring factor 1.0 vs 1.75
+    ("h100-sxm", 8, 296.0),                        # 0.8 x 370 GB/s
+    ("h100-sxm", 2, 296.0),                        # busbw carries no rank-count factor
     ("h100-pcie", 2, round(0.8 * 116, 1)),         # a bridged pair
-    ("a100-80g-pcie", 4, round(0.8 * 28 * 1.5, 1)),  # beyond the pair: PCIe
+    ("a100-80g-pcie", 4, round(0.8 * 28, 1)),      # beyond the pair: PCIe
+    ("l40s", 4, round(0.8 * 28, 1)),               # PCIe: not inflated by 2(n-1)/n
 ])
 def test_nccl_floor(gpu, count, floor):
     assert inv.nccl_busbw_floor_gbs(GPUS[gpu], count) == pytest.approx(floor)
@@ -122,10 +123,9 @@ def test_written_files_hold_no_secret(tmp_path):
 
 
 def test_model_without_source_is_refused():
-    spec = parse_spec(baremetal(model={"key": "tiny-llama"}, gpu={"model": "h100-sxm", "count": 2},
-                                serving={"tensor_parallel": 2}))
-    with pytest.raises(TierkitError, match="model: tiny-llama has no weights source"):
-        inv.render(spec, hosts(1, netns=None))
+    with pytest.raises(TierkitError, match="model.key: tiny-llama has no weights outside the lab"):
+        parse_spec(baremetal(model={"key": "tiny-llama"}, gpu={"model": "h100-sxm", "count": 2},
+                             serving={"tensor_parallel": 2}))
 
 
 @pytest.mark.parametrize(("stack", "failover_hosts"), [("single-gpu", []), ("failover", ["h0", "h1"])])
