@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from tierkit import catalog
+from tierkit import catalog, planner
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.spec import TierSpec
@@ -132,6 +132,14 @@ def model_source(spec: TierSpec) -> str:
         f"model: {m.key or 'the model'} has no weights source on {spec.provider.kind} servers; "
         f"set model.path (a directory on the servers) or model.hf_id"
     )
+
+
+def preflight_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    """What preflight needs from the plan: the size of the weights download (none for a model
+    directory already on the servers), which the model cache's disk must hold 1.2 times."""
+    local = model_source(spec).startswith("/")
+    download = 0 if local else int(planner.weights_bytes(spec.model_info, spec.model.quantization))
+    return {"preflight_download_bytes": download}
 
 
 def driver_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
@@ -256,7 +264,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
 
 # One builder per role, in site.yml's order.
 ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
-    driver_vars, nccl_vars, topology_vars, vllm_vars, failover_vars,
+    preflight_vars, driver_vars, nccl_vars, topology_vars, vllm_vars, failover_vars,
 )
 
 

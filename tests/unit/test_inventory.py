@@ -122,6 +122,15 @@ def test_written_files_hold_no_secret(tmp_path):
     assert yaml.safe_load(texts[1])["vllm_port"] == 8001  # behind HAProxy's 8000 on this tier
 
 
+def test_preflight_gets_the_download_size_of_hugging_face_weights():
+    spec = parse_spec(baremetal(model={"key": "llama-3.3-70b", "quantization": "fp8"}, gpu={"model": "h100-sxm", "count": 2},
+                                serving={"tensor_parallel": 2}))
+    assert inv.preflight_vars(spec, hosts(1, netns=None)) == {"preflight_download_bytes": 70_600_000_000}
+    local = parse_spec(baremetal(model={"key": "llama-3.3-70b", "quantization": "fp8", "path": "/srv/llama"},
+                                 gpu={"model": "h100-sxm", "count": 2}, serving={"tensor_parallel": 2}))
+    assert inv.preflight_vars(local, hosts(1, netns=None)) == {"preflight_download_bytes": 0}
+
+
 def test_model_without_source_is_refused():
     with pytest.raises(TierkitError, match="model.key: tiny-llama has no weights outside the lab"):
         parse_spec(baremetal(model={"key": "tiny-llama"}, gpu={"model": "h100-sxm", "count": 2},
