@@ -206,7 +206,12 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     quant = spec.model.quantization
     sources = [h.address for h in hosts] if len(hosts) > 1 else []
     if spec.failover is not None:
+        # Clients reach vLLM only through HAProxy (on the VIP and both nodes) and the peers.
         sources.append(str(spec.failover.virtual_ip))
+    elif spec.serving.allowed_sources is not None:
+        sources += [str(net) for net in spec.serving.allowed_sources]
+    else:
+        sources += spec.provider.client_sources([h.address for h in hosts])
     out: dict[str, Any] = {
         "vllm_model": model_source(spec),
         "vllm_served_model_name": spec.served_model_name,

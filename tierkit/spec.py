@@ -9,6 +9,7 @@ touched before the whole spec is valid.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
@@ -35,6 +36,22 @@ class _Strict(BaseModel):
 # ---------------------------------------------------------------------------------------------
 # Providers: where the servers come from.
 
+# The IPv4 block of every AWS region's default VPC, where the aws provider puts the servers and
+# the load balancer (https://docs.aws.amazon.com/vpc/latest/userguide/default-vpc.html).
+DEFAULT_VPC_CIDR = "172.31.0.0/16"
+
+
+def source_address(destination: str) -> str:
+    """The local address this machine uses to reach `destination` (a UDP connect: a route
+    lookup, no packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((destination, 9))
+            return str(probe.getsockname()[0])
+    except OSError as exc:
+        raise TierkitError(f"{SPEC_KEY}.serving.allowed_sources: cannot tell which address of this machine "
+                           f"reaches {destination} ({exc.strerror}); set serving.allowed_sources") from None
+
 
 class LabProvider(_Strict):
     """Simulated GPU servers on this machine (the built-in default)."""
@@ -46,6 +63,10 @@ class LabProvider(_Strict):
     topology: LabTopology = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
     faults: list[str] = Field(default_factory=list, description="faults to inject, e.g. 'inactive-link:0:3'")
     subnet: ipaddress.IPv4Network | None = Field(None, description="the lab's /24; default: the next free one")
+
+    def client_sources(self, host_addresses: list[str]) -> list[str]:
+        """Where clients reach vLLM from by default: the lab switch's .1 (smoke, calibration)."""
+        return [str(ipaddress.ip_network(f"{host_addresses[0]}/24", strict=False)[1])]
 
 
 class BaremetalHost(_Strict):
@@ -63,6 +84,10 @@ class BaremetalProvider(_Strict):
     local_models: ClassVar[frozenset[str]] = frozenset()
     hosts: list[BaremetalHost] = Field(min_length=1)
 
+    def client_sources(self, host_addresses: list[str]) -> list[str]:
+        """By default the operator's machine: the address it reaches the first host from."""
+        return [source_address(host_addresses[0])]
+
 
 class AwsProvider(_Strict):
     """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
@@ -76,6 +101,10 @@ class AwsProvider(_Strict):
     public_key_path: str = Field(description="SSH public key registered as the instance key pair")
     private_key_path: str = Field(description="matching private key, used by Ready and Ansible")
     availability_zones: list[str] | None = Field(None, description="default: the region's first two")
+
+    def client_sources(self, host_addresses: list[str]) -> list[str]:
+        """By default the default VPC (the load balancer and its health checks) and ssh_cidr."""
+        return [DEFAULT_VPC_CIDR, self.ssh_cidr]
 
 
 Provider = Annotated[LabProvider | BaremetalProvider | AwsProvider, Field(discriminator="kind")]
@@ -117,6 +146,9 @@ class ServingSpec(_Strict):
     extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
+    allowed_sources: list[ipaddress.IPv4Network] | None = Field(
+        None, description="CIDRs that may reach vLLM's port off the failover tier; default: the operator's "
+                          "address (baremetal), the VPC and ssh_cidr (aws)")
 
 
 class SmokeSpec(_Strict):
