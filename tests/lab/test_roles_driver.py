@@ -55,7 +55,9 @@ def test_persistence_survives_a_reboot(installed):
     kind, lab, host, *_ = installed
     lab.fault(host, "stop")
     lab.relaunch(host)
-    modes = sh(lab, host, "nvidia-smi --query-gpu=persistence_mode --format=csv,noheader")
+    # SSH answers as soon as sshd runs; the daemon may need a moment longer at boot.
+    modes = sh(lab, host, "for i in $(seq 30); do systemctl is-active -q nvidia-persistenced && break; sleep 1; done; "
+                          "sleep 1; nvidia-smi --query-gpu=persistence_mode --format=csv,noheader")
     assert modes.splitlines() == ["Enabled"] * 2
     assert sh(lab, host, "systemctl is-enabled nvidia-persistenced").strip() == "enabled"
 
