@@ -75,7 +75,7 @@ def test_lab_vars_follow_the_design_recipe():
 
 
 def test_baremetal_vars_have_no_lab_settings(monkeypatch):
-    monkeypatch.setattr("tierkit.spec.source_address", lambda destination: "198.51.100.7")
+    monkeypatch.setattr("tierkit.providers.baremetal.source_address", lambda destination: "198.51.100.7")
     gv = inv.render(parse_spec(baremetal()), hosts(1, netns=None)).group_vars
     assert gv["vllm_model"] == "meta-llama/Llama-3.3-70B-Instruct"
     assert gv["vllm_quantization"] == "fp8" and gv["vllm_dtype"] == ""
@@ -92,20 +92,24 @@ def test_allowed_sources_from_the_spec_replace_the_default():
     assert gv["vllm_allowed_sources"] == ["10.1.2.3/32", "203.0.113.0/24"]
 
 
-def test_operator_address_is_found_on_the_route_or_asked_for():
-    from tierkit.spec import BaremetalProvider, source_address
+def test_operator_address_is_found_on_the_route():
+    from tierkit.providers.baremetal import source_address
 
     assert source_address("127.0.0.2") == "127.0.0.1"
-    provider = BaremetalProvider(kind="baremetal", hosts=[{"name": "a", "address": "127.0.0.2", "key_path": "/k"}])
-    assert provider.client_sources(["127.0.0.2"]) == ["127.0.0.1"]
+    spec = parse_spec(baremetal(provider={"kind": "baremetal", "hosts": [
+        {"name": "gpu1", "address": "127.0.0.2", "key_path": "/k"}]}))
+    gv = inv.render(spec, [Host(name="gpu1", address="127.0.0.2", key_path="/k")]).group_vars
+    assert gv["vllm_allowed_sources"] == ["127.0.0.1"]
 
 
-def test_aws_default_sources_are_the_vpc_and_the_operator():
-    from tierkit.spec import AwsProvider
-
-    aws = AwsProvider(kind="aws", region="us-east-1", ssh_cidr="203.0.113.0/24", public_key_path="/k.pub",
-                      private_key_path="/k")
-    assert aws.client_sources(["172.31.5.6"]) == ["172.31.0.0/16", "203.0.113.0/24"]
+def test_aws_default_sources_are_the_vpc_and_the_operator(tmp_path):
+    for name in ("id", "id.pub"):
+        (tmp_path / name).write_text("key\n")
+    spec = parse_spec(baremetal(provider={"kind": "aws", "region": "us-east-1", "ssh_cidr": "203.0.113.0/24",
+                                          "public_key_path": str(tmp_path / "id.pub"),
+                                          "private_key_path": str(tmp_path / "id")}))
+    gv = inv.render(spec, hosts(1, netns=None)).group_vars
+    assert gv["vllm_allowed_sources"] == ["172.31.0.0/16", "203.0.113.0/24"]
 
 
 def test_failover_has_its_group_and_peers():

@@ -44,10 +44,10 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
-from tierkit.errors import TierkitError
-from tierkit.lab.cache import ensure_dir, keyed_path
-from tierkit.lab.gpuset import FABRIC_MANAGER_UNIT
 from tierkit import support
+from tierkit.cache import ensure_dir, keyed_path
+from tierkit.errors import TierkitError
+from tierkit.lab.gpuset import FABRIC_MANAGER_UNIT
 from tierkit.lab.sim import PERSISTENCED_UNIT_PATH, SIM_DRIVER_BRANCH, persistenced_unit
 from tierkit.lab.sim import SIM_DRIVER_VERSION as DRIVER_VERSION
 

@@ -14,11 +14,13 @@ SIM_DRIVER_VERSION = "580.159.03"
 SIM_CUDA_VERSION = "13.0"
 
 GPU_SET_PATH = "/etc/tierkit-lab.json"
+NVIDIA_SMI = "/usr/bin/nvidia-smi"
+ALL_REDUCE_PERF = "/usr/bin/all_reduce_perf"
 
 # source file -> where it is installed in a lab host
 SIMULATORS: dict[Path, str] = {
-    Path(__file__).with_name("nvidia_smi.py"): "/usr/bin/nvidia-smi",
-    Path(__file__).with_name("all_reduce_perf.py"): "/usr/bin/all_reduce_perf",
+    Path(__file__).with_name("nvidia_smi.py"): NVIDIA_SMI,
+    Path(__file__).with_name("all_reduce_perf.py"): ALL_REDUCE_PERF,
     Path(__file__).with_name("nvidia_persistenced.py"): "/usr/bin/nvidia-persistenced",
 }
 
