@@ -197,7 +197,7 @@ def test_inventory_takes_lab_settings_only_from_the_lab_provider(monkeypatch):
     assert gv["vllm_package"] == "marker-package" and gv["nccl_version"] == "9.9.9"
     assert gv["vllm_model"] == "/from/the/provider"
     assert gv["vllm_allowed_sources"] == ["192.0.2.99"]
-    lab_only = {"vllm_wheelhouse", "vllm_env", "nvidia_driver_repo_url", "nccl_all_reduce_perf", "nvidia_driver_version"}
+    lab_only = {"vllm_wheelhouse", "vllm_env", "nvidia_repo_url", "nccl_all_reduce_perf", "nvidia_driver_version"}
     assert lab_only & set(gv) == set()  # none of the lab's settings come from anywhere else
 
 
