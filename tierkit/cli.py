@@ -63,6 +63,8 @@ VERBS: tuple[str, ...] = (
     "calibrate",
     "up",
     "lab",
+    "collection",
+    "status",
 )
 
 

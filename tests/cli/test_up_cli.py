@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tierkit.commands.up import choose_engine
-from tierkit.errors import TierkitError
+pytestmark = pytest.mark.cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,6 +49,26 @@ def test_cloud_stack_is_refused_by_the_rehearsal(project: Path) -> None:
     assert not (project / ".tierkit").exists(), "nothing ran, nothing recorded"
 
 
+def test_a_refused_stack_is_one_failed_junit_case(project: Path) -> None:
+    from xml.etree import ElementTree as ET
+
+    import xmlschema
+
+    proc = tierkit(project, "up", "--stack", "cloud", "--junit", str(project / "up.xml"))
+    assert proc.returncode == 2
+    xmlschema.XMLSchema(ROOT / "tests/support/junit.xsd").validate(project / "up.xml")
+    (case,) = ET.parse(project / "up.xml").getroot().iter("testcase")
+    assert case.attrib["name"] == "up"
+    assert case.find("failure").attrib["message"].startswith("resource aws:ec2/keyPair:KeyPair needs the Pulumi CLI")  # type: ignore[union-attr]
+    assert not (project / ".tierkit").exists()
+
+
+def test_junit_into_a_missing_directory_fails_before_anything(project: Path) -> None:
+    proc = tierkit(project, "up", "--stack", "cloud", "--junit", str(project / "no" / "up.xml"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: --junit: ")
+
+
 def test_bad_spec_fails_before_anything(project: Path) -> None:
     proc = tierkit(project, "up", "--stack", "bad")
     assert proc.returncode == 2
@@ -63,15 +82,3 @@ def test_down_with_nothing_recorded(project: Path) -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("tierkit down: rehearsal (no Pulumi CLI): runs the deletes recorded in .tierkit/cloud/rehearsal.json")
     assert "nothing to delete" in lines[1]
-
-
-def test_engine_choice_follows_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert choose_engine("auto") == ("rehearsal", None)
-    with pytest.raises(TierkitError, match="pulumi is not on PATH"):
-        choose_engine("pulumi")
-    fake = tmp_path / "pulumi"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
-    assert choose_engine("auto") == ("pulumi", str(fake))
-    assert choose_engine("rehearsal") == ("rehearsal", None)
