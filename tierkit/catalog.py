@@ -39,7 +39,8 @@ class Gpu(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     key: str
-    smi_name: str  # what `nvidia-smi --query-gpu=name` prints
+    smi_name: str  # what `nvidia-smi --query-gpu=name` prints (the lab simulates this one)
+    smi_aliases: tuple[str, ...] = ()  # other names it prints for editions of the same GPU
     vram_mib: int  # what `nvidia-smi --query-gpu=memory.total` prints
     bandwidth_gbs: float  # memory bandwidth, GB/s
     compute_capability: float
@@ -49,6 +50,11 @@ class Gpu(BaseModel):
     fabric_manager: bool  # NVSwitch systems need nvidia-fabricmanager at the driver's version
     nccl_busbw_gbs: float  # expected all_reduce_perf busbw for this GPU's usual box, GB/s
     nccl_busbw_gpus: int  # the GPU count that expectation was measured on
+
+    @property
+    def smi_names(self) -> tuple[str, ...]:
+        """Every name `nvidia-smi --query-gpu=name` prints for this GPU (docs/nvidia.md)."""
+        return (self.smi_name, *self.smi_aliases)
 
     @property
     def vram_gib(self) -> float:
@@ -66,8 +72,11 @@ GPUS: dict[str, Gpu] = {
         Gpu(key="rtx-5090", smi_name="NVIDIA GeForce RTX 5090", vram_mib=32607,
             bandwidth_gbs=1792, compute_capability=12.0, nvlink="none", nvlink_links=0,
             nvlink_link_gbs=0, fabric_manager=False, nccl_busbw_gbs=28, nccl_busbw_gpus=2),
-        # RTX PRO 6000 Blackwell: 96 GB GDDR7, 1792 GB/s, no NVLink (NVIDIA datasheet).
+        # RTX PRO 6000 Blackwell: 96 GB GDDR7, 1792 GB/s, no NVLink (NVIDIA datasheet). The
+        # Server Edition and the Max-Q Workstation Edition print their own names.
         Gpu(key="rtx-pro-6000", smi_name="NVIDIA RTX PRO 6000 Blackwell Workstation Edition",
+            smi_aliases=("NVIDIA RTX PRO 6000 Blackwell Server Edition",
+                         "NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition"),
             vram_mib=97887, bandwidth_gbs=1792, compute_capability=12.0, nvlink="none",
             nvlink_links=0, nvlink_link_gbs=0, fabric_manager=False, nccl_busbw_gbs=35,
             nccl_busbw_gpus=2),

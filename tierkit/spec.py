@@ -68,6 +68,9 @@ class ServingSpec(_Strict):
     extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
+    allowed_sources: list[ipaddress.IPv4Network] | None = Field(
+        None, description="CIDRs that may reach vLLM's port off the failover tier; default: the provider's "
+                          "(the operator's address on baremetal, the default VPC and ssh_cidr on aws)")
 
 
 class SmokeSpec(_Strict):
@@ -248,6 +251,10 @@ def _check_catalog(spec: TierSpec, prefix: str) -> list[str]:
             )
         if m.hf_id is None and m.path is None:
             problems.append(f"{prefix}.model: no weights source; set model.hf_id or model.path")
+    elif (m.key in catalog.MODELS and catalog.MODELS[m.key].hf_id is None and m.hf_id is None and m.path is None
+          and providers.get(spec).model_path(spec) is None):
+        problems.append(f"{prefix}.model.key: {m.key} has no weights outside the lab; choose a catalog model "
+                        f"with a Hugging Face id, or set model.hf_id or model.path")
     return problems
 
 

@@ -72,6 +72,9 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
     "bad quantization": (stack_text(with_changes(model__quantization="q4")), ["tierkit:tier.model.quantization: 'q4' is not allowed"]),
     "unknown provider key": (stack_text(with_changes(provider={"kind": "baremetal", "hosts": [{"name": "a", "adress": "x", "key_path": "/k"}]})),
                              ["tierkit:tier.provider.hosts[0].adress: unknown key; did you mean 'address'"]),
+    "lab-only model on bare metal": (stack_text(with_changes(provider={"kind": "baremetal", "hosts": [{"name": "a", "address": "192.0.2.10", "key_path": "/k"}]},
+                                                             model={"key": "tiny-llama"})),
+                                    ["tierkit:tier.model.key: tiny-llama has no weights outside the lab", "set model.hf_id or model.path"]),
     "unknown provider kind": (stack_text(with_changes(provider={"kind": "gcp"})), ["tierkit:tier.provider: unknown kind 'gcp'"]),
 }
 

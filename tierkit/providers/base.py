@@ -134,9 +134,6 @@ class RealServers(Provider, ABC):
     def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         return {}
 
-    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        return []
-
     def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
         return nullcontext()
 

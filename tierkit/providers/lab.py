@@ -29,7 +29,7 @@ from tierkit.hosts import Host, HostList
 from tierkit.lab import network, share
 from tierkit.lab.gpuset import FAULT_HELP
 from tierkit.lab.image import ensure_image, image_path, image_ready
-from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_CUDA_VERSION, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
 from tierkit.localvllm.vllm_venv import REMOVED_PACKAGES
 from tierkit.localvllm.wheelhouse import VLLM_REQUIREMENT
 from tierkit.providers.base import DeriveSource, Provider, Provisioned, StackContext
@@ -149,17 +149,17 @@ class LabProvider(Provider):
         return share.guest_path(share.TINY_MODEL_AT) if spec.model.key == TINY_MODEL_KEY else None
 
     def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
-        from tierkit.lab.standin_repo import NCCL_VERSION, repo_url
+        from tierkit.lab.standin_repo import NCCL_CUDA_VERSION, NCCL_VERSION, repo_url
 
         package, version = VLLM_REQUIREMENT.split("==")
         out: dict[str, Any] = {
             "nvidia_driver_branch": SIM_DRIVER_BRANCH,
             "nvidia_driver_version": SIM_DRIVER_VERSION,
-            "nvidia_driver_repo_url": repo_url(client_address(hosts)),
+            "nvidia_repo_url": repo_url(client_address(hosts)),
             "nvidia_driver_reboot_boot_time_command": BOOT_TIME_COMMAND,
             "nvidia_driver_update_initramfs": False,  # nspawn guests boot without an initramfs
             "nccl_version": NCCL_VERSION,
-            "nccl_cuda_version": SIM_CUDA_VERSION,
+            "nccl_cuda_version": NCCL_CUDA_VERSION,
             "nccl_tests_build": False,
             "nccl_all_reduce_perf": ALL_REDUCE_PERF,
             "vllm_package": package,
