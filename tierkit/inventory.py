@@ -29,6 +29,7 @@ from tierkit.spec import TierSpec
 
 GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
+MULTI_SERVER_GROUP = "multi_server"
 
 # nccl gate. The catalog's busbw expectations are large-message figures measured on
 # `nccl_busbw_gpus` GPUs (DESIGN.md "GPU topology facts"). all_reduce's busbw = algbw x 2(n-1)/n,
@@ -64,6 +65,14 @@ LAB_VLLM_ENV = {
     "DO_NOT_TRACK": "1",
 }
 LAB_VLLM_HEALTH_TIMEOUT = 600
+
+# The network gate's default floor per link between the servers of a split (docs/multi-server.md):
+# the published minimum for tensor parallelism across servers (tierkit's tier comparison: "25 Gbps
+# Ethernet being the minimum for cross-server tensor parallelism"), applied when each stage runs
+# tensor parallel; and tierkit's lower floor for a pipeline-only split (TP=1 per server), where
+# only one stage's activations cross the link per step.
+TP_SPLIT_FLOOR_GBPS = 25.0
+PIPELINE_SPLIT_FLOOR_GBPS = 10.0
 
 # Environment variables the secrets are read from (the Pulumi program passes its secrets the same way).
 API_KEY_ENV = "TIERKIT_API_KEY"
@@ -220,14 +229,21 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_max_num_seqs": sv.max_num_seqs,
         "vllm_extra_args": list(sv.extra_args),
         "vllm_nccl_p2p_disable": sv.nccl_p2p_disable,
+        "vllm_nnodes": spec.server_count if spec.tier == "multi-server" else 1,
     }
+    if spec.tier == "multi-server":
+        net = spec.network_gate
+        out |= {"vllm_head": hosts[0].name, "vllm_master_port": net.master_port, "vllm_port_base": net.port_range_start}
     if is_lab(spec):
+        from tierkit.lab.cpu_ranks import lab_ranks
         from tierkit.lab.vllm_venv import REMOVED_PACKAGES
         from tierkit.lab.wheelhouse import VLLM_REQUIREMENT
 
         package, version = VLLM_REQUIREMENT.split("==")
         sources.append(lab_client_address(hosts))
-        # vLLM on the CPU: one process, bfloat16; the topology gate still checks the real TP.
+        ranks = lab_ranks(spec)
+        # vLLM on the CPU, bfloat16, a rank per core (tierkit.lab.cpu_ranks); the topology gate
+        # still checks the simulated GPUs for the spec's TP.
         out |= {
             "vllm_package": package,
             "vllm_version": version,
@@ -236,8 +252,8 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
             "vllm_env": dict(LAB_VLLM_ENV),
             "vllm_dtype": "bfloat16",
             "vllm_quantization": "",
-            "vllm_tensor_parallel_size": 1,
-            "vllm_pipeline_parallel_size": 1,
+            "vllm_tensor_parallel_size": ranks.tensor_parallel,
+            "vllm_pipeline_parallel_size": ranks.pipeline_parallel,
             "vllm_health_timeout": LAB_VLLM_HEALTH_TIMEOUT,
         }
     out["vllm_allowed_sources"] = sorted(set(sources))
@@ -262,9 +278,41 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     }
 
 
+def network_gate_floor_gbps(spec: TierSpec) -> float:
+    """The spec's floor per link, or the default for its split (docs/multi-server.md)."""
+    if spec.network_gate.min_gbps is not None:
+        return spec.network_gate.min_gbps
+    return TP_SPLIT_FLOOR_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
+
+
+def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    """The pairs the network gate measures and its floor (the multi-server tier only)."""
+    if spec.tier != "multi-server":
+        return {}
+    return {
+        "network_gate_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "network_gate_min_gbps": network_gate_floor_gbps(spec),
+        "network_gate_seconds": spec.network_gate.iperf_seconds,
+    }
+
+
+def node_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+    """Variables that differ per host: the node rank of a multi-server group, a lab host's cores."""
+    out: dict[str, dict[str, Any]] = {h.name: {} for h in hosts}
+    if spec.tier == "multi-server":
+        for rank, h in enumerate(hosts):
+            out[h.name]["vllm_node_rank"] = rank
+    if is_lab(spec):
+        from tierkit.lab.cpu_ranks import lab_ranks
+
+        for h, bind in zip(hosts, lab_ranks(spec).binds, strict=True):
+            out[h.name]["vllm_cpu_threads_bind"] = bind
+    return out
+
+
 # One builder per role, in site.yml's order.
 ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
-    driver_vars, nccl_vars, topology_vars, vllm_vars, failover_vars,
+    driver_vars, nccl_vars, topology_vars, network_gate_vars, vllm_vars, failover_vars,
 )
 
 
@@ -279,8 +327,11 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
     for build in ROLE_VARS:
         group_vars |= build(spec, hosts)
     names = [h.name for h in hosts]
-    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else []}
-    return Inventory(hosts={h.name: host_vars(h) for h in hosts}, groups=groups, group_vars=group_vars)
+    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else [],
+              MULTI_SERVER_GROUP: names if spec.tier == "multi-server" else []}
+    per_host = node_vars(spec, hosts)
+    return Inventory(hosts={h.name: host_vars(h) | per_host[h.name] for h in hosts}, groups=groups,
+                     group_vars=group_vars)
 
 
 def write(inventory: Inventory, directory: str | Path) -> Path:

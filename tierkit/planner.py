@@ -237,16 +237,23 @@ def smallest_fix(
 
 
 def plan_for_spec(spec: TierSpec) -> Plan:
-    """The plan for a validated tier spec (its GPUs, parallelism, context and users)."""
-    return plan(
+    """The plan for a validated tier spec (its GPUs, parallelism, context and users).
+
+    A multi-server spec is one replica split over its servers (a pipeline stage per server): sized
+    as one replica on all their GPUs, labelled with the spec's tier and server count."""
+    sized = plan(
         spec.model_info,
         spec.model.quantization,
         spec.gpu_info,
         spec.gpu.count,
-        spec.server_count,
+        spec.replicas,
         spec.context,
         spec.users,
         spec.tensor_parallel,
         spec.pipeline_parallel,
         spec.serving.gpu_memory_utilization,
     )
+    if spec.tier != "multi-server":
+        return sized
+    largest = max_fp16_params_b(spec.gpu_info, spec.replica_gpus, spec.serving.gpu_memory_utilization)
+    return sized.model_copy(update={"tier": spec.tier, "servers": spec.server_count, "max_fp16_params_b": round(largest, 1)})
