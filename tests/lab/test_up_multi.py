@@ -5,14 +5,15 @@ memory); the output says which was simulated and which ran."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tierkit.lab.cpu_ranks import lab_ranks
 from tierkit.spec import load_stack
-from up_support import CHANGED_TASK, ROOT, Up, deployed, lab_name, report_timing, state_dir, tierkit, up, vllm_main_pid
+from up_support import (
+    CHANGED_TASK, ROOT, Up, deployed, down_leaves_nothing, lab_name, report_timing, tierkit, up, vllm_main_pid,
+)
 
 pytestmark = pytest.mark.lab
 
@@ -58,8 +59,4 @@ def test_second_up_changes_nothing(first: Up) -> None:
 
 
 def test_down_leaves_nothing(first: Up, find_leftovers: Callable[[str], list[str]]) -> None:
-    proc = tierkit("down", "--stack", STACK, "--json", timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert set(json.loads(proc.stdout)["deleted"]) == {"smoke", "calibrate", "configure", "wait-ssh", "lab"}
-    assert find_leftovers(lab_name(STACK)) == []
-    assert not state_dir(STACK).exists()
+    down_leaves_nothing(STACK, find_leftovers)
