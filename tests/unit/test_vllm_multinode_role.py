@@ -9,46 +9,32 @@ interface explicitly, and only the peers reach the distributed ports.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tierkit import inventory
+from ansible_render import render_play, template_play
 from tierkit.hosts import Host
 from tierkit.spec import load_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "vllm"
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 FILES = {"vllm.service": "vllm.service.j2", "firewall.nft": "firewall.nft.j2", "watch.sh": "vllm-group-watch.sh.j2"}
 ADDRESSES = {"split-1": "10.211.9.11", "split-2": "10.211.9.12"}
 
-RENDER_PLAY = """\
-- name: Render the vllm role's templates
-  hosts: gpu_servers
-  gather_facts: false
-  vars_files: ["{role}/vars/main.yml"]
-  tasks:
+FACTS = """
     - name: Take the facts cluster.yml sets
       ansible.builtin.set_fact:
-        vllm_cluster_ip: "{{{{ ansible_host }}}}"
+        vllm_cluster_ip: "{{ ansible_host }}"
         vllm_cluster_iface: eth0
     - name: Take the master address
       ansible.builtin.set_fact:
-        vllm_master_addr: "{{{{ hostvars[vllm_head].vllm_cluster_ip }}}}"
-        vllm_peer_ips: "{{{{ ansible_play_hosts | difference([inventory_hostname]) | map('extract', hostvars, 'vllm_cluster_ip') | list }}}}"
-    - name: Render one template
-      ansible.builtin.template:
-        src: "{role}/templates/{{{{ item.value }}}}"
-        dest: "{out}/{{{{ inventory_hostname }}}}/{{{{ item.key }}}}"
-        mode: "0644"
-      loop: "{{{{ files | dict2items }}}}"
-"""
+        vllm_master_addr: "{{ hostvars[vllm_head].vllm_cluster_ip }}"
+        vllm_peer_ips: >-
+          {{ ansible_play_hosts | difference([inventory_hostname]) | map('extract', hostvars, 'vllm_cluster_ip') | list }}"""
 
 
 @pytest.fixture(scope="module")
@@ -58,17 +44,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, st
              for name, addr in ADDRESSES.items()]
     work = tmp_path_factory.mktemp("multinode")
     out = work / "out"
-    hosts_file = inventory.write(inventory.render(spec, hosts), work / "inventory")
-    shutil.copy(ROLE / "defaults" / "main.yml", work / "inventory" / "group_vars" / "all.yml")
-    play = work / "render.yml"
-    play.write_text(RENDER_PLAY.format(role=ROLE, out=out))
     for name in ADDRESSES:
         (out / name).mkdir(parents=True)
-    extra = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "files": FILES}
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(hosts_file), str(play), "-e", json.dumps(extra)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    render_play(ROLE, spec, hosts, template_play(ROLE, "gpu_servers", out, FACTS), work, {"files": FILES})
     return {name: {f: (out / name / f).read_text() for f in FILES} for name in ADDRESSES}
 
 
