@@ -424,6 +424,11 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
                 f"{prefix}.serving.tensor_parallel: {tp} does not divide the model's {heads} {what}; use one of {divisors}"
             )
             break
+    if pp > model.layers:
+        problems.append(
+            f"{prefix}.serving.pipeline_parallel: {pp} stages for {model.key}'s {model.layers} layers; a stage needs a layer, "
+            f"so use at most {model.layers}" + (" servers" if spec.tier == "multi-server" else "")
+        )
     nvlinked = gpu.nvlink == "switch" or (gpu.nvlink == "bridge" and tp <= 2)
     if spec.gpu.interconnect == "nvlink" and gpu.nvlink == "none":
         problems.append(f"{prefix}.gpu.interconnect: {gpu.key} has no NVLink; set interconnect: pcie or choose an NVLink GPU")

@@ -83,6 +83,8 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
     "message queue ports hold the api port": (
         stack_text(with_changes(tier="multi-server", network={"port_range_start": 7950})),
         ["tierkit:tier.network.port_range_start: ports 7950-8049 hold serving.port 8000"]),
+    "more stages than layers": (stack_text(with_changes(tier="multi-server", servers=3, model={"key": "tiny-llama"})),
+                                ["tierkit:tier.serving.pipeline_parallel: 3 stages for tiny-llama's 2 layers", "at most 2 servers"]),
     "zero floor": (stack_text(with_changes(tier="multi-server", network={"min_gbps": 0})),
                    ["tierkit:tier.network.min_gbps: input should be greater than 0, got 0"]),
 }
