@@ -7,42 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from tierkit import inventory as inv
-from tierkit.commands.validate import load
+from tierkit import inventory as inv, stackfiles
+from tierkit.commands.options import FileOpt, HostsOpt, StackOpt
 from tierkit.console import console, print_json
-from tierkit.errors import TierkitError
-from tierkit.hosts import Host, load_hosts
-from tierkit.spec import TierSpec
-
-StackOpt = Annotated[Optional[str], typer.Option("--stack", help="Stack name: reads stacks/Pulumi.NAME.yaml.")]
-FileOpt = Annotated[Optional[Path], typer.Option("--file", help="Any stack file (instead of --stack).")]
-HostsOpt = Annotated[
-    Optional[Path],
-    typer.Option("--hosts", help="Hosts JSON (as `tierkit lab up --json` writes). Default: the running lab of a "
-                                 "lab stack, or the hosts a baremetal spec lists."),
-]
-
-
-def resolve_hosts(spec: TierSpec, hosts_file: Path | None) -> list[Host]:
-    """The stack's hosts: --hosts, else the spec's bare-metal list, else the running lab's."""
-    if hosts_file is not None:
-        return load_hosts(hosts_file)
-    provider = spec.provider
-    if provider.kind == "baremetal":
-        return [Host(name=h.name, address=h.address, port=h.port, user=h.user, key_path=h.key_path)
-                for h in provider.hosts]
-    if provider.kind == "lab":
-        from tierkit.lab import Lab
-
-        return Lab.get(provider.name).hosts
-    raise TierkitError(f"--hosts: {provider.kind} hosts come from the stack's outputs; pass --hosts FILE")
-
-
-def output_dir(stack: str | None, file: Path | None) -> Path:
-    """Default place for a stack's rendered inventory: .tierkit/<stack>/inventory."""
-    name = stack or (file.stem.removeprefix("Pulumi.") if file else "stack")
-    return Path(".tierkit") / name / "inventory"
-
 
 def inventory_command(
     stack: StackOpt = None,
@@ -57,9 +24,9 @@ def inventory_command(
 
     Secrets are never written: pass the API key as an extra var (-e vllm_api_key=...), as `tierkit configure` does from TIERKIT_API_KEY.
     """
-    spec = load(stack, file)
-    rendered = inv.render(spec, resolve_hosts(spec, hosts))
-    path = inv.write(rendered, out or output_dir(stack, file))
+    spec = stackfiles.load(stack, file)
+    rendered = inv.render(spec, stackfiles.resolve_hosts(spec, hosts))
+    path = inv.write(rendered, out or stackfiles.paths(stack, file).inventory_dir)
     if as_json:
         print_json({"inventory": str(path), "hosts": rendered.hosts, "groups": rendered.groups,
                     "group_vars": rendered.group_vars})

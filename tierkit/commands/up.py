@@ -16,12 +16,12 @@ from typing import Annotated, Any, Literal
 import typer
 
 from tierkit import rehearsal
+from tierkit.commands.options import RequiredStackOpt
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
 from tierkit.spec import load_stack, project_root
 
 Engine = Literal["auto", "pulumi", "rehearsal"]
-StackOpt = Annotated[str, typer.Option("--stack", help="Stack name: stacks/Pulumi.NAME.yaml (single-gpu, multi-gpu, failover).")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="auto: the Pulumi CLI when `pulumi` is on PATH, else the rehearsal; pulumi; rehearsal.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Progress to stderr; print the outcome (engine, seconds, outputs) as JSON on stdout.")]
 
@@ -91,7 +91,7 @@ def _automation(stack: str, action: str, say) -> dict[str, Any]:
     return {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
 
 
-def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
+def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
     """Deploy a stack: servers, SSH ready, configured and verified (site.yml), smoke gate passed.
 
     With the Pulumi CLI: `pulumi up` through the Automation API. Without it: the rehearsal runs
@@ -122,7 +122,7 @@ def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = F
         print_json({"engine": kind, "stack": stack, "seconds": seconds, "outputs": outputs})
 
 
-def down_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
+def down_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
     """Remove a stack: every step's delete, dependents first (the lab's hosts last).
 
     With the Pulumi CLI: `pulumi destroy` through the Automation API. Without it: the rehearsal

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from tierkit.spec import TierSpec
+if TYPE_CHECKING:
+    from tierkit.spec import TierSpec
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import pulumi
-import pulumi_aws as aws
+from pydantic import BaseModel, ConfigDict, Field
 
+from tierkit import planner
+from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.planner import plan_for_spec
-from tierkit.providers import Provisioned, StackContext
-from tierkit.spec import SPEC_KEY, AwsProvider, TierSpec
+from tierkit.providers.base import Provisioned, RealServers, StackContext
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from tierkit.spec import TierSpec
 
 # GPU set (catalog key, GPUs per server) -> EC2 instance type. Source: AWS's accelerated-computing
 # instance pages: G6e = L40S 48 GB (xlarge 1, 12xlarge 4, 48xlarge 8); P4de = 8x A100 80 GB
@@ -50,144 +55,173 @@ ROOT_BASE_GIB = 100
 ROOT_WEIGHTS_FACTOR = 2.0
 
 
-def instance_type(spec: TierSpec) -> str | None:
+
+
+class AwsConfig(BaseModel):
+    """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["aws"]
+    region: str
+    instance_type: str | None = Field(None, description="default: from the GPU set (catalog map)")
+    ami: str | None = Field(None, description="default: latest Deep Learning Base AMI (lookup)")
+    ssh_cidr: str = Field(description="CIDR allowed to reach SSH, e.g. 203.0.113.0/24")
+    public_key_path: str = Field(description="SSH public key registered as the instance key pair")
+    private_key_path: str = Field(description="matching private key, used by Ready and Ansible")
+    availability_zones: list[str] | None = Field(None, description="default: the region's first two")
+
+
+def config_of(spec: TierSpec) -> AwsConfig:
     p = spec.provider
-    assert isinstance(p, AwsProvider)
-    return p.instance_type or INSTANCE_TYPES.get((spec.gpu.model, spec.gpu.count))
+    assert isinstance(p, AwsConfig)
+    return p
+
+
+def instance_type(spec: TierSpec) -> str | None:
+    return config_of(spec).instance_type or INSTANCE_TYPES.get((spec.gpu.model, spec.gpu.count))
 
 
 def root_volume_gib(spec: TierSpec) -> int:
-    weights = plan_for_spec(spec).weights_gib
-    return int(math.ceil((ROOT_BASE_GIB + ROOT_WEIGHTS_FACTOR * weights) / 10) * 10)
+    weights_gib = planner.weights_bytes(spec.model_info, spec.model.quantization) / planner.GIB
+    return int(math.ceil((ROOT_BASE_GIB + ROOT_WEIGHTS_FACTOR * weights_gib) / 10) * 10)
 
 
-def problems(spec: TierSpec) -> list[str]:
-    p = spec.provider
-    assert isinstance(p, AwsProvider)
-    found = []
-    if instance_type(spec) is None:
-        known = ", ".join(f"{n}x {g}" for g, n in INSTANCE_TYPES)
-        found.append(
-            f"{SPEC_KEY}.provider.instance_type: no EC2 instance type in tierkit's map carries "
-            f"{spec.gpu.count}x {spec.gpu.model} (mapped: {known}); set provider.instance_type"
+class AwsProvider(RealServers):
+    kind: ClassVar[str] = "aws"
+    config: ClassVar[type[BaseModel]] = AwsConfig
+    load_balancer: ClassVar[bool] = True
+
+    def problems(self, spec: TierSpec) -> list[str]:
+        p = config_of(spec)
+        found = []
+        if instance_type(spec) is None:
+            known = ", ".join(f"{n}x {g}" for g, n in INSTANCE_TYPES)
+            found.append(
+                f"provider.instance_type: no EC2 instance type in tierkit's map carries "
+                f"{spec.gpu.count}x {spec.gpu.model} (mapped: {known}); set provider.instance_type"
+            )
+        zones = p.availability_zones
+        if zones is not None and len(set(zones)) < spec.server_count:
+            found.append(
+                f"provider.availability_zones: {spec.server_count} servers need "
+                f"{spec.server_count} distinct zones, got {zones}; list one zone per server"
+            )
+        for key in ("public_key_path", "private_key_path"):
+            path = Path(getattr(p, key)).expanduser()
+            if not path.is_file():
+                found.append(f"provider.{key}: {path} does not exist; create the key pair (ssh-keygen -t ed25519)")
+        return found
+
+    def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
+        import pulumi
+        import pulumi_aws as aws
+
+        p = config_of(spec)
+        port = spec.serving.port
+        region = p.region
+        invoke = pulumi.InvokeOutputOptions(parent=opts.parent)
+        tags = {"tierkit-stack": ctx.stack}
+
+        vpc = aws.ec2.get_vpc_output(default=True, region=region, opts=invoke)
+        zones = (
+            pulumi.Output.from_input(p.availability_zones)
+            if p.availability_zones
+            else aws.get_availability_zones_output(state="available", region=region, opts=invoke).names
         )
-    zones = p.availability_zones
-    if zones is not None and len(set(zones)) < spec.server_count:
-        found.append(
-            f"{SPEC_KEY}.provider.availability_zones: {spec.server_count} servers need "
-            f"{spec.server_count} distinct zones, got {zones}; list one zone per server"
-        )
-    for key in ("public_key_path", "private_key_path"):
-        path = Path(getattr(p, key)).expanduser()
-        if not path.is_file():
-            found.append(f"{SPEC_KEY}.provider.{key}: {path} does not exist; create the key pair (ssh-keygen -t ed25519)")
-    return found
-
-
-def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
-    p = spec.provider
-    assert isinstance(p, AwsProvider)
-    port = spec.serving.port
-    region = p.region
-    invoke = pulumi.InvokeOutputOptions(parent=opts.parent)
-    tags = {"tierkit-stack": ctx.stack}
-
-    vpc = aws.ec2.get_vpc_output(default=True, region=region, opts=invoke)
-    zones = (
-        pulumi.Output.from_input(p.availability_zones)
-        if p.availability_zones
-        else aws.get_availability_zones_output(state="available", region=region, opts=invoke).names
-    )
-    ami = p.ami or aws.ec2.get_ami_output(
-        most_recent=True,
-        owners=["amazon"],
-        filters=[
-            aws.ec2.GetAmiFilterArgs(name="name", values=[DLAMI_NAME]),
-            aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
-        ],
-        region=region,
-        opts=invoke,
-    ).id
-    subnets = [
-        aws.ec2.get_subnet_output(
-            vpc_id=vpc.id, availability_zone=zones.apply(lambda z, i=i: z[i]), default_for_az=True,
-            region=region, opts=invoke,
-        ).id
-        for i in range(spec.server_count)
-    ]
-
-    key = aws.ec2.KeyPair(
-        "key", public_key=Path(p.public_key_path).expanduser().read_text().strip(), region=region, tags=tags, opts=opts
-    )
-    servers_sg = aws.ec2.SecurityGroup(
-        "servers", vpc_id=vpc.id, description=f"tierkit {ctx.stack}: GPU servers", region=region, tags=tags, opts=opts
-    )
-    lb_sg = aws.ec2.SecurityGroup(
-        "lb", vpc_id=vpc.id, description=f"tierkit {ctx.stack}: load balancer", region=region, tags=tags, opts=opts
-    )
-    rule = dict(region=region, opts=opts)
-    aws.vpc.SecurityGroupIngressRule("ssh", security_group_id=servers_sg.id, ip_protocol="tcp", from_port=22,
-                                     to_port=22, cidr_ipv4=p.ssh_cidr, description="SSH from the operator", **rule)
-    aws.vpc.SecurityGroupIngressRule("vllm-from-peer", security_group_id=servers_sg.id, ip_protocol="tcp",
-                                     from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
-                                     description="vLLM from the peer server", **rule)
-    if spec.tier == "multi-server":  # one model over the servers: rendezvous, message queues, gloo/NCCL
-        aws.vpc.SecurityGroupIngressRule("cluster-from-peers", security_group_id=servers_sg.id, ip_protocol="tcp",
-                                         from_port=1024, to_port=65535, referenced_security_group_id=servers_sg.id,
-                                         description="multi-node vLLM between the servers", **rule)
-    aws.vpc.SecurityGroupIngressRule("vllm-from-lb", security_group_id=servers_sg.id, ip_protocol="tcp",
-                                     from_port=port, to_port=port, referenced_security_group_id=lb_sg.id,
-                                     description="vLLM from the load balancer", **rule)
-    aws.vpc.SecurityGroupEgressRule("servers-out", security_group_id=servers_sg.id, ip_protocol="-1",
-                                    cidr_ipv4="0.0.0.0/0", description="packages and model downloads", **rule)
-    aws.vpc.SecurityGroupIngressRule("lb-in", security_group_id=lb_sg.id, ip_protocol="tcp", from_port=port,
-                                     to_port=port, cidr_ipv4=p.ssh_cidr, description="clients (the operator's network)",
-                                     **rule)
-    aws.vpc.SecurityGroupEgressRule("lb-to-servers", security_group_id=lb_sg.id, ip_protocol="tcp",
-                                    from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
-                                    description="load balancer to vLLM", **rule)
-
-    instances = [
-        aws.ec2.Instance(
-            f"server{i + 1}",
-            ami=ami,
-            instance_type=instance_type(spec),
-            subnet_id=subnets[i],
-            vpc_security_group_ids=[servers_sg.id],
-            key_name=key.key_name,
-            associate_public_ip_address=True,
-            root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-                volume_size=root_volume_gib(spec), volume_type="gp3", delete_on_termination=True
-            ),
+        ami = p.ami or aws.ec2.get_ami_output(
+            most_recent=True,
+            owners=["amazon"],
+            filters=[
+                aws.ec2.GetAmiFilterArgs(name="name", values=[DLAMI_NAME]),
+                aws.ec2.GetAmiFilterArgs(name="architecture", values=["x86_64"]),
+            ],
             region=region,
-            tags={**tags, "Name": f"tierkit-{ctx.stack}-server{i + 1}"},
-            opts=opts,
-        )
-        for i in range(spec.server_count)
-    ]
-
-    lb = aws.lb.LoadBalancer("lb", load_balancer_type="network", internal=False, subnets=subnets,
-                             security_groups=[lb_sg.id], region=region, tags=tags, opts=opts)
-    targets = aws.lb.TargetGroup(
-        "vllm", port=port, protocol="TCP", vpc_id=vpc.id, target_type="instance",
-        health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="HTTP", path="/health", port="traffic-port",
-                                                       matcher="200", interval=10, healthy_threshold=2,
-                                                       unhealthy_threshold=2),
-        region=region, tags=tags, opts=opts,
-    )
-    for i, inst in enumerate(instances[: spec.replicas]):  # a split model answers on its head only
-        aws.lb.TargetGroupAttachment(f"vllm-server{i + 1}", target_group_arn=targets.arn, target_id=inst.id,
-                                     port=port, region=region, opts=opts)
-    aws.lb.Listener("vllm", load_balancer_arn=lb.arn, port=port, protocol="TCP",
-                    default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=targets.arn)],
-                    region=region, tags=tags, opts=opts)
-
-    key_path = str(Path(p.private_key_path).expanduser())
-    hosts = pulumi.Output.all(*[inst.public_ip for inst in instances]).apply(
-        lambda ips: [
-            Host(name=f"server{i + 1}", address=ip, user=AMI_USER, key_path=key_path).model_dump()
-            for i, ip in enumerate(ips)
+            opts=invoke,
+        ).id
+        subnets = [
+            aws.ec2.get_subnet_output(
+                vpc_id=vpc.id, availability_zone=zones.apply(lambda z, i=i: z[i]), default_for_az=True,
+                region=region, opts=invoke,
+            ).id
+            for i in range(spec.server_count)
         ]
-    )
-    endpoint = pulumi.Output.concat("http://", lb.dns_name, f":{port}")
-    return Provisioned(hosts=hosts, endpoint=endpoint, resources=[*instances])
+
+        key = aws.ec2.KeyPair(
+            "key", public_key=Path(p.public_key_path).expanduser().read_text().strip(), region=region, tags=tags, opts=opts
+        )
+        servers_sg = aws.ec2.SecurityGroup(
+            "servers", vpc_id=vpc.id, description=f"tierkit {ctx.stack}: GPU servers", region=region, tags=tags, opts=opts
+        )
+        lb_sg = aws.ec2.SecurityGroup(
+            "lb", vpc_id=vpc.id, description=f"tierkit {ctx.stack}: load balancer", region=region, tags=tags, opts=opts
+        )
+        rule = dict(region=region, opts=opts)
+        aws.vpc.SecurityGroupIngressRule("ssh", security_group_id=servers_sg.id, ip_protocol="tcp", from_port=22,
+                                         to_port=22, cidr_ipv4=p.ssh_cidr, description="SSH from the operator", **rule)
+        aws.vpc.SecurityGroupIngressRule("vllm-from-peer", security_group_id=servers_sg.id, ip_protocol="tcp",
+                                         from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
+                                         description="vLLM from the peer server", **rule)
+        if spec.tier == "multi-server":  # one model over the servers: rendezvous, message queues, gloo/NCCL
+            aws.vpc.SecurityGroupIngressRule("cluster-from-peers", security_group_id=servers_sg.id, ip_protocol="tcp",
+                                             from_port=1024, to_port=65535, referenced_security_group_id=servers_sg.id,
+                                             description="multi-node vLLM between the servers", **rule)
+        aws.vpc.SecurityGroupIngressRule("vllm-from-lb", security_group_id=servers_sg.id, ip_protocol="tcp",
+                                         from_port=port, to_port=port, referenced_security_group_id=lb_sg.id,
+                                         description="vLLM from the load balancer", **rule)
+        aws.vpc.SecurityGroupEgressRule("servers-out", security_group_id=servers_sg.id, ip_protocol="-1",
+                                        cidr_ipv4="0.0.0.0/0", description="packages and model downloads", **rule)
+        aws.vpc.SecurityGroupIngressRule("lb-in", security_group_id=lb_sg.id, ip_protocol="tcp", from_port=port,
+                                         to_port=port, cidr_ipv4=p.ssh_cidr, description="clients (the operator's network)",
+                                         **rule)
+        aws.vpc.SecurityGroupEgressRule("lb-to-servers", security_group_id=lb_sg.id, ip_protocol="tcp",
+                                        from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
+                                        description="load balancer to vLLM", **rule)
+
+        instances = [
+            aws.ec2.Instance(
+                f"server{i + 1}",
+                ami=ami,
+                instance_type=instance_type(spec),
+                subnet_id=subnets[i],
+                vpc_security_group_ids=[servers_sg.id],
+                key_name=key.key_name,
+                associate_public_ip_address=True,
+                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                    volume_size=root_volume_gib(spec), volume_type="gp3", delete_on_termination=True
+                ),
+                region=region,
+                tags={**tags, "Name": f"tierkit-{ctx.stack}-server{i + 1}"},
+                opts=opts,
+            )
+            for i in range(spec.server_count)
+        ]
+
+        lb = aws.lb.LoadBalancer("lb", load_balancer_type="network", internal=False, subnets=subnets,
+                                 security_groups=[lb_sg.id], region=region, tags=tags, opts=opts)
+        targets = aws.lb.TargetGroup(
+            "vllm", port=port, protocol="TCP", vpc_id=vpc.id, target_type="instance",
+            health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="HTTP", path="/health", port="traffic-port",
+                                                           matcher="200", interval=10, healthy_threshold=2,
+                                                           unhealthy_threshold=2),
+            region=region, tags=tags, opts=opts,
+        )
+        for i, inst in enumerate(instances[: spec.replicas]):  # a split model answers on its head only
+            aws.lb.TargetGroupAttachment(f"vllm-server{i + 1}", target_group_arn=targets.arn, target_id=inst.id,
+                                         port=port, region=region, opts=opts)
+        aws.lb.Listener("vllm", load_balancer_arn=lb.arn, port=port, protocol="TCP",
+                        default_actions=[aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=targets.arn)],
+                        region=region, tags=tags, opts=opts)
+
+        key_path = str(Path(p.private_key_path).expanduser())
+        hosts = pulumi.Output.all(*[inst.public_ip for inst in instances]).apply(
+            lambda ips: [
+                Host(name=f"server{i + 1}", address=ip, user=AMI_USER, key_path=key_path).model_dump()
+                for i, ip in enumerate(ips)
+            ]
+        )
+        endpoint = pulumi.Output.concat("http://", lb.dns_name, f":{port}")
+        return Provisioned(hosts=hosts, endpoint=endpoint, resources=[*instances])
+
+    def hosts(self, spec: TierSpec) -> list[Host]:
+        raise TierkitError("--hosts: aws hosts come from the stack's outputs; pass --hosts FILE")
