@@ -1,8 +1,9 @@
 """The Pulumi program under the SDK's mock runtime: three stacks x three providers.
 
 A fake backend answers each registration the way the real providers would (a lab's JSON, EC2
-addresses, a smoke report) without running anything; `rehearsal.run_program` installs it with
-`pulumi.runtime.set_mocks` and records the graph (parents, dependencies) and secret-ness.
+addresses, a smoke report) without running anything; `tierkit.rehearsal.runtime.run_program`, the
+rehearsal's own harness, installs it in Pulumi's mock runtime and records the graph (parents,
+dependencies) and secret-ness.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tierkit import program, rehearsal
-from tierkit.spec import plan_for_spec
+from tierkit import program
 from tierkit.providers.aws import INSTANCE_TYPES, root_volume_gib
-from tierkit.rehearsal import COMMAND, ProgramRun, Registration, has_secret, is_sealed
+from tierkit.rehearsal.runner import COMMAND
+from tierkit.rehearsal.runtime import Backend, ProgramRun, Registration, has_secret, is_sealed, reveal, run_program
+from tierkit.spec import plan_for_spec
 from tierkit.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +64,7 @@ def variant(stack: str, provider: str, keys: Path) -> dict[str, Any]:
     return spec
 
 
-class FakeCloud(rehearsal.Backend):
+class FakeCloud(Backend):
     """Answers registrations and invokes as the providers and tierkit's verbs would."""
 
     def create(self, reg: Registration) -> tuple[str, dict[str, Any]]:
@@ -108,14 +110,13 @@ class FakeCloud(rehearsal.Backend):
                                           "op": ">=", "required": 1.0}], "gate_source": "command line"})
         return "configured"
 
-    def call(self, args: Any) -> dict[str, Any]:
-        token = args.token
+    def invoke(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
         if token == "aws:ec2/getVpc:getVpc":
             return {"id": "vpc-default"}
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {"names": ZONES, "id": "us-east-1"}
         if token == "aws:ec2/getSubnet:getSubnet":
-            return {"id": f"subnet-{args.args['availabilityZone']}"}
+            return {"id": f"subnet-{args['availabilityZone']}"}
         if token == "aws:ec2/getAmi:getAmi":
             return {"id": "ami-dlami-latest"}
         raise AssertionError(f"unexpected invoke {token}")
@@ -136,7 +137,7 @@ def run(spec: dict[str, Any] | Any, stack: str = "test", secrets: bool = True) -
     if secrets:
         config |= {"tierkit:apiKey": API_KEY, "tierkit:hfToken": HF_TOKEN}
         secret_keys = ["tierkit:apiKey", "tierkit:hfToken"]
-    result = rehearsal.run_program(program.main, FakeCloud(), project="tierkit", stack=stack, config=config,
+    result = run_program(program.main, FakeCloud(), project="tierkit", stack=stack, config=config,
                                    secret_keys=secret_keys)
     if result.error is not None and not isinstance(result.error, program.ProgramError):
         raise result.error
@@ -316,7 +317,7 @@ def test_secrets_stay_secret(provider: str, keys: Path) -> None:
     assert smoke_cmd.plain("environment") == {"OPENAI_API_KEY": API_KEY}
     assert smoke_cmd.plain("logging") == "stderr"
     for reg in result.registrations:
-        text = json.dumps(rehearsal.reveal({k: v for k, v in reg.inputs.items() if k != "environment"}))
+        text = json.dumps(reveal({k: v for k, v in reg.inputs.items() if k != "environment"}))
         assert API_KEY not in text and HF_TOKEN not in text, f"{reg.name}: a secret outside the environment"
     for name, export in result.exports.items():
         assert API_KEY not in json.dumps(export.value) and HF_TOKEN not in json.dumps(export.value), name
@@ -380,10 +381,10 @@ def test_bad_spec_registers_nothing(mutate: Any, line: str) -> None:
 
 
 def test_missing_or_malformed_spec_registers_nothing() -> None:
-    missing = rehearsal.run_program(program.main, FakeCloud(), project="tierkit", stack="test", config={})
+    missing = run_program(program.main, FakeCloud(), project="tierkit", stack="test", config={})
     assert isinstance(missing.error, program.ProgramError)
     assert missing.error.problems == ["tierkit:tier: missing from the stack's config; add the tier spec (see stacks/)"]
     assert missing.registrations == []
-    broken = rehearsal.run_program(program.main, FakeCloud(), project="tierkit", stack="test",
+    broken = run_program(program.main, FakeCloud(), project="tierkit", stack="test",
                                    config={"tierkit:tier": "{not json"})
     assert isinstance(broken.error, program.ProgramError) and broken.registrations == []

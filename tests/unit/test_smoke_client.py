@@ -1,4 +1,4 @@
-"""The smoke client end to end against the in-test SSE server (tests/unit/smoke_fake_server.py):
+"""The smoke client end to end against the in-test SSE server (tests/support/smoke_fake_server.py):
 every edge case is counted with its reason, prompts have the server's token count, and the load
 has the shape asked for."""
 

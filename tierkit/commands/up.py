@@ -2,7 +2,7 @@
 
 With the `pulumi` CLI on PATH they drive it through the Automation API (`pulumi up` / `pulumi
 destroy`, with Pulumi's state and diffs). Without it they use tierkit's rehearsal
-(tierkit/rehearsal.py), which runs the same program's local commands for real. The first line
+(tierkit/rehearsal/), which runs the same program's local commands for real. The first line
 says which.
 """
 
@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
-from tierkit import rehearsal
 from tierkit.commands.options import RequiredStackOpt
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
+from tierkit.rehearsal.record import record_path
 from tierkit.spec import load_stack, project_root
+
+if TYPE_CHECKING:  # the rehearsal's engine brings the Pulumi SDK: imported when up or down runs
+    from tierkit.rehearsal.runtime import Export
 
 Engine = Literal["auto", "pulumi", "rehearsal"]
 EngineOpt = Annotated[str, typer.Option("--engine", help="auto: the Pulumi CLI when `pulumi` is on PATH, else the rehearsal; pulumi; rehearsal.")]
@@ -49,7 +52,7 @@ def _say(as_json: bool):
     return lambda line: out.print(line, markup=False, soft_wrap=True, highlight=False)
 
 
-def _plain(exports: dict[str, rehearsal.Export]) -> dict[str, Any]:
+def _plain(exports: dict[str, Export]) -> dict[str, Any]:
     return {k: ("[secret]" if e.secret else e.value) for k, e in exports.items()}
 
 
@@ -108,11 +111,12 @@ def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: Jso
         say(f"tierkit up: Pulumi Automation API (pulumi at {path}): pulumi up --stack {stack}")
         outputs = _automation(stack, "up", say)
     else:
-        record = rehearsal.record_path(root, stack).relative_to(root)
+        record = record_path(root, stack).relative_to(root)
         say(f"tierkit up: {REHEARSAL_UP.format(record=record)}")
         from tierkit import program
+        from tierkit.rehearsal.engine import up
 
-        result = rehearsal.up(program.main, root, stack, program.SECRET_ENV, say)
+        result = up(program.main, root, stack, program.SECRET_ENV, say)
         outputs = _plain(result.exports)
         say(AGAIN)
     seconds = round(time.monotonic() - started, 1)
@@ -137,8 +141,10 @@ def down_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: J
         say(f"tierkit down: Pulumi Automation API (pulumi at {path}): pulumi destroy --stack {stack}")
         _automation(stack, "down", say)
     else:
-        say(f"tierkit down: {REHEARSAL_DOWN.format(record=rehearsal.record_path(root, stack).relative_to(root))}")
-        deleted = rehearsal.down(root, stack, say).deleted
+        from tierkit.rehearsal.engine import down
+
+        say(f"tierkit down: {REHEARSAL_DOWN.format(record=record_path(root, stack).relative_to(root))}")
+        deleted = down(root, stack, say).deleted
     seconds = round(time.monotonic() - started, 1)
     say(f"down {stack}: done in {seconds:.1f} s")
     if as_json:

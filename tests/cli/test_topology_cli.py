@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.cli
+
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nvidia-smi"
 TIERKIT = str(Path(sys.executable).parent / "tierkit")
 

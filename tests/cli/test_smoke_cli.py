@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from smoke_fake_server import FakeServer
 
+pytestmark = pytest.mark.cli
+
 TIERKIT = [str(Path(sys.executable).parent / "tierkit")]  # the console script of this venv
 LOAD = ["--requests", "6", "--concurrency", "3", "--input-len", "16", "--output-len", "8", "--timeout", "2"]
 KEY = "sk-do-not-print-4f1c"

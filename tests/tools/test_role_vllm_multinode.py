@@ -20,6 +20,8 @@ from ansible_render import render_play, template_play
 from tierkit.hosts import Host
 from tierkit.spec import load_stack
 
+pytestmark = pytest.mark.tools
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "vllm"
 FILES = {"vllm.service": "vllm.service.j2", "firewall.nft": "firewall.nft.j2", "watch.sh": "vllm-group-watch.sh.j2"}

@@ -14,7 +14,7 @@ from tierkit import inventory
 from tierkit.hosts import Host
 from tierkit.spec import TierSpec
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # tests/support/ -> the project
 ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 
 

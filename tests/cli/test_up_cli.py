@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tierkit.commands.up import choose_engine
-from tierkit.errors import TierkitError
+pytestmark = pytest.mark.cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,15 +61,3 @@ def test_down_with_nothing_recorded(project: Path) -> None:
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("tierkit down: rehearsal (no Pulumi CLI): runs the deletes recorded in .tierkit/cloud/rehearsal.json")
     assert "nothing to delete" in lines[1]
-
-
-def test_engine_choice_follows_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert choose_engine("auto") == ("rehearsal", None)
-    with pytest.raises(TierkitError, match="pulumi is not on PATH"):
-        choose_engine("pulumi")
-    fake = tmp_path / "pulumi"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
-    assert choose_engine("auto") == ("pulumi", str(fake))
-    assert choose_engine("rehearsal") == ("rehearsal", None)

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.cli
+
 THROUGHPUT_TOL = 0.25
 SIZE_TOL = 0.15
 

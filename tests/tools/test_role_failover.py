@@ -27,6 +27,8 @@ from tierkit.hosts import Host
 from tierkit.providers.lab import host_addresses
 from tierkit.spec import load_stack
 
+pytestmark = pytest.mark.tools
+
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "failover"
 FILES = {

@@ -1,0 +1,33 @@
+"""tierkit/ansible.py: the ansible-runner wrapper's event reading, failure messages and playbook
+names (real ansible-playbook runs: tests/tools/test_ansible_run_playbook.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tierkit import ansible
+from tierkit.errors import TierkitError
+
+
+def test_failure_message_prefers_the_assert_message():
+    assert ansible.failure_message({"msg": "  a\n b ", "stderr": "x"}) == "a b"
+    assert ansible.failure_message({"stderr": "boom"}) == "boom"
+    assert ansible.failure_message({"results": [{"failed": True, "msg": "one"}, {"failed": False},
+                                                {"failed": True, "stdout": "two"}]}) == "one; two"
+    assert ansible.failure_message({"censored": "the output has been hidden"}) == "the output has been hidden"
+    assert ansible.failure_message({}) == "failed (no message)"
+
+
+def test_unreachable_hosts_are_failures():
+    c = ansible.EventCollector(show=None)
+    c({"event": "runner_on_unreachable", "event_data": {"host": "h1", "task": "Gathering Facts",
+                                                        "res": {"msg": "Host key verification failed."}}})
+    c({"event": "playbook_on_stats", "event_data": {"dark": {"h1": 1}, "ok": {"h2": 3}}})
+    assert c.recap["h1"].unreachable == 1 and c.recap["h2"].ok == 3
+    assert [f.message for f in c.failures] == ["Host key verification failed."]
+
+
+def test_playbook_names():
+    assert ansible.playbook_path("site") == ansible.PLAYBOOKS / "site.yml"
+    with pytest.raises(TierkitError, match="no playbook 'sitee'"):
+        ansible.playbook_path("sitee")
