@@ -62,6 +62,8 @@ VERBS: tuple[str, ...] = (
     "calibrate",
     "up",
     "lab",
+    "collection",
+    "status",
 )
 
 

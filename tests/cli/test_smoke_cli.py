@@ -143,3 +143,46 @@ def test_each_run_draws_fresh_prompts_unless_seeded(tmp_path: Path) -> None:
         assert first_seed != second_seed and not first & second
         repeat, repeat_seed = prompts("--seed", str(first_seed))
         assert repeat_seed == first_seed and repeat == first
+
+
+def test_failed_gate_writes_junit_with_measured_and_required(fake: FakeServer, tmp_path: Path) -> None:
+    import xmlschema
+    from xml.etree import ElementTree as ET
+
+    out = tmp_path / "smoke.xml"
+    p = tierkit("--endpoint", fake.url, *LOAD, "--min-output-tok-s", "1e9", "--junit", str(out))
+    assert p.returncode == 1, p.stdout + p.stderr
+    xmlschema.XMLSchema(Path(__file__).resolve().parents[1] / "support" / "junit.xsd").validate(out)
+    cases = {c.attrib["name"]: c for c in ET.parse(out).getroot().iter("testcase")}
+    assert set(cases) == {"output_throughput", "failed", "text"}
+    failure = cases["output_throughput"].find("failure")
+    assert failure is not None
+    assert "required >= 1000000000 tok/s" in failure.attrib["message"]
+    assert failure.attrib["message"].startswith("output_throughput ") and " tok/s, required" in failure.attrib["message"]
+    assert cases["failed"].find("failure") is None
+
+
+def test_junit_into_a_missing_directory_fails_before_the_run(tmp_path: Path) -> None:
+    p = tierkit("--endpoint", "http://127.0.0.1:9", *LOAD, "--junit", str(tmp_path / "nope" / "r.xml"))
+    assert p.returncode == 2 and p.stderr.startswith("error: --junit: ") and "Traceback" not in p.stderr
+
+
+def test_plan_vs_measured_in_table_json_and_junit(fake: FakeServer, tmp_path: Path) -> None:
+    from xml.etree import ElementTree as ET
+
+    out, xml = tmp_path / "r.json", tmp_path / "r.xml"
+    p = tierkit("--endpoint", fake.url, *LOAD, "--expect-stream-tok-s", "1000", "--expect-source", "a test plan",
+                "--json", str(out), "--junit", str(xml))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "plan vs measured" in p.stdout and "a test plan" in p.stdout
+    (row,) = json.loads(out.read_text())["plan_vs_measured"]
+    assert row["name"] == "per_stream_decode" and row["predicted"] == 1000 and row["source"] == "a test plan"
+    assert row["error_pct"] == round((row["measured"] - 1000) / 1000 * 100, 1)
+    suite_out = ET.parse(xml).getroot().findtext("testsuite/system-out", "")
+    assert "plan vs measured: per_stream_decode: predicted 1,000.0 tok/s" in suite_out
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
+def test_expected_rate_must_be_a_positive_finite_number(value: str) -> None:
+    p = tierkit("--endpoint", "http://127.0.0.1:9", *LOAD, "--expect-stream-tok-s", value)
+    assert p.returncode == 2 and p.stderr.startswith("error: --expect-stream-tok-s: ") and "Traceback" not in p.stderr

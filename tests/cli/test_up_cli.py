@@ -48,6 +48,26 @@ def test_cloud_stack_is_refused_by_the_rehearsal(project: Path) -> None:
     assert not (project / ".tierkit").exists(), "nothing ran, nothing recorded"
 
 
+def test_a_refused_stack_is_one_failed_junit_case(project: Path) -> None:
+    from xml.etree import ElementTree as ET
+
+    import xmlschema
+
+    proc = tierkit(project, "up", "--stack", "cloud", "--junit", str(project / "up.xml"))
+    assert proc.returncode == 2
+    xmlschema.XMLSchema(ROOT / "tests/support/junit.xsd").validate(project / "up.xml")
+    (case,) = ET.parse(project / "up.xml").getroot().iter("testcase")
+    assert case.attrib["name"] == "up"
+    assert case.find("failure").attrib["message"].startswith("resource aws:ec2/keyPair:KeyPair needs the Pulumi CLI")  # type: ignore[union-attr]
+    assert not (project / ".tierkit").exists()
+
+
+def test_junit_into_a_missing_directory_fails_before_anything(project: Path) -> None:
+    proc = tierkit(project, "up", "--stack", "cloud", "--junit", str(project / "no" / "up.xml"))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: --junit: ")
+
+
 def test_bad_spec_fails_before_anything(project: Path) -> None:
     proc = tierkit(project, "up", "--stack", "bad")
     assert proc.returncode == 2

@@ -43,9 +43,9 @@ def tierkit(*args: str, env: dict[str, str] | None = None, timeout: float = UP_T
                           text=True, timeout=timeout)
 
 
-def up(stack: str, env: dict[str, str] | None = None) -> Up:
+def up(stack: str, env: dict[str, str] | None = None, *args: str) -> Up:
     started = time.monotonic()
-    proc = tierkit("up", "--stack", stack, "--json", env=env)
+    proc = tierkit("up", "--stack", stack, "--json", *args, env=env)
     return Up(proc, time.monotonic() - started)
 
 
@@ -78,11 +78,11 @@ def clean(stack: str) -> None:
     tierkit("lab", "down", lab_name(stack), timeout=300)
 
 
-def deployed(stack: str, env: dict[str, str] | None = None) -> Iterator[Up]:
-    """A module fixture's body: clean, `tierkit up` from nothing, and `tierkit down` after."""
+def deployed(stack: str, env: dict[str, str] | None = None, *args: str) -> Iterator[Up]:
+    """A module fixture's body: clean, `tierkit up ARGS` from nothing, and `tierkit down` after."""
     clean(stack)
     try:
-        yield up(stack, env)
+        yield up(stack, env, *args)
     finally:
         clean(stack)
 

@@ -31,6 +31,7 @@ API_KEY = "sk-test-0123456789abcdef"
 HF_TOKEN = "hf_test_abcdef0123456789"
 ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
 CALIBRATED_FLOOR = 123.4
+CALIBRATED_STREAM = 61.7
 
 
 def stack_spec(stack: str) -> dict[str, Any]:
@@ -103,7 +104,8 @@ class FakeCloud(Backend):
             pinned = args[args.index("--known-hosts") + 1]
             return json.dumps([{**h, "known_hosts": pinned} for h in json.loads(reg.plain("stdin"))])
         if reg.name == "calibrate":
-            return json.dumps({"min_output_tok_s": CALIBRATED_FLOOR, "statement": "figures come from a CPU rehearsal"})
+            return json.dumps({"min_output_tok_s": CALIBRATED_FLOOR, "single_stream_tok_s": CALIBRATED_STREAM,
+                               "statement": "figures come from a CPU rehearsal"})
         if reg.name == "smoke":
             return json.dumps({"passed": True, "completed": 48, "failed": 0, "output_throughput": 900.0,
                                "gates": [{"name": "output_throughput", "passed": True, "measured": 900.0,
@@ -226,6 +228,7 @@ def test_lab_commands(stack: str, keys: Path) -> None:
     # The spec reaches smoke as --stack (load and gates from it); only the calibrated floor is added.
     assert "smoke --stack test --endpoint" in smoke
     assert f"--min-output-tok-s {CALIBRATED_FLOOR}" in smoke
+    assert f"--expect-stream-tok-s {CALIBRATED_STREAM} --expect-source" in smoke  # the calibration is the prediction
     assert "--concurrency" not in smoke and "--requests" not in smoke
     assert "--json" in smoke and smoke.endswith("/.tierkit/test/smoke.json")
     assert result.named("smoke").plain("delete").startswith("rm -f ")
@@ -239,6 +242,7 @@ def test_baremetal_gate_is_the_plan(keys: Path) -> None:
     result = run(spec_dict)
     smoke = result.named("smoke").plain("create")
     assert "smoke --stack test --endpoint" in smoke and "--min-output-tok-s" not in smoke  # the plan's, from the spec
+    assert "--expect-stream-tok-s" not in smoke  # the plan's prediction, from the spec
     assert "calibrate" not in {r.name for r in result.registrations}
     assert not smoke.startswith("ip netns")
     hosts = json.loads(result.named("wait-ssh").plain("stdin"))

@@ -56,12 +56,18 @@ def test_a_real_run_reports_recap_and_named_failures(tmp_path):
                                   log_file=log)
     assert not result.ok and result.rc != 0
     assert result.log == str(log) and "PLAY RECAP" in log.read_text()
+    assert ansible.RunResult.model_validate_json(ansible.result_file(log).read_text()) == result
     recap = result.recap["local1"]
     assert (recap.changed, recap.failed, recap.rescued, recap.ignored) == (1, 1, 1, 1)
     assert [(f.host, f.task, f.message) for f in result.failures] == [
         ("local1", "Gate", "GPU1-GPU3: PHB, need NVLink")]
     assert any("changed" in line and "Change something" in line for line in lines)
     assert all("s3cret" not in line for line in lines)
+    assert [p.name for p in result.plays] == ["Wrapper check"]
+    assert [f.task for f in result.plays[0].failures] == ["Gate"]
+    assert [(g.task, g.host, g.passed) for g in result.gates] == [
+        ("Check the secret arrived", "local1", True), ("Gate", "local1", False)]
+    assert result.gates[1].message == "GPU1-GPU3: PHB, need NVLink"
 
 
 def test_private_data_is_removed(tmp_path, monkeypatch):

@@ -31,3 +31,20 @@ def test_playbook_names():
     assert ansible.playbook_path("site") == ansible.PLAYBOOKS / "site.yml"
     with pytest.raises(TierkitError, match="no playbook 'sitee'"):
         ansible.playbook_path("sitee")
+
+
+def test_plays_are_timed_and_asserts_are_the_gates():
+    now = iter([10.0, 12.5, 12.5, 20.0])
+    c = ansible.EventCollector(show=None, clock=lambda: next(now))
+    c({"event": "playbook_on_play_start", "event_data": {"play": "Drivers"}})
+    c({"event": "runner_on_ok", "event_data": {"host": "h1", "task": "Check the driver", "play": "Drivers",
+                                               "resolved_action": "ansible.builtin.assert", "res": {"msg": "All assertions passed"}}})
+    c({"event": "runner_on_ok", "event_data": {"host": "h1", "task": "Install", "play": "Drivers",
+                                               "resolved_action": "ansible.builtin.apt", "res": {"changed": True}}})
+    c({"event": "playbook_on_play_start", "event_data": {"play": "NCCL"}})
+    c({"event": "runner_on_failed", "event_data": {"host": "h1", "task": "Bus bandwidth", "play": "NCCL",
+                                                   "task_action": "ansible.builtin.assert", "res": {"msg": "12 < 28 GB/s"}}})
+    c({"event": "playbook_on_stats", "event_data": {"failures": {"h1": 1}}})
+    assert [(p.name, p.seconds, len(p.failures)) for p in c.plays] == [("Drivers", 2.5, 0), ("NCCL", 7.5, 1)]
+    assert [(g.play, g.task, g.passed, g.message) for g in c.gates] == [
+        ("Drivers", "Check the driver", True, "All assertions passed"), ("NCCL", "Bus bandwidth", False, "12 < 28 GB/s")]

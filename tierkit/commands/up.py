@@ -11,17 +11,20 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
 from tierkit.commands.options import RequiredStackOpt
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
+from tierkit.paths import StackPaths
 from tierkit.rehearsal.record import record_path
 from tierkit.spec import load_stack, project_root
 
 if TYPE_CHECKING:  # the rehearsal's engine brings the Pulumi SDK: imported when up or down runs
+    from tierkit.deploy_report import EngineEvents
     from tierkit.rehearsal.runtime import Export
 
 Engine = Literal["auto", "pulumi", "rehearsal"]
@@ -79,7 +82,7 @@ def render_outputs(outputs: dict[str, Any], say) -> None:
             say(f"  {key}: {value}")
 
 
-def _automation(stack: str, action: str, say) -> dict[str, Any]:
+def _automation(stack: str, action: str, say, events: EngineEvents | None = None) -> dict[str, Any]:
     from pulumi import automation as auto
 
     try:
@@ -87,38 +90,70 @@ def _automation(stack: str, action: str, say) -> dict[str, Any]:
         if action == "down":
             s.destroy(on_output=lambda line: say(line.rstrip()), show_secrets=False)
             return {}
-        result = s.up(on_output=lambda line: say(line.rstrip()), show_secrets=False)  # the SDK's default shows them
+        from tierkit.deploy_report import sdk_event
+
+        observe = None if events is None else (lambda e: events(sdk_event(e)))
+        result = s.up(on_output=lambda line: say(line.rstrip()), on_event=observe,
+                      show_secrets=False)  # the SDK's default shows them
     except auto.errors.CommandError as exc:
         last = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["see the output above"]
         raise TierkitError(f"pulumi {action}: failed ({last[0].strip()})", exit_code=1) from None
     return {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
 
 
-def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
+JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write FILE as JUnit XML: one test case per step with its duration, per play of configure, per verification gate and per smoke gate; a failed step carries its reason and its log's path.")]
+
+
+def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False,
+               junit: JunitOpt = None) -> None:
     """Deploy a stack: servers, SSH ready, configured and verified (site.yml), smoke gate passed.
 
     With the Pulumi CLI: `pulumi up` through the Automation API. Without it: the rehearsal runs
     the program's commands for real (lab and bare-metal stacks; a cloud stack needs the CLI).
     Secrets: `pulumi config set --secret tierkit:apiKey` with the CLI; $TIERKIT_API_KEY and
     $HF_TOKEN for the rehearsal. Exits 1 when a step fails (a failed smoke gate fails the up).
+
+    Every up, failed or not, adds its step times and smoke figures to .tierkit/STACK/history.jsonl (`tierkit status` shows them).
     """
     load_stack(stack)  # a bad spec stops here, before anything runs
+    if junit is not None and not junit.parent.is_dir():
+        raise TierkitError(f"--junit: {junit.parent} is not a directory; write the file somewhere that exists")
     kind, path = choose_engine(engine)
+    from tierkit.deploy_report import EngineEvents, Step, record as record_up
+
     say = _say(as_json)
     root = project_root()
-    started = time.monotonic()
-    if kind == "pulumi":
-        say(f"tierkit up: Pulumi Automation API (pulumi at {path}): pulumi up --stack {stack}")
-        outputs = _automation(stack, "up", say)
-    else:
-        record = record_path(root, stack).relative_to(root)
-        say(f"tierkit up: {REHEARSAL_UP.format(record=record)}")
-        from tierkit import program
-        from tierkit.rehearsal.engine import up
+    started, started_at = time.monotonic(), time.time()
+    ran: list[Step] = []
+    planned: list[str] = []
+    failure: str | None = None
+    try:
+        if kind == "pulumi":
+            say(f"tierkit up: Pulumi Automation API (pulumi at {path}): pulumi up --stack {stack}")
+            events = EngineEvents()
+            try:
+                outputs = _automation(stack, "up", say, events)
+            finally:
+                ran, planned = events.ran, events.planned
+        else:
+            record = record_path(root, stack).relative_to(root)
+            say(f"tierkit up: {REHEARSAL_UP.format(record=record)}")
+            from tierkit import program
+            from tierkit.rehearsal.engine import Trace, up
 
-        result = up(program.main, root, stack, program.SECRET_ENV, say)
-        outputs = _plain(result.exports)
-        say(AGAIN)
+            trace = Trace()
+            try:
+                result = up(program.main, root, stack, program.SECRET_ENV, say, trace)
+            finally:
+                ran, planned = [Step(*r) for r in trace.ran], trace.planned
+            outputs = _plain(result.exports)
+            say(AGAIN)
+    except TierkitError as exc:
+        failure = "; ".join(exc.problems)
+        raise
+    finally:
+        record_up(StackPaths(root, stack), kind, started_at, time.monotonic() - started, ran, planned, failure, junit,
+                  "the output of `tierkit up` (its stderr with --json)")
     seconds = round(time.monotonic() - started, 1)
     render_outputs(outputs, say)
     say(f"up {stack}: done in {seconds:.1f} s")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tierkit.errors import TierkitError
@@ -29,6 +29,19 @@ class UpResult:
     exports: dict[str, Export]
     ran: list[tuple[str, CommandResult]]
     seconds: float
+
+
+@dataclass
+class Trace:
+    """What an up planned and ran, filled in as it goes, so a failed up still reports its steps:
+    `ran` holds (command, seconds, why it failed or "")."""
+
+    planned: list[str] = field(default_factory=list)
+    ran: list[tuple[str, float, str]] = field(default_factory=list)
+
+    def fill(self, runner: CommandRunner) -> None:
+        self.ran = [(name, result.seconds, "") for name, result in runner.ran]
+        self.ran += [(f.name, f.seconds, f"command failed with exit {f.code}") for f in runner.failures]
 
 
 @dataclass
@@ -54,8 +67,11 @@ def _failure(run: ProgramRun, runner: CommandRunner) -> TierkitError:
     return TierkitError(f"program: {type(run.error).__name__}: {run.error}; see the lines above", exit_code=1)
 
 
-def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str, str], log: Log) -> UpResult:
-    """Preview (refusing cloud resources), then run every Command's create for real."""
+def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str, str], log: Log,
+       trace: Trace | None = None) -> UpResult:
+    """Preview (refusing cloud resources), then run every Command's create for real; `trace`
+    (when given) learns the plan and every command run, failed ones too."""
+    trace = trace if trace is not None else Trace()
     started = time.monotonic()
     cfg = load_stack_config(root, stack, secret_env)
     for note in cfg.notes:
@@ -71,12 +87,14 @@ def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str
         raise refusal(f"invoke {preview_runner.invoked[0]}")
     if preview.error is not None:
         raise _failure(preview, preview_runner)
-    names = ", ".join(r.name for r in preview_runner.planned)
+    trace.planned = [r.name for r in preview_runner.planned]
+    names = ", ".join(trace.planned)
     log(f"plan: {len(preview_runner.planned)} commands ({names}); every create runs (no state, no diffs)")
     runner = CommandRunner(execute=True, log=log, store=RecordStore(record_path(root, stack), stack))
     run = run_program(program, runner, project=cfg.project, stack=stack, config=cfg.config,
                       secret_keys=cfg.secret_keys, preview=False, reported=REPORTED)
     runner.wait_idle()
+    trace.fill(runner)
     if run.error is not None:
         raise _failure(run, runner)
     return UpResult(run.exports, runner.ran, time.monotonic() - started)

@@ -23,9 +23,9 @@ class CommandResult:
 
 
 class CommandFailed(Exception):
-    def __init__(self, name: str, code: int, tail: str) -> None:
+    def __init__(self, name: str, code: int, tail: str, seconds: float = 0.0) -> None:
         super().__init__(f"{name}: command exited {code}")
-        self.name, self.code, self.tail = name, code, tail
+        self.name, self.code, self.tail, self.seconds = name, code, tail, seconds
 
 
 def _pump(stream: IO[bytes], sink: list[str], show: Log | None, prefix: str) -> None:
@@ -82,5 +82,5 @@ def execute(
         t.join()
     if code != 0:
         tail = "".join(err[-8:]).strip() if show_err is None else ""
-        raise CommandFailed(name, code, tail)
+        raise CommandFailed(name, code, tail, time.monotonic() - started)
     return CommandResult("".join(out).removesuffix("\n"), "".join(err).removesuffix("\n"), time.monotonic() - started)
