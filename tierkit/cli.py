@@ -53,6 +53,7 @@ def _mount() -> None:
 VERBS: tuple[str, ...] = (
     "plan",
     "validate",
+    "support",
     "assets",
     "topology",
     "smoke",

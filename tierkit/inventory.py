@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from tierkit import catalog, providers
+from tierkit import catalog, planner, providers
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.spec import TierSpec
@@ -30,14 +30,14 @@ GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
 MULTI_SERVER_GROUP = "multi_server"
 
-# nccl gate. The catalog's busbw expectations are large-message figures measured on
-# `nccl_busbw_gpus` GPUs (DESIGN.md "GPU topology facts"). all_reduce's busbw = algbw x 2(n-1)/n,
-# so the expectation is carried to n GPUs by the ratio of those factors (a single GPU has no bus:
-# no floor). The floor is 80% of it: tierkit's allowance for run-to-run spread and the low end
-# of the published ranges.
+# nccl gate. The catalog's busbw expectations are large-message figures (docs/nvidia.md, "NCCL
+# bus bandwidth"). nccl-tests' busbw already takes the rank count out (algbw x 2(n-1)/n for
+# all_reduce, nccl-tests doc/PERFORMANCE.md), so one figure per interconnect holds for any GPU
+# count: it is compared as it is (a single GPU has no bus: no floor). The floor is 80% of it:
+# tierkit's allowance for run-to-run spread and the low end of the published ranges.
 NCCL_FLOOR_FRACTION = 0.8
 # Bridges join GPUs in pairs: a ring over more than two of them crosses PCIe, so it is held to
-# the PCIe figure (28-35 GB/s on PCIe-only boxes, DESIGN.md; the low end).
+# the PCIe figure (the low end of the PCIe-only range, docs/nvidia.md).
 PCIE_BUSBW_GBS = 28.0
 
 # vLLM flags for each spec quantization: fp16/bf16 are dtypes; int8 (W8A8) checkpoints carry
@@ -77,19 +77,12 @@ class Inventory(BaseModel):
         return {"all": {"children": children}}
 
 
-def ring_factor(gpus: int) -> float:
-    """all_reduce's busbw / algbw for `gpus` ranks: 2(n-1)/n."""
-    return 2 * (gpus - 1) / gpus
-
-
 def nccl_busbw_floor_gbs(gpu: catalog.Gpu, gpus: int) -> float:
     """The bus bandwidth all_reduce_perf must reach on `gpus` GPUs of this model (0: no gate)."""
     if gpus < 2:
         return 0.0
-    expected, measured_on = gpu.nccl_busbw_gbs, gpu.nccl_busbw_gpus
-    if gpu.nvlink == "bridge" and gpus > 2:
-        expected, measured_on = PCIE_BUSBW_GBS, 2
-    return round(NCCL_FLOOR_FRACTION * expected * ring_factor(gpus) / ring_factor(measured_on), 1)
+    expected = PCIE_BUSBW_GBS if gpu.nvlink == "bridge" and gpus > 2 else gpu.nccl_busbw_gbs
+    return round(NCCL_FLOOR_FRACTION * expected, 1)
 
 
 def host_vars(host: Host) -> dict[str, Any]:
@@ -123,6 +116,14 @@ def model_source(spec: TierSpec) -> str:
     )
 
 
+def preflight_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    """What preflight needs from the plan: the size of the weights download (none for a model
+    directory already on the servers), which the model cache's disk must hold 1.2 times."""
+    local = model_source(spec).startswith("/")
+    download = 0 if local else int(planner.weights_bytes(spec.model_info, spec.model.quantization))
+    return {"preflight_download_bytes": download}
+
+
 def driver_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     gpu = spec.gpu_info
     out: dict[str, Any] = {
@@ -145,7 +146,7 @@ def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     gpu = spec.gpu_info
     return {
         "gpu_topology_expected_count": spec.gpu.count,
-        "gpu_topology_expected_name": gpu.smi_name,
+        "gpu_topology_expected_names": list(gpu.smi_names),
         "gpu_topology_tensor_parallel": spec.tensor_parallel,
         "gpu_topology_require_nvlink": spec.gpu.interconnect == "nvlink",
         "gpu_topology_min_nvlinks": gpu.nvlink_links,
@@ -167,7 +168,10 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     quant = spec.model.quantization
     sources = [h.address for h in hosts] if len(hosts) > 1 else []
     if spec.failover is not None:
+        # Clients reach vLLM only through HAProxy (on the VIP and both nodes) and the peers.
         sources.append(str(spec.failover.virtual_ip))
+    elif spec.serving.allowed_sources is not None:
+        sources += [str(net) for net in spec.serving.allowed_sources]
     out: dict[str, Any] = {
         "vllm_model": model_source(spec),
         "vllm_served_model_name": spec.served_model_name,
@@ -186,7 +190,8 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     if spec.tier == "multi-server":
         net = spec.network_gate
         out |= {"vllm_head": hosts[0].name, "vllm_master_port": net.master_port, "vllm_port_base": net.port_range_start}
-    sources += providers.get(spec).allowed_sources(spec, hosts)
+    if spec.serving.allowed_sources is None:
+        sources += providers.get(spec).allowed_sources(spec, hosts)
     out["vllm_allowed_sources"] = sorted(set(sources))
     return out
 
@@ -241,7 +246,7 @@ VIP_PREFIX = 24
 
 # One builder per role, in site.yml's order.
 ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
-    driver_vars, nccl_vars, topology_vars, network_gate_vars, vllm_vars, failover_vars,
+    preflight_vars, driver_vars, nccl_vars, topology_vars, network_gate_vars, vllm_vars, failover_vars,
 )
 
 

@@ -69,6 +69,9 @@ class ServingSpec(_Strict):
     extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
+    allowed_sources: list[ipaddress.IPv4Network] | None = Field(
+        None, description="CIDRs that may reach vLLM's port off the failover tier; default: the provider's "
+                          "(the operator's address on baremetal, the default VPC and ssh_cidr on aws)")
 
 
 class SmokeSpec(_Strict):
@@ -278,6 +281,10 @@ def _check_catalog(spec: TierSpec, prefix: str) -> list[str]:
             )
         if m.hf_id is None and m.path is None:
             problems.append(f"{prefix}.model: no weights source; set model.hf_id or model.path")
+    elif (m.key in catalog.MODELS and catalog.MODELS[m.key].hf_id is None and m.hf_id is None and m.path is None
+          and providers.get(spec).model_path(spec) is None):
+        problems.append(f"{prefix}.model.key: {m.key} has no weights outside the lab; choose a catalog model "
+                        f"with a Hugging Face id, or set model.hf_id or model.path")
     return problems
 
 
@@ -377,7 +384,10 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
         return problems
     plan = plan_for_spec(spec)
     if not plan.fits:
-        fix = planner.smallest_fix(model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization)
+        fix = planner.smallest_fix(
+            model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization,
+            spec.server_count, planner.shape_for_tier(spec.tier),
+        )
         problems.append(
             f"{prefix}.model: {model.key} {quant} at context {spec.context} does not fit {spec.gpu.count}x {gpu.key} "
             f"({plan.notes[0] if plan.notes else 'out of memory'}); {fix}"
@@ -386,26 +396,20 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
 
 
 def plan_for_spec(spec: TierSpec) -> planner.Plan:
-    """The plan for a validated tier spec (its GPUs, parallelism, context and users).
-
-    A multi-server spec is one replica split over its servers (a pipeline stage per server): sized
-    as one replica on all their GPUs, labelled with the spec's tier and server count."""
-    sized = planner.plan(
+    """The plan for a validated tier spec (its GPUs, parallelism, context, users and shape)."""
+    return planner.plan(
         spec.model_info,
         spec.model.quantization,
         spec.gpu_info,
         spec.gpu.count,
-        spec.replicas,
+        spec.server_count,
         spec.context,
         spec.users,
         spec.tensor_parallel,
         spec.pipeline_parallel,
         spec.serving.gpu_memory_utilization,
+        planner.shape_for_tier(spec.tier),
     )
-    if spec.tier != "multi-server":
-        return sized
-    largest = planner.max_fp16_params_b(spec.gpu_info, spec.replica_gpus, spec.serving.gpu_memory_utilization)
-    return sized.model_copy(update={"tier": spec.tier, "servers": spec.server_count, "max_fp16_params_b": round(largest, 1)})
 
 
 def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:

@@ -50,6 +50,8 @@ def variant(stack: str, provider: str, keys: Path) -> dict[str, Any]:
         ]}
         if stack == "failover":
             spec["failover"]["virtual_ip"] = "192.0.2.100"
+        # The lab's tiny model exists only in the lab: real servers download a real one.
+        spec["model"] = {"key": "llama-3.1-8b", "quantization": "bf16", "max_context": 8192}
     elif provider == "aws":
         spec["provider"] = {"kind": "aws", "region": "us-east-1", "ssh_cidr": "203.0.113.0/24",
                             "public_key_path": str(keys / "id.pub"), "private_key_path": str(keys / "id")}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from tierkit.smoke.gates import PLAN_FRACTION
 from tierkit.spec import TierSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeServer]:
-    with FakeServer() as server:
-        yield server
 
 
 def lab_spec(stack: str, served: str) -> TierSpec:

@@ -32,7 +32,7 @@ from tierkit.lab import cgroups, keys, mounts, network, share
 from tierkit.lab.gpuset import GpuFault, check_topology, gpu_set, parse_fault
 from tierkit.lab.image import ensure_image, image_ready
 from tierkit.lab.machine import Machine
-from tierkit.lab.sim import GPU_SET_PATH, SIMULATORS
+from tierkit.lab.sim import GPU_SET_PATH, PERSISTENCED_UNIT_PATH, SIMULATORS, persistenced_unit
 from tierkit.lab.state import (
     HostRecord, LabRecord, check_name, host_name, lab_dir, lab_of_host, load, locked, names,
     save, settings, share_dir,
@@ -259,6 +259,7 @@ class Lab:
             machine.write(GPU_SET_PATH, json.dumps(gpu_sets[host.name], indent=1) + "\n")
             for source, installed in SIMULATORS.items():
                 machine.write(installed, source.read_text(), 0o755)
+            machine.write(PERSISTENCED_UNIT_PATH, persistenced_unit(), 0o644)
         self.known_hosts.write_text("\n".join(known) + "\n")
         self.hosts_file.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 

@@ -87,10 +87,19 @@ def root_volume_gib(spec: TierSpec) -> int:
     return int(math.ceil((ROOT_BASE_GIB + ROOT_WEIGHTS_FACTOR * weights_gib) / 10) * 10)
 
 
+# The IPv4 block of every region's default VPC, where the servers and the load balancer live
+# (https://docs.aws.amazon.com/vpc/latest/userguide/default-vpc.html).
+DEFAULT_VPC_CIDR = "172.31.0.0/16"
+
+
 class AwsProvider(RealServers):
     kind: ClassVar[str] = "aws"
     config: ClassVar[type[BaseModel]] = AwsConfig
     load_balancer: ClassVar[bool] = True
+
+    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
+        """The VPC (the load balancer and its health checks) and the operator's ssh_cidr."""
+        return [DEFAULT_VPC_CIDR, config_of(spec).ssh_cidr]
 
     def problems(self, spec: TierSpec) -> list[str]:
         p = config_of(spec)

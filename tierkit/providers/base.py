@@ -142,9 +142,6 @@ class RealServers(Provider, ABC):
     def host_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
         return {}
 
-    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        return []
-
     def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
         return nullcontext()
 

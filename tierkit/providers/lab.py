@@ -30,7 +30,7 @@ from tierkit.lab import network, share
 from tierkit.lab.cpu_ranks import lab_ranks
 from tierkit.lab.gpuset import FAULT_HELP
 from tierkit.lab.image import ensure_image, image_path, image_ready
-from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_CUDA_VERSION, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
 from tierkit.localvllm.vllm_venv import REMOVED_PACKAGES
 from tierkit.localvllm.wheelhouse import VLLM_REQUIREMENT
 from tierkit.providers.base import DeriveSource, Provider, Provisioned, StackContext
@@ -47,7 +47,7 @@ __all__ = ["FAULT_HELP", "Lab", "LabConfig", "LabProvider", "ensure_image", "ima
 TINY_MODEL_KEY = "tiny-llama"
 # nspawn guests share the kernel's boot_id; PID 1's start time tells one boot from the next.
 BOOT_TIME_COMMAND = "cut -d' ' -f22 /proc/1/stat"
-# vLLM on the CPU: its KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, vLLM's CPU installation guide),
+# vLLM on the CPU: its KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, docs/vllm.md#vllm-on-the-cpu),
 # nothing fetched from the Hugging Face hub, and no telemetry from the lab.
 VLLM_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -164,18 +164,18 @@ class LabProvider(Provider):
         return share.guest_path(share.TINY_MODEL_AT) if spec.model.key == TINY_MODEL_KEY else None
 
     def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
-        from tierkit.lab.standin_repo import NCCL_VERSION, repo_url
+        from tierkit.lab.standin_repo import NCCL_CUDA_VERSION, NCCL_VERSION, repo_url
 
         package, version = VLLM_REQUIREMENT.split("==")
         ranks = lab_ranks(spec)
         out: dict[str, Any] = {
             "nvidia_driver_branch": SIM_DRIVER_BRANCH,
             "nvidia_driver_version": SIM_DRIVER_VERSION,
-            "nvidia_driver_repo_url": repo_url(client_address(hosts)),
+            "nvidia_repo_url": repo_url(client_address(hosts)),
             "nvidia_driver_reboot_boot_time_command": BOOT_TIME_COMMAND,
             "nvidia_driver_update_initramfs": False,  # nspawn guests boot without an initramfs
             "nccl_version": NCCL_VERSION,
-            "nccl_cuda_version": SIM_CUDA_VERSION,
+            "nccl_cuda_version": NCCL_CUDA_VERSION,
             "nccl_tests_build": False,
             "nccl_all_reduce_perf": ALL_REDUCE_PERF,
             "vllm_package": package,
