@@ -28,6 +28,7 @@ from tierkit.spec import TierSpec
 
 GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
+MULTI_SERVER_GROUP = "multi_server"
 
 # nccl gate. The catalog's busbw expectations are large-message figures (docs/nvidia.md, "NCCL
 # bus bandwidth"). nccl-tests' busbw already takes the rank count out (algbw x 2(n-1)/n for
@@ -43,6 +44,14 @@ PCIE_BUSBW_GBS = 28.0
 # their own quantization config, which vLLM reads without a flag.
 DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
 QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
+
+# The network gate's default floor per link between the servers of a split (docs/multi-server.md):
+# the published minimum for tensor parallelism across servers (tierkit's tier comparison: "25 Gbps
+# Ethernet being the minimum for cross-server tensor parallelism"), applied when each stage runs
+# tensor parallel; and tierkit's lower floor for a pipeline-only split (TP=1 per server), where
+# only one stage's activations cross the link per step.
+TP_SPLIT_FLOOR_GBPS = 25.0
+PIPELINE_SPLIT_FLOOR_GBPS = 10.0
 
 # Environment variables the roles' secrets are read from (the Pulumi program passes its secrets the
 # same way): the API key vLLM will require on /v1/* (not the key a client sends: that is the
@@ -176,7 +185,11 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_max_num_seqs": sv.max_num_seqs,
         "vllm_extra_args": list(sv.extra_args),
         "vllm_nccl_p2p_disable": sv.nccl_p2p_disable,
+        "vllm_nnodes": spec.server_count if spec.tier == "multi-server" else 1,
     }
+    if spec.tier == "multi-server":
+        net = spec.network_gate
+        out |= {"vllm_head": hosts[0].name, "vllm_master_port": net.master_port, "vllm_port_base": net.port_range_start}
     if spec.serving.allowed_sources is None:
         sources += providers.get(spec).allowed_sources(spec, hosts)
     out["vllm_allowed_sources"] = sorted(set(sources))
@@ -199,12 +212,41 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     }
 
 
+def network_gate_floor_gbps(spec: TierSpec) -> float:
+    """The spec's floor per link, or the default for its split (docs/multi-server.md)."""
+    if spec.network_gate.min_gbps is not None:
+        return spec.network_gate.min_gbps
+    return TP_SPLIT_FLOOR_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
+
+
+def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    """The pairs the network gate measures and its floor (the multi-server tier only)."""
+    if spec.tier != "multi-server":
+        return {}
+    return {
+        "network_gate_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "network_gate_min_gbps": network_gate_floor_gbps(spec),
+        "network_gate_seconds": spec.network_gate.iperf_seconds,
+    }
+
+
+def node_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+    """Variables that differ per host: the node rank in a multi-server group, then the provider's."""
+    out: dict[str, dict[str, Any]] = {h.name: {} for h in hosts}
+    if spec.tier == "multi-server":
+        for rank, h in enumerate(hosts):
+            out[h.name]["vllm_node_rank"] = rank
+    for name, extra in providers.get(spec).host_vars(spec, hosts).items():
+        out[name] |= extra
+    return out
+
+
 # The VIP's prefix length: it shares the hosts' /24 (a provider that knows its subnet says so).
 VIP_PREFIX = 24
 
 # One builder per role, in site.yml's order.
 ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
-    preflight_vars, driver_vars, nccl_vars, topology_vars, vllm_vars, failover_vars,
+    preflight_vars, driver_vars, nccl_vars, topology_vars, network_gate_vars, vllm_vars, failover_vars,
 )
 
 
@@ -220,8 +262,11 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
         group_vars |= build(spec, hosts)
     group_vars |= providers.get(spec).group_vars(spec, hosts)  # what differs on its servers
     names = [h.name for h in hosts]
-    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else []}
-    return Inventory(hosts={h.name: host_vars(h) for h in hosts}, groups=groups, group_vars=group_vars)
+    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else [],
+              MULTI_SERVER_GROUP: names if spec.tier == "multi-server" else []}
+    per_host = node_vars(spec, hosts)
+    return Inventory(hosts={h.name: host_vars(h) | per_host[h.name] for h in hosts}, groups=groups,
+                     group_vars=group_vars)
 
 
 def write(inventory: Inventory, directory: str | Path) -> Path:

