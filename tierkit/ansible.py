@@ -91,6 +91,17 @@ class RunResult(BaseModel):
         )
 
 
+def failure_messages(result: dict[str, Any]) -> list[str]:
+    """One line per failed item of a looped task (a loop's own msg only says that items failed),
+    else the task's one line."""
+    items = result.get("results")
+    if isinstance(items, list):
+        messages = [failure_message(i) for i in items if isinstance(i, dict) and i.get("failed")]
+        if messages:
+            return messages
+    return [failure_message(result)]
+
+
 def failure_message(result: dict[str, Any]) -> str:
     """The most telling line of a failed task's result (assert and fail messages first)."""
     if result.get("censored"):
@@ -160,14 +171,15 @@ class EventCollector:
         elif kind == "runner_on_skipped":
             pass
         elif kind in ("runner_on_failed", "runner_on_unreachable"):
-            message = failure_message(data.get("res") or {})
             if data.get("ignore_errors"):
                 self._say(f"  {escape(host):<14} [dim]ignored[/] {escape(task)}")
                 return True
             label = "unreachable" if kind == "runner_on_unreachable" else "failed"
-            self.failures.append(TaskFailure(host=host, task=task, message=message))
-            self._gate(data, host, False, message)
-            self._say(f"  {escape(host):<14} [red]{label}[/]  {escape(task)}: {escape(message)}")
+            messages = failure_messages(data.get("res") or {})
+            self._gate(data, host, False, "; ".join(messages))
+            for message in messages:
+                self.failures.append(TaskFailure(host=host, task=task, message=message))
+                self._say(f"  {escape(host):<14} [red]{label}[/]  {escape(task)}: {escape(message)}")
         elif kind == "runner_retry":
             res = data.get("res") or {}
             self._say(f"  {escape(host):<14} [dim]retry[/]   {escape(task)} "

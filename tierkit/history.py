@@ -1,7 +1,8 @@
 """Each `tierkit up`'s figures, kept per stack, so drift shows: in the planner (predicted vs
 measured decode rate moving apart) or in the deploy (a step taking longer run after run).
 
-One JSON object per line in `.tierkit/<stack>/history.jsonl`, appended after every up, kept to the
+One JSON object per line in `.tierkit/<stack>/history.jsonl`, appended after every up (it outlives
+`tierkit down`, so drift across redeploys stays visible), kept to the
 last MAX_RUNS. A line that does not parse is skipped (a run killed mid-write leaves at most one).
 """
 

@@ -35,13 +35,14 @@ _SERVED_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]{0,127}")
 _SERVER_PATH = re.compile(r"/[A-Za-z0-9._/+@-]{0,1023}")
 MAX_ARG_CHARS = 4096
 
-# vLLM flags tierkit sets itself (from the plan, the firewall and the secrets), their short
+# vLLM flags tierkit sets itself (from the plan, the firewall, the secrets and a multi-node group), their short
 # forms, and `--config` (a file that can set any of them). vLLM's parser accepts `_` for `-`
 # and any unambiguous prefix of a long flag (argparse's allow_abbrev), so both are matched.
 RESERVED_FLAGS = (
     "--model", "--host", "--port", "--uds", "--api-key", "--served-model-name",
     "--tensor-parallel-size", "--pipeline-parallel-size", "--gpu-memory-utilization",
     "--quantization", "--dtype", "--max-model-len", "--max-num-seqs", "--config",
+    "--nnodes", "--node-rank", "--master-addr", "--master-port", "--headless",
 )
 RESERVED_SHORT = ("-tp", "-pp", "-q")
 SECRET_FLAGS = ("--api-key",)

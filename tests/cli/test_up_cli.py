@@ -32,6 +32,7 @@ def project(tmp_path: Path) -> Path:
     spec["provider"] = {"kind": "aws", "region": "us-east-1", "ssh_cidr": "203.0.113.0/24",
                         "public_key_path": str(tmp_path / "id.pub"), "private_key_path": str(tmp_path / "id")}
     spec["gpu"] = {"model": "l40s", "count": 1}
+    spec["model"] = {"key": "llama-3.1-8b", "quantization": "bf16"}  # the lab's tiny model exists only there
     (tmp_path / "stacks" / "Pulumi.cloud.yaml").write_text(yaml.safe_dump({"config": {"tierkit:tier": spec}}))
     spec["gpu"]["count"] = 3
     (tmp_path / "stacks" / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": {"tierkit:tier": spec}}))

@@ -47,7 +47,26 @@ CORPUS: dict[str, tuple[str, list[str]]] = {
     "bad quantization": (stack_text(changed(model__quantization="q4")), ["tierkit:tier.model.quantization: 'q4' is not allowed"]),
     "unknown provider key": (stack_text(changed(provider={"kind": "baremetal", "hosts": [{"name": "a", "adress": "x", "key_path": "/k"}]})),
                              ["tierkit:tier.provider.hosts[0].adress: unknown key; did you mean 'address'"]),
+    "lab-only model on bare metal": (stack_text(changed(provider={"kind": "baremetal", "hosts": [{"name": "a", "address": "192.0.2.10", "key_path": "/k"}]},
+                                                             model={"key": "tiny-llama"})),
+                                    ["tierkit:tier.model.key: tiny-llama has no weights outside the lab", "set model.hf_id or model.path"]),
     "unknown provider kind": (stack_text(changed(provider={"kind": "gcp"})), ["tierkit:tier.provider: unknown kind 'gcp'"]),
+    "multi-server on one server": (stack_text(changed(tier="multi-server", servers=1)),
+                                   ["tierkit:tier.servers: multi-server means 2-8 servers, got 1"]),
+    "multi-server with tp across servers": (
+        stack_text(changed(tier="multi-server", gpu={"model": "h100-sxm", "count": 2},
+                                serving={"tensor_parallel": 4, "pipeline_parallel": 1})),
+        ["tierkit:tier.serving: multi-server runs a pipeline stage per server", "pipeline_parallel must be 2 (servers) "
+         "and tensor_parallel 2 (gpu.count), got 1 and 4"]),
+    "network section off multi-server": (stack_text(changed(network={"min_gbps": 5})),
+                                         ["tierkit:tier.network: only the multi-server tier takes a network section"]),
+    "message queue ports hold the api port": (
+        stack_text(changed(tier="multi-server", network={"port_range_start": 7950})),
+        ["tierkit:tier.network.port_range_start: ports 7950-8049 hold serving.port 8000"]),
+    "more stages than layers": (stack_text(changed(tier="multi-server", servers=3, model={"key": "tiny-llama"})),
+                                ["tierkit:tier.serving.pipeline_parallel: 3 stages for tiny-llama's 2 layers", "at most 2 servers"]),
+    "zero floor": (stack_text(changed(tier="multi-server", network={"min_gbps": 0})),
+                   ["tierkit:tier.network.min_gbps: input should be greater than 0, got 0"]),
 }
 
 
@@ -72,7 +91,7 @@ def test_bad_spec(name: str, tmp_path: Path) -> None:
 def test_missing_stack_file_lists_the_stacks_there() -> None:
     result = run_validate("--stack", "nope")
     assert result.returncode == 2
-    assert "Pulumi.nope.yaml: no such stack file; available stacks: failover, multi-gpu, single-gpu" in result.stderr
+    assert "Pulumi.nope.yaml: no such stack file; available stacks: failover, multi-gpu, multi-server, single-gpu" in result.stderr
 
 
 def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
@@ -82,7 +101,7 @@ def test_every_problem_gets_its_own_line(tmp_path: Path) -> None:
     assert len(lines) == 2, lines
 
 
-@pytest.mark.parametrize("stack", ["single-gpu", "multi-gpu", "failover"])
+@pytest.mark.parametrize("stack", ["single-gpu", "multi-gpu", "failover", "multi-server"])
 def test_shipped_stacks_validate(stack: str) -> None:
     result = run_validate("--stack", stack)
     assert result.returncode == 0, result.stderr

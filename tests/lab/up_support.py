@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,18 @@ def deployed(stack: str, env: dict[str, str] | None = None, *args: str) -> Itera
         yield up(stack, env, *args)
     finally:
         clean(stack)
+
+
+def down_leaves_nothing(stack: str, find_leftovers: Callable[[str], list[str]]) -> subprocess.CompletedProcess[str]:
+    """`tierkit down` of a lab stack: every recorded delete ran, nothing of the lab or the stack's
+    state is left. Returns the command's result for further checks."""
+    proc = tierkit("down", "--stack", stack, "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["deleted"]) == {"smoke", "calibrate", "configure", "wait-ssh", "lab"}
+    assert find_leftovers(lab_name(stack)) == []
+    kept = sorted(p.name for p in state_dir(stack).iterdir()) if state_dir(stack).exists() else []
+    assert kept in ([], ["history.jsonl"]), kept  # the up history outlives down (tierkit/history.py)
+    return proc
 
 
 def report_timing(stack: str, what: str, seconds: float) -> None:

@@ -10,7 +10,6 @@ retry policy, stats on localhost only, and the health script's verdicts against 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ansible_render import render_play, template_play
 from tierkit import inventory
 from tierkit.hosts import Host
 from tierkit.paths import StackPaths
@@ -32,7 +32,6 @@ pytestmark = pytest.mark.tools
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "failover"
-ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 FILES = {
     "haproxy.cfg": "haproxy.cfg.j2",
     "keepalived.conf": "keepalived.conf.j2",
@@ -44,21 +43,6 @@ FILES = {
 }
 INTERFACE = "host0"
 API_KEY = "sk-check-0123456789"
-
-RENDER_PLAY = """\
-- name: Render the failover role's templates
-  hosts: failover
-  gather_facts: false
-  vars_files: ["{role}/vars/main.yml"]
-  tasks:
-    - name: Render one template
-      ansible.builtin.template:
-        src: "{role}/templates/{{{{ item.value }}}}"
-        dest: "{out}/{{{{ inventory_hostname }}}}/{{{{ item.key }}}}"
-        mode: "0755"
-      loop: "{{{{ files | dict2items }}}}"
-"""
-
 
 def failover_hosts() -> tuple[Any, list[Host]]:
     spec = load_stack("failover", ROOT)
@@ -76,16 +60,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     spec, hosts = failover_hosts()
     work = tmp_path_factory.mktemp("failover")
     out = work / "out"
-    hosts_file = inventory.write(inventory.render(spec, hosts), work / "inventory")
-    # The role's defaults sit below every inventory group.
-    shutil.copy(ROLE / "defaults" / "main.yml", work / "inventory" / "group_vars" / "all.yml")
-    play = work / "render.yml"
-    play.write_text(RENDER_PLAY.format(role=ROLE, out=out))
     for host in hosts:
         (out / host.name).mkdir(parents=True)
     extra = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
         "files": FILES,
         "failover_vrrp_interface": INTERFACE,
         "failover_auth_pass": inventory.vrrp_password(work / "state" / "vrrp-password"),
@@ -96,12 +73,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "failover_check_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.sh",
         "failover_notify_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-notify.sh",
     }
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run(
-        [str(ANSIBLE_PLAYBOOK), "-i", str(hosts_file), str(play), "-e", json.dumps(extra)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    render_play(ROLE, spec, hosts, template_play(ROLE, "failover", out), work, extra)
     nodes = {h.name: {name: out / h.name / name for name in FILES} for h in hosts}
     return {"spec": spec, "hosts": hosts, "nodes": nodes}
 

@@ -111,7 +111,7 @@ def test_hgx_h100_passes_in_check_mode(tmp_path):
     bin_dir = fake_host(tmp_path, capture("hgx-h100-8x-nv18-topo.txt"), capture("h100-8x-query-gpu.csv"),
                         capture("h100-8x-nvlink-status.txt"), fabric_manager="active")
     result = playbook(tmp_path, bin_dir, {
-        "gpu_topology_expected_count": 8, "gpu_topology_expected_name": "NVIDIA H100 80GB HBM3",
+        "gpu_topology_expected_count": 8, "gpu_topology_expected_names": ["NVIDIA H100 80GB HBM3"],
         "gpu_topology_tensor_parallel": 8, "gpu_topology_require_nvlink": True,
         "gpu_topology_min_nvlinks": 18, "gpu_topology_fabric_manager": True}, "--check")
     assert result.returncode == 0, result.stdout + result.stderr

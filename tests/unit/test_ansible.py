@@ -18,6 +18,14 @@ def test_failure_message_prefers_the_assert_message():
     assert ansible.failure_message({}) == "failed (no message)"
 
 
+def test_a_looped_failure_gives_one_line_per_failed_item():
+    c = ansible.EventCollector(show=None)
+    res = {"msg": "One or more items failed", "results": [
+        {"failed": True, "msg": "preflight: disk"}, {"failed": False}, {"failed": True, "msg": "preflight: lock"}]}
+    c({"event": "runner_on_failed", "event_data": {"host": "h1", "task": "Refuse the host", "res": res}})
+    assert [f.message for f in c.failures] == ["preflight: disk", "preflight: lock"]
+
+
 def test_unreachable_hosts_are_failures():
     c = ansible.EventCollector(show=None)
     c({"event": "runner_on_unreachable", "event_data": {"host": "h1", "task": "Gathering Facts",

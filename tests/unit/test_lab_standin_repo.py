@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from tierkit.lab import standin_repo
-from tierkit.lab.sim import SIM_CUDA_VERSION, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+from tierkit.lab.sim import SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+
+# NVIDIA's debian12 repository's names for the 580 branch (compute-only open driver, pinning
+# package, Fabric Manager and NSCQ): docs/nvidia.md, "Package names".
+DEBIAN12_NAMES = ["nvidia-driver-pinning-580", "nvidia-driver-cuda", "nvidia-kernel-open-dkms",
+                  "nvidia-kernel-dkms", "nvidia-open", "cuda-drivers", "nvidia-fabricmanager", "libnvidia-nscq"]
 
 
 @pytest.fixture
@@ -42,10 +47,11 @@ def test_apt_verifies_the_release_and_sees_nvidia_names(repo):
     root, opts = repo
     update = apt(opts, "update")
     assert update.returncode == 0 and "NO_PUBKEY" not in update.stderr and "W:" not in update.stderr, update.stderr
-    policy = apt(opts, "policy", f"nvidia-fabricmanager-{SIM_DRIVER_BRANCH}", f"nvidia-driver-{SIM_DRIVER_BRANCH}-open",
-                 "libnccl2", "libnccl-dev").stdout
-    assert f"Candidate: {SIM_DRIVER_VERSION}-1" in policy
-    assert f"Candidate: 2.26.2-1+cuda{SIM_CUDA_VERSION}" in policy
+    assert SIM_DRIVER_BRANCH == "580"
+    for name in DEBIAN12_NAMES:
+        assert f"Candidate: {SIM_DRIVER_VERSION}-1" in apt(opts, "policy", name).stdout, name
+    nccl = apt(opts, "policy", "libnccl2", "libnccl-dev").stdout
+    assert nccl.count(f"Candidate: 2.26.2-1+cuda{standin_repo.NCCL_CUDA_VERSION}") == 2
 
 
 def test_a_tampered_index_is_refused(repo):
@@ -59,12 +65,21 @@ def test_a_tampered_index_is_refused(repo):
 
 def test_driver_answers_only_after_its_module_loads(repo, tmp_path):
     root, _ = repo
-    deb = root / f"nvidia-driver-{SIM_DRIVER_BRANCH}-open_{SIM_DRIVER_VERSION}-1_amd64.deb"
     tree = tmp_path / "driver"
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(tree)], check=True)
+    for name in ("nvidia-driver-cuda", "nvidia-kernel-open-dkms"):
+        subprocess.run(["dpkg-deb", "-x", str(root / f"{name}_{SIM_DRIVER_VERSION}-1_amd64.deb"), str(tree)], check=True)
     wrapper = (tree / "usr/bin/nvidia-smi").read_text()
     assert standin_repo.MODULE_FLAG in wrapper and "exit 9" in wrapper
     unit = (tree / "lib/systemd/system" / standin_repo.MODULE_UNIT).read_text()
     assert "WantedBy=sysinit.target" in unit
+    deb = root / f"nvidia-kernel-open-dkms_{SIM_DRIVER_VERSION}-1_amd64.deb"
     control = subprocess.run(["dpkg-deb", "--field", str(deb)], capture_output=True, text=True).stdout
-    assert f"Conflicts: nvidia-driver-{SIM_DRIVER_BRANCH}\n" in control
+    assert "Conflicts: nvidia-kernel-dkms\n" in control
+
+
+def test_keyring_writes_the_debian12_source(repo, tmp_path):
+    root, _ = repo
+    tree = tmp_path / "keyring-tree"
+    subprocess.run(["dpkg-deb", "-x", str(root / standin_repo.KEYRING_DEB), str(tree)], check=True)
+    assert [p.name for p in (tree / "etc/apt/sources.list.d").iterdir()] == ["cuda-debian12-x86_64.list"]
+    assert (tree / standin_repo.KEYRING_PATH.lstrip("/")).stat().st_size > 0

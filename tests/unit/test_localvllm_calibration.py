@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from tierkit.smoke.gates import PLAN_FRACTION
 from tierkit.spec import TierSpec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeServer]:
-    with FakeServer() as server:
-        yield server
 
 
 def lab_spec(stack: str, served: str) -> TierSpec:
@@ -44,7 +37,12 @@ def test_floor_is_the_plan_rule_with_a_measured_single_stream(fake: FakeServer) 
 
 def test_failover_counts_both_replicas() -> None:
     assert floor(100.0, 2) == pytest.approx(2 * PLAN_FRACTION * 100.0)
-    assert lab_spec("failover", "ok").server_count == 2
+    assert lab_spec("failover", "ok").server_count == 2 and lab_spec("failover", "ok").replicas == 2
+
+
+def test_a_split_model_is_one_replica() -> None:
+    spec = lab_spec("multi-server", "ok")
+    assert spec.server_count == 2 and spec.replicas == 1
 
 
 @pytest.mark.parametrize("scenario", ["http-500", "empty-text"])

@@ -5,7 +5,6 @@ has the shape asked for."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,12 +15,6 @@ from tierkit.smoke.gates import Gates
 from tierkit.smoke.run import SmokeReport, SmokeSettings, run_smoke
 
 N, IN, OUT = 6, 24, 8
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeServer]:
-    with FakeServer() as server:
-        yield server
 
 
 def smoke(server: FakeServer, **kw: Any) -> SmokeReport:

@@ -24,7 +24,9 @@ LAB_FO = {
 }
 BM_HOSTS = [{"name": "gpu-a", "address": "192.0.2.10", "user": "ubuntu", "key_path": "KEYFILE"},
             {"name": "gpu-b", "address": "192.0.2.11", "user": "ubuntu", "key_path": "KEYFILE"}]
-BM_FO = {**LAB_FO, "provider": {"kind": "baremetal", "hosts": BM_HOSTS}, "failover": {"virtual_ip": "192.0.2.100"}}
+# tiny-llama has no weights outside the lab: a bare-metal pair serves it from a directory
+BM_FO = {**LAB_FO, "provider": {"kind": "baremetal", "hosts": BM_HOSTS}, "failover": {"virtual_ip": "192.0.2.100"},
+         "model": {"key": "tiny-llama", "max_context": 512, "path": "/srv/models/tiny-llama"}}
 BM_ONE = {**BASE, "provider": {"kind": "baremetal", "hosts": BM_HOSTS[:1]}}
 AWS = {**BASE, "provider": {"kind": "aws", "region": "us-east-1", "ssh_cidr": "203.0.113.0/24",
                             "public_key_path": "KEYFILE", "private_key_path": "KEYFILE"}}
@@ -119,7 +121,7 @@ CASES: dict[str, tuple[str | bytes, list[str]]] = {
     "advert_int zero": (stack_text({**LAB_FO, "failover": {"virtual_ip": "10.77.40.100", "advert_int": 0}}), ["advert_int"]),
     "pp beyond layers": (stack_text(changed(tier="multi-gpu", gpu={"model": "h100-sxm", "count": 4}, model={"key": "tiny-llama"},
                                             serving={"tensor_parallel": 1, "pipeline_parallel": 4})),
-                         ["pipeline_parallel: 4 stages for 2 layers; use at most 2"]),
+                         ["pipeline_parallel: 4 stages for tiny-llama's 2 layers", "use at most 2"]),
     "awq of an unquantized checkpoint": (stack_text(changed(model={"key": "llama-3.3-70b", "quantization": "awq"})),
                                          ["quantization: awq needs a awq checkpoint", "meta-llama/Llama-3.3-70B-Instruct", "set model.hf_id"]),
     # --- bare-metal hosts: what reaches the inventory, ssh, haproxy.cfg and keepalived.conf

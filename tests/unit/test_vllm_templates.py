@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 import pytest
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 ROLE = Path(__file__).resolve().parents[2] / "roles" / "vllm"
 
@@ -31,12 +32,15 @@ ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"), und
                          keep_trailing_newline=True)
 ENV.filters.update(_filters())
 ENV.filters["to_json"] = json.dumps  # as Ansible's
+ENV.filters["bool"] = boolean
 VARS = {
     "ansible_managed": "managed", "vllm_served_model_name": "tiny", "vllm_model": "/m", "vllm_user": "vllm",
     "vllm_home": "/opt/vllm", "vllm_venv": "/opt/vllm/venv", "vllm_nccl_p2p_disable": False, "vllm_env": {},
     "vllm_env_file": "/etc/vllm/vllm.env", "vllm_args": ["--model", "/m"], "vllm_stop_timeout": 30,
     "vllm_firewall": True, "vllm_firewall_service": "vllm-firewall", "vllm_service": "vllm",
-    "vllm_api_key": "", "vllm_hf_token": "",
+    "vllm_api_key": "", "vllm_hf_token": "", "vllm_is_head": True, "vllm_node_rank": 0, "vllm_download": False,
+    "vllm_cpu_threads_bind": "", "vllm_multinode": False, "vllm_launcher": "/opt/vllm/vllm_serve.py",
+    "vllm_package": "vllm",
 }
 HOSTILE = ['a"b', "a\\b", "$(reboot)", "${HOME}", "%n%i", "a b", "'x'", "--port", "; rm -rf /", "`id`", "é✓"]
 
@@ -58,7 +62,8 @@ def directives(text: str) -> list[str]:
 @pytest.mark.parametrize("value", HOSTILE)
 def test_exec_start_keeps_each_argument_one_word(value: str) -> None:
     unit = render("vllm.service.j2", vllm_args=["--served-model-name", value, "--x", value])
-    assert exec_words(unit)[3:] == ["--served-model-name", value, "--x", value]
+    assert exec_words(unit) == ["/opt/vllm/venv/bin/python", "/opt/vllm/vllm_serve.py", "vllm", "serve",
+                                "--served-model-name", value, "--x", value]
     assert directives(unit) == directives(render("vllm.service.j2"))
 
 
@@ -94,7 +99,7 @@ def test_env_file_refuses_control_characters(value: str) -> None:
 def test_vllm_requires_its_firewall() -> None:
     unit = render("vllm.service.j2")
     assert "Requires=vllm-firewall.service" in unit and "After=vllm-firewall.service" in unit
-    assert "Requires=" not in render("vllm.service.j2", vllm_firewall=False)
+    assert "vllm-firewall" not in render("vllm.service.j2", vllm_firewall=False)
 
 
 # ---------------------------------------------------------------------------------------------

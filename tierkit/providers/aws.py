@@ -101,11 +101,20 @@ def root_volume_gib(spec: TierSpec) -> int:
     return int(math.ceil((ROOT_BASE_GIB + ROOT_WEIGHTS_FACTOR * weights_gib) / 10) * 10)
 
 
+# The IPv4 block of every region's default VPC, where the servers and the load balancer live
+# (https://docs.aws.amazon.com/vpc/latest/userguide/default-vpc.html).
+DEFAULT_VPC_CIDR = "172.31.0.0/16"
+
+
 class AwsProvider(RealServers):
     kind: ClassVar[str] = "aws"
     config: ClassVar[type[BaseModel]] = AwsConfig
     load_balancer: ClassVar[bool] = True
     api_key_required: ClassVar[bool] = True
+
+    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
+        """The VPC (the load balancer and its health checks) and the operator's ssh_cidr."""
+        return [DEFAULT_VPC_CIDR, config_of(spec).ssh_cidr]
 
     def problems(self, spec: TierSpec) -> list[str]:
         p = config_of(spec)
@@ -177,6 +186,10 @@ class AwsProvider(RealServers):
         aws.vpc.SecurityGroupIngressRule("vllm-from-peer", security_group_id=servers_sg.id, ip_protocol="tcp",
                                          from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
                                          description="vLLM from the peer server", **rule)
+        if spec.tier == "multi-server":  # one model over the servers: rendezvous, message queues, gloo/NCCL
+            aws.vpc.SecurityGroupIngressRule("cluster-from-peers", security_group_id=servers_sg.id, ip_protocol="tcp",
+                                             from_port=1024, to_port=65535, referenced_security_group_id=servers_sg.id,
+                                             description="multi-node vLLM between the servers", **rule)
         aws.vpc.SecurityGroupIngressRule("vllm-from-lb", security_group_id=servers_sg.id, ip_protocol="tcp",
                                          from_port=port, to_port=port, referenced_security_group_id=lb_sg.id,
                                          description="vLLM from the load balancer", **rule)
@@ -217,7 +230,7 @@ class AwsProvider(RealServers):
                                                            unhealthy_threshold=2),
             region=region, tags=tags, opts=opts,
         )
-        for i, inst in enumerate(instances):
+        for i, inst in enumerate(instances[: spec.replicas]):  # a split model answers on its head only
             aws.lb.TargetGroupAttachment(f"vllm-server{i + 1}", target_group_arn=targets.arn, target_id=inst.id,
                                          port=port, region=region, opts=opts)
         aws.lb.Listener("vllm", load_balancer_arn=lb.arn, port=port, protocol="TCP",
