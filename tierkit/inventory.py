@@ -171,10 +171,11 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     quant = spec.model.quantization
     sources = [h.address for h in hosts] if len(hosts) > 1 else []
     if spec.failover is not None:
-        # Clients reach vLLM only through HAProxy (on the VIP and both nodes) and the peers.
+        # Clients reach vLLM through HAProxy (on the VIP and both nodes) and the peers; the
+        # provider's own clients too (the lab's drills, the operator) unless the spec says who.
         sources.append(str(spec.failover.virtual_ip))
-    elif spec.serving.allowed_sources is not None:
-        sources += [str(net) for net in spec.serving.allowed_sources]
+    if spec.failover is None or spec.serving.allowed_sources is None:
+        sources += client_sources(spec, hosts)
     out: dict[str, Any] = {
         "vllm_model": model_source(spec),
         "vllm_served_model_name": spec.served_model_name,
@@ -196,10 +197,16 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     if spec.tier == "multi-server":
         net = spec.network_gate
         out |= {"vllm_head": hosts[0].name, "vllm_master_port": net.master_port, "vllm_port_base": net.port_range_start}
-    if spec.serving.allowed_sources is None:
-        sources += providers.get(spec).allowed_sources(spec, hosts)
     out["vllm_allowed_sources"] = sorted(set(sources))
     return out
+
+
+def client_sources(spec: TierSpec, hosts: list[Host]) -> list[str]:
+    """Where clients of the serving port come from: `serving.allowed_sources`, else the provider's
+    default (the lab's switch, the operator's machine, the VPC and ssh_cidr)."""
+    if spec.serving.allowed_sources is not None:
+        return sorted({str(net) for net in spec.serving.allowed_sources})
+    return sorted(set(providers.get(spec).allowed_sources(spec, hosts)))
 
 
 def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
@@ -216,6 +223,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "failover_port": spec.serving.port,
         "failover_backend_port": vllm_port(spec),
         "failover_stats_port": HAPROXY_STATS_PORT,
+        "failover_allowed_sources": client_sources(spec, hosts),
         "failover_check_model": spec.served_model_name,
     }
 

@@ -79,8 +79,8 @@ class ServingSpec(StrictModel):
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
     allowed_sources: list[IPv4NetText] | None = Field(
-        None, max_length=256, description="CIDRs that may reach vLLM's port off the failover tier; default: the provider's "
-                          "(the operator's address on baremetal, the default VPC and ssh_cidr on aws)")
+        None, max_length=256, description="CIDRs that may reach the serving port (the VIP's on the failover tier); default: "
+                          "the provider's (the operator's address on baremetal, the default VPC and ssh_cidr on aws)")
 
 
 class SmokeSpec(StrictModel):

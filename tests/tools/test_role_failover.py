@@ -38,7 +38,7 @@ FILES = {
     "tierkit-check.sh": "tierkit-check.sh.j2",
     "tierkit-notify.sh": "tierkit-notify.sh.j2",
     "keepalived.default": "keepalived.default.j2",
-    "vrrp-firewall.nft": "vrrp-firewall.nft.j2",
+    "firewall.nft": "firewall.nft.j2",
     "tierkit-check.headers": "tierkit-check.headers.j2",
 }
 INTERFACE = "host0"
@@ -348,16 +348,23 @@ def test_notify_script_logs_each_transition(rendered: dict[str, Any], tmp_path: 
     assert "tierkit_vip is now MASTER" in message and str(rendered["spec"].failover.virtual_ip) in message
 
 
-def test_vrrp_is_accepted_from_the_peer_only(rendered: dict[str, Any]) -> None:
+def test_vrrp_and_the_serving_port_are_accepted_from_their_sources_only(rendered: dict[str, Any]) -> None:
     addresses = {h.name: h.address for h in rendered["hosts"]}
+    clients = inventory.client_sources(rendered["spec"], rendered["hosts"])
+    assert clients == [str(rendered["spec"].provider.subnet[1])]  # the lab's switch
+    port = rendered["spec"].serving.port
     for name, files in rendered["nodes"].items():
-        text = files["vrrp-firewall.nft"].read_text()
+        text = files["firewall.nft"].read_text()
         peers = [a for n, a in addresses.items() if n != name]
         assert f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept" in text
         assert addresses[name] not in text
-        assert text.rstrip().splitlines()[-3].strip() == "ip protocol 112 drop"
+        rules = [line.strip() for line in text.splitlines() if line.startswith("\t\t")]
+        assert f"elements = {{ 127.0.0.0/8, {', '.join(clients)} }}" in rules
+        assert rules[-5:] == [f'tcp dport {port} iifname "lo" accept', f"tcp dport {port} ip saddr @serving_sources accept",
+                              f"tcp dport {port} drop", f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept",
+                              "ip protocol 112 drop"]
         if shutil.which("nft"):
-            check = subprocess.run(["nft", "--check", "--file", str(files["vrrp-firewall.nft"])], capture_output=True, text=True)
+            check = subprocess.run(["nft", "--check", "--file", str(files["firewall.nft"])], capture_output=True, text=True)
             assert check.returncode == 0, check.stderr
 
 

@@ -95,6 +95,19 @@ def test_allowed_sources_from_the_spec_replace_the_default():
     assert gv["vllm_allowed_sources"] == ["10.1.2.3/32", "203.0.113.0/24"]
 
 
+def test_the_vip_port_takes_the_allowed_sources_and_vllm_only_the_pair(monkeypatch):
+    monkeypatch.setattr("tierkit.providers.baremetal.source_address", lambda destination: "198.51.100.7")
+    pair = [{"name": "a", "address": "192.0.2.10", "key_path": __file__}, {"name": "b", "address": "192.0.2.11", "key_path": __file__}]
+    base = {"tier": "failover", "provider": {"kind": "baremetal", "hosts": pair}, "gpu": {"model": "h100-sxm", "count": 1},
+            "model": {"key": "llama-3.1-8b"}, "failover": {"virtual_ip": "192.0.2.100"}}
+    two = [Host(name=h["name"], address=h["address"], key_path="/k") for h in pair]
+    given = inv.render(parse_spec({**base, "serving": {"allowed_sources": ["203.0.113.0/24"]}}), two).group_vars
+    assert given["failover_allowed_sources"] == ["203.0.113.0/24"]
+    assert given["vllm_allowed_sources"] == ["192.0.2.10", "192.0.2.100", "192.0.2.11"]  # HAProxy and the peers only
+    default = inv.render(parse_spec(base), two).group_vars
+    assert default["failover_allowed_sources"] == ["198.51.100.7"]  # the operator's machine
+
+
 def test_operator_address_is_found_on_the_route():
     from tierkit.providers.baremetal import source_address
 

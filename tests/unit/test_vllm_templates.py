@@ -156,7 +156,7 @@ def test_watchdog_restarts_a_hung_engine_after_three_failed_checks(tmp_path: Pat
     again = tmp_path / "again"
     again.mkdir()
     calls, count = run_watchdog(again, "hung", 3)
-    assert calls[-1] == "systemctl restart vllm" and count == ""
+    assert calls[-1] == "systemctl --no-block restart vllm" and count == ""
 
 
 @pytest.mark.parametrize("mode", ["ok", "down"])

@@ -12,6 +12,9 @@ repeats them and prints them.
 - `take_down`: the VIP holder goes down (killed with its cable pulled, or cut off) while a
   prober sends a small completion through the VIP every `PROBE_INTERVAL_S`; takeover is the
   time from the fault to the first success of a probe sent after it.
+- `hang_engine`: a node's engine hangs (its engine core stopped with SIGSTOP; vLLM's /health
+  still answers 200) during a smoke run through the VIP; the time until both HAProxies have it
+  out of the pool, and the failed requests split by when they started.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
 - `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
@@ -56,6 +59,9 @@ HAPROXY_STATS_PORT = 8404
 HAPROXY_BACKEND = "tierkit_vllm"
 VLLM_SERVICE = "vllm"
 
+# vLLM's engine core process title (`set_process_title("EngineCore_DP<rank>")` with the prefix
+# VLLM_PROCESS_NAME_PREFIX, "VLLM", in vllm/v1/engine/core.py and vllm/utils/system_utils.py).
+ENGINE_CORE = "VLLM::EngineCore"
 STOP_TIMEOUT_S = 300
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
@@ -348,20 +354,25 @@ class StopVllmOutcome:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+def health_status(address: str, port: int) -> int:
+    """vLLM's /health status code at address:port (0: no answer within a second)."""
+    conn = http.client.HTTPConnection(address, port, timeout=1)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
 def wait_unhealthy(address: str, port: int, timeout_s: float) -> None:
     """Until vLLM's /health at address:port stops answering 200 (503 once its engine is gone,
     then no answer at all)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection(address, port, timeout=1)
-        try:
-            conn.request("GET", "/health")
-            if conn.getresponse().status != 200:
-                return
-        except OSError:
+        if health_status(address, port) != 200:
             return
-        finally:
-            conn.close()
         time.sleep(0.02)
     raise TierkitError(f"failover: vLLM at {address}:{port} still healthy {timeout_s:g} s after the stop")
 
@@ -428,7 +439,97 @@ def start_vllm(pair: Pair, node: str, timeout_s: float = 600) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Drill 3: the VIP holder goes down.
+# Drill 3: a node's engine hangs.
+
+
+@dataclass
+class HungEngineOutcome:
+    node: str  # whose engine core was stopped
+    holder: str  # the VIP holder
+    out_of_pool_s: float  # SIGSTOP -> both HAProxies have the node DOWN (read over SSH: a bound)
+    health_while_hung: int  # the node's /health status once out of the pool (200: it does not see the hang)
+    requests: int
+    failed_before: int  # started before it left the pool: in flight on it, or sent to it while hung
+    failed_after: int  # started after: new requests, which the tier promises to serve (0)
+    holders_after: list[str]  # who holds the VIP at the end (the holder: a hung engine moves no VIP)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def signal_engine(pair: Pair, node: str, signal: Literal["STOP", "CONT"]) -> None:
+    """Send SIGSTOP or SIGCONT to the node's vLLM engine core process."""
+    pair.ssh(node, f"pids=$(pgrep --full '^{ENGINE_CORE}') && kill -{signal} $pids")
+
+
+def wait_out_of_pool(pair: Pair, node: str, timeout_s: float) -> None:
+    """Until every node's HAProxy has `node` DOWN; TierkitError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = {observer: backend_stats(pair, observer)[node].status for observer in pair.nodes}
+        if all(s.startswith("DOWN") for s in status.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TierkitError(f"failover: {node} is still in the pool {timeout_s:g} s after its engine hung ({status})")
+        time.sleep(0.05)
+
+
+def hang_engine(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float = 20.0, hang_after_s: float = 5.0,
+                output_len: int = 32, timeout_s: float = 15.0, resume_timeout_s: float = 120.0) -> HungEngineOutcome:
+    """Stop `node`'s engine core (SIGSTOP) `hang_after_s` into a smoke run through the VIP, as a
+    deadlocked engine leaves it: vLLM's API server and /health keep answering, no request is
+    served. The run's requests time out after `timeout_s` (the ones sent to the hung node wait
+    that long). After the run the engine gets SIGCONT and the drill waits until both HAProxies
+    have the node UP again."""
+    holder, _ = wait_for_single_holder(pair, 10)
+    settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len,
+                              timeout_s=timeout_s)
+    address = pair.lab.host(node).address
+    marks: dict[str, Any] = {}
+
+    def hang() -> None:
+        marks["t0"] = time.perf_counter()
+        signal_engine(pair, node, "STOP")
+        wait_out_of_pool(pair, node, 30)
+        marks["t1"] = time.perf_counter()
+        marks["health"] = health_status(address, pair.backend_port)
+
+    async def drill() -> list[RequestResult]:
+        results: list[RequestResult] = []
+        running = asyncio.Event()
+
+        def on_result(result: RequestResult) -> None:
+            results.append(result)
+            running.set()
+
+        smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
+        await running.wait()
+        await asyncio.sleep(hang_after_s)
+        await asyncio.to_thread(hang)
+        await smoke
+        return results
+
+    try:
+        results = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
+    finally:
+        signal_engine(pair, node, "CONT")
+    for observer in pair.nodes:
+        wait_until_up(pair, observer, node, resume_timeout_s)
+    t1 = marks["t1"]
+    failed = [r for r in results if not r.success]
+    return HungEngineOutcome(
+        node=node,
+        holder=holder,
+        out_of_pool_s=t1 - marks["t0"],
+        health_while_hung=marks["health"],
+        requests=len(results),
+        failed_before=sum(r.start < t1 for r in failed),
+        failed_after=sum(r.start >= t1 for r in failed),
+        holders_after=holders(pair),
+        errors=dict(Counter(r.error for r in failed if r.error)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill 4: the VIP holder goes down.
 
 
 @dataclass

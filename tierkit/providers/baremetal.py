@@ -102,8 +102,9 @@ class BaremetalProvider(RealServers):
     api_key_required: ClassVar[bool] = True
 
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        """Off the failover tier, the operator's machine (smoke test, clients) by default."""
-        return [] if spec.failover is not None else [source_address(hosts[0].address)]
+        """The operator's machine (smoke test, clients) by default: vLLM's port off the failover
+        tier, the VIP's (and each vLLM's) on it."""
+        return [source_address(hosts[0].address)]
 
     def problems(self, spec: TierSpec) -> list[str]:
         listed = config_of(spec).hosts

@@ -117,7 +117,8 @@ class Provider(ABC):
 
     @abstractmethod
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        """Addresses beyond the peers and the VIP that must reach vLLM (e.g. the lab's clients)."""
+        """Where the serving port's clients come from when the spec does not say
+        (`serving.allowed_sources`): e.g. the lab's switch, the operator's machine."""
 
     @abstractmethod
     def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
