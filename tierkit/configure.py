@@ -18,7 +18,6 @@ def configure(spec: TierSpec, hosts: list[Host], paths: StackPaths, playbook: st
     show = err_console.print if quiet else console.print
     extravars = inv.secret_vars()
     if spec.tier == "failover":
-        extravars["failover_auth_pass"] = inv.vrrp_password(paths.vrrp_password)
         extravars["failover_api_key"] = extravars["vllm_api_key"]  # the health checks complete a token
     with providers.get(spec).configure_services(spec, hosts):
         return ansible.run_playbook(playbook, path, hosts, extravars=extravars, show=show,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,6 @@ from pydantic import BaseModel, ConfigDict
 from tierkit import catalog, planner, providers
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.secretfile import read_or_create
 from tierkit.spec import HAPROXY_STATS_PORT, TierSpec
 
 GROUP = "gpu_servers"
@@ -311,10 +309,3 @@ def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
             raise TierkitError(f"${name}: the secret holds characters a bearer token cannot (letters, digits and "
                                f"-._~+/ then '=' only) or over {SECRET_MAX} of them; set it to the token itself")
     return found
-
-
-def vrrp_password(path: Path) -> str:
-    """keepalived's VRRP password for this stack: 8 random characters made on first use and kept
-    in `path` (mode 0600, StackPaths.vrrp_password), so every configure run gives both nodes the same."""
-    # 8 characters: VRRP PASS authentication carries at most 8
-    return read_or_create(path, lambda: secrets.token_urlsafe(6))

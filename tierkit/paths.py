@@ -6,7 +6,6 @@
         inventory/         the rendered Ansible inventory (`tierkit inventory`, `tierkit configure`)
         logs/              one log per playbook run
         smoke.json         the smoke report of the last deploy
-        vrrp-password      keepalived's VRRP password on the failover tier (0600, made once)
         api-key            the API key the rehearsal generated when none was set (0600, made once)
         rehearsal.json     what the rehearsal ran, for `tierkit down`
 
@@ -53,10 +52,6 @@ class StackPaths:
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
-
-    @property
-    def vrrp_password(self) -> Path:
-        return self.state_dir / "vrrp-password"
 
     @property
     def api_key(self) -> Path:

@@ -103,10 +103,28 @@ class SmokeSpec(StrictModel):
         raise ValueError(f"{excerpt(value)} is not a positive number or 'derive'; give tokens/s, or derive (from the plan)")
 
 
+# VRRPv3 carries the advertisement interval in centiseconds in a 12-bit field (RFC 5798, 5.2.7):
+# 0.01 s to 40.95 s in steps of 0.01 s. A backup takes over after 3 x advert_int + skew
+# (docs/failover.md); 0.25 s gives about 0.9 s.
+ADVERT_INT_DEFAULT_S = 0.25
+ADVERT_INT_MIN_S = 0.01
+ADVERT_INT_MAX_S = 40.95
+
+
 class FailoverSpec(StrictModel):
     virtual_ip: IPv4Text
     router_id: int = Field(51, ge=1, le=255, description="VRRP virtual router id")
-    advert_int: int = Field(1, ge=1, le=255, description="VRRP advert interval, seconds")
+    advert_int: float = Field(ADVERT_INT_DEFAULT_S, ge=ADVERT_INT_MIN_S, le=ADVERT_INT_MAX_S,
+                              description="VRRPv3 advert interval, seconds in steps of 0.01")
+
+    @field_validator("advert_int")
+    @classmethod
+    def _whole_centiseconds(cls, value: float) -> float:
+        centis = round(value * 100)
+        if abs(value * 100 - centis) > 1e-6:
+            raise ValueError(f"{excerpt(value)} is not a whole number of centiseconds (VRRPv3 carries 0.01 s steps); "
+                             f"use e.g. {centis / 100:g}")
+        return centis / 100
 
 
 PORT_RANGE_SIZE = 100  # ports vLLM's message queues may bind from network.port_range_start

@@ -8,21 +8,25 @@ next expects:
    a second run of failover.yml changes nothing; each node fails closed (vLLM on its own
    address, requiring its firewall; VRRP from the peer only; the VIP's port from the allowed
    sources only), and a node whose firewall fails to load keeps vLLM stopped; a configure run
-   puts no secret on any command line of this machine or the nodes;
+   puts no secret on any command line of this machine or the nodes; a minute at full load
+   through the VIP moves no VIP and faults no node (bench/failover.py soaks for 10 minutes);
 2. the engine of the VIP holder's vLLM hangs (SIGSTOP of its engine core; /health still 200)
    during a smoke run: both HAProxies take it out of the pool within 5 s, no request sent after
    that fails, the VIP stays; resumed, it rejoins;
 3. vLLM stops on the VIP holder during a smoke run: no request sent after its engine went
    fails (streams in flight on it may), the peer serves the rest, the VIP stays;
-4. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
-   through the VIP succeeds within 5 s of the kill;
-5. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
+4. the VIP holder dies (killed, cable pulled: a power cut): the VIP moves to its peer, and a
+   request through the VIP succeeds within 5 s of the kill;
+5. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool; two
+   more power cuts and returns: the median takeover of the three is within 1.5 s;
 6. split brain: the holder is split off the switch with its carrier up, so both nodes hold the
    VIP; once the path is back, one holder within 5 s.
 """
 
 from __future__ import annotations
 
+import secrets
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -32,10 +36,10 @@ import pytest
 
 from tierkit.configure import configure
 from tierkit.lab.drills import (
-    VLLM_SERVICE, Pair, deploy, hang_engine, heal, holders, lab_spec, partition, restore, start_vllm, steady_state,
-    stop_vllm, take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
+    VLLM_SERVICE, Pair, deploy, hang_engine, heal, holders, lab_spec, partition, restore, soak, start_vllm,
+    steady_state, stop_vllm, take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
-from tierkit.inventory import secret_vars, vrrp_password
+from tierkit.inventory import HF_TOKEN_ENV, secret_vars
 from tierkit.lab.lab import Lab
 from tierkit.paths import StackPaths
 
@@ -43,6 +47,9 @@ pytestmark = pytest.mark.lab
 
 LAB = "tkfo"
 TAKEOVER_TARGET_S = 5.0
+TAKEOVER_MEDIAN_TARGET_S = 1.5  # VRRPv3 adverts every 0.25 s: 0.9 s without adverts (docs/failover.md)
+TAKEOVER_ROUNDS = 3  # the bench runs 5
+SOAK_S = 60  # the bench soaks for 10 minutes
 HUNG_OUT_OF_POOL_TARGET_S = 5.0
 VLLM_START_TIMEOUT_S = 900
 
@@ -64,6 +71,12 @@ def pair(deployed: tuple[Pair, Path]) -> Pair:
     return deployed[0]
 
 
+@pytest.fixture(scope="module")
+def takeovers() -> list[float]:
+    """Takeover seconds of every power cut in the module, in order."""
+    return []
+
+
 def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
     holder, _ = wait_for_single_holder(pair, 10)
     outcome = steady_state(pair, concurrency=8, duration_s=15)
@@ -72,6 +85,17 @@ def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
     assert outcome.failed == 0
     assert set(outcome.served) == set(pair.nodes)
     assert all(n > 0 for n in outcome.served.values()), outcome.served
+
+
+def test_a_minute_at_full_load_moves_no_vip(pair: Pair) -> None:
+    """The failover stack's smoke load keeps both cores busy: keepalived's adverts still go out
+    every 0.25 s (realtime scheduling) and its completion check tolerates slow answers."""
+    outcome = soak(pair, duration_s=SOAK_S, concurrency=8)
+    print(f"soak: {outcome}")
+    assert outcome.requests > 0
+    assert (outcome.moves, outcome.faults) == (0, 0), outcome.transitions
+    assert outcome.holders_seen == [(outcome.holder,)]
+    assert outcome.failed == 0, outcome.errors
 
 
 def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
@@ -130,12 +154,14 @@ def test_a_failed_firewall_leaves_vllm_stopped(pair: Pair) -> None:
     assert wait_until_up(pair, holder, node, VLLM_START_TIMEOUT_S) >= 0
 
 
-def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Path]) -> None:
-    """While configure runs, no process on this machine or on either node has a secret (the VRRP
-    password, the API key, the HF token: all travel the same way) in its command line."""
+def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While configure runs, no process on this machine or on either node has a secret (the API
+    key, the HF token: both travel the same way; a fresh HF token stands for them when the lab
+    runs without a key) in its command line."""
     pair, workdir = deployed
     paths = StackPaths(workdir, "failover")
-    wanted = [vrrp_password(paths.vrrp_password), *(v for v in secret_vars().values() if v)]
+    monkeypatch.setenv(HF_TOKEN_ENV, f"hf_{secrets.token_hex(16)}")
+    wanted = [v for v in secret_vars().values() if v]
     seen: dict[str, list[str]] = {"controller": [], **{n: [] for n in pair.nodes}}
     done = threading.Event()
 
@@ -193,9 +219,10 @@ def test_vllm_stop_on_the_holder_fails_no_new_request(pair: Pair) -> None:
     assert start_vllm(pair, holder, VLLM_START_TIMEOUT_S) >= 0
 
 
-def test_killed_holder_hands_the_vip_over_within_5_s(pair: Pair) -> None:
+def test_killed_holder_hands_the_vip_over_within_5_s(pair: Pair, takeovers: list[float]) -> None:
     outcome = take_down(pair, "kill")
     print(f"kill: {outcome}")
+    takeovers.append(outcome.takeover_s)
     assert outcome.new_holder == pair.peer(outcome.node)
     assert outcome.takeover_s <= TAKEOVER_TARGET_S
     assert holders(pair) == [outcome.new_holder]
@@ -211,6 +238,19 @@ def test_returning_node_leaves_the_vip_and_rejoins_the_pool(pair: Pair) -> None:
     log = pair.ssh(returning, "journalctl -t tierkit-failover --no-pager -o cat")
     assert log.strip().splitlines()[-1].startswith("vrrp INSTANCE tierkit_vip is now BACKUP"), log
     assert holders(pair) == [holder]
+
+
+def test_median_takeover_after_a_power_cut_is_within_1_5_s(pair: Pair, takeovers: list[float]) -> None:
+    """More power cuts of the holder, each followed by its return, up to TAKEOVER_ROUNDS in all."""
+    assert takeovers, "the first power cut did not run"
+    while len(takeovers) < TAKEOVER_ROUNDS:
+        outcome = take_down(pair, "kill")
+        takeovers.append(outcome.takeover_s)
+        assert outcome.new_holder == pair.peer(outcome.node)
+        restore(pair, outcome.node)
+        assert wait_until_up(pair, outcome.new_holder, outcome.node, VLLM_START_TIMEOUT_S) >= 0
+    print(f"takeovers: {', '.join(f'{t:.2f}' for t in takeovers)} s")
+    assert statistics.median(takeovers) <= TAKEOVER_MEDIAN_TARGET_S, takeovers
 
 
 def test_split_brain_heals_to_one_holder_within_5_s(pair: Pair) -> None:

@@ -25,6 +25,19 @@ def test_constants_follow_the_roles() -> None:
     assert drill.VLLM_SERVICE == vllm_vars["vllm_service"]
     template = (ROOT / "roles/failover/templates/haproxy.cfg.j2").read_text()
     assert f"\nbackend {drill.HAPROXY_BACKEND}\n" in template
+    failover_vars = yaml.safe_load((ROOT / "roles/failover/vars/main.yml").read_text())
+    assert drill.FAILOVER_LOG_TAG == failover_vars["failover_log_tag"]
+
+
+def test_transitions_are_read_from_the_notify_scripts_lines() -> None:
+    notify = (ROOT / "roles/failover/templates/tierkit-notify.sh.j2").read_text()
+    assert '"vrrp $1 $2 is now $3 (priority' in notify  # the line the reader expects
+    log = ("vrrp INSTANCE tierkit_vip is now BACKUP (priority 100, vip 10.77.40.100)\n"
+           "vrrp INSTANCE tierkit_vip is now MASTER (priority 100, vip 10.77.40.100)\n"
+           "some other line\n"
+           "vrrp INSTANCE tierkit_vip is now FAULT (priority 100, vip 10.77.40.100)\n")
+    assert drill.parse_transitions(log) == ["BACKUP", "MASTER", "FAULT"]
+    assert drill.parse_transitions("") == []
 
 
 def test_stats_csv_gives_each_vllm_its_counters() -> None:

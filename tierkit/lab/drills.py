@@ -15,6 +15,9 @@ repeats them and prints them.
 - `hang_engine`: a node's engine hangs (its engine core stopped with SIGSTOP; vLLM's /health
   still answers 200) during a smoke run through the VIP; the time until both HAProxies have it
   out of the pool, and the failed requests split by when they started.
+- `soak`: a long smoke run at full load through the VIP, watched for false alarms: every VRRP
+  transition keepalived logged on either node during it (a VIP move, a FAULT) and the holders
+  seen by polling.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
 - `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
@@ -29,6 +32,7 @@ import http.client
 import json
 import shlex
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,11 +57,12 @@ from tierkit.smoke.stream import RequestResult
 from tierkit.spec import TierSpec, parse_spec, spec_data_from_stack_file, stack_path
 
 
-# roles/failover defaults (failover_stats_port) and roles/vllm vars (vllm_service); a unit test
-# keeps these in step with the roles.
+# roles/failover defaults (failover_stats_port), vars (failover_log_tag) and roles/vllm vars
+# (vllm_service); a unit test keeps these in step with the roles.
 HAPROXY_STATS_PORT = 8404
 HAPROXY_BACKEND = "tierkit_vllm"
 VLLM_SERVICE = "vllm"
+FAILOVER_LOG_TAG = "tierkit-failover"
 
 # vLLM's engine core process title (`set_process_title("EngineCore_DP<rank>")` with the prefix
 # VLLM_PROCESS_NAME_PREFIX, "VLLM", in vllm/v1/engine/core.py and vllm/utils/system_utils.py).
@@ -592,6 +597,74 @@ def take_down(pair: Pair, fault: DownFault = "kill", timeout_s: float = 30.0) ->
     survivors = [n for n in holders(pair) if n != node]
     return TakedownOutcome(node=node, fault=fault, takeover_s=takeover_s,
                            new_holder=survivors[0] if survivors else "", probes_failed=failed, fault_s=fault_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill 5: a long run at full load, for false alarms.
+
+
+@dataclass
+class SoakOutcome:
+    holder: str  # the VIP holder when the run started
+    duration_s: float
+    concurrency: int
+    requests: int
+    failed: int
+    output_tok_s: float
+    moves: int  # transitions to MASTER keepalived logged on either node during the run (0: the VIP never moved)
+    faults: int  # transitions to FAULT (the health script failed `fall` times in a row)
+    transitions: list[str]  # those log lines, per node
+    holders_seen: list[tuple[str, ...]]  # the distinct holder sets polled every 0.1 s, in order
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def parse_transitions(log: str) -> list[str]:
+    """The VRRP states the notify script logged ("vrrp INSTANCE <name> is now <STATE> ..."), in order."""
+    return [line.split(" is now ", 1)[1].split()[0] for line in log.splitlines() if " is now " in line]
+
+
+def transitions_since(pair: Pair, node: str, since_epoch_s: float) -> list[str]:
+    """The states `node`'s keepalived entered since the given time (its notify script's log lines)."""
+    return parse_transitions(pair.ssh(node, f"journalctl -t {FAILOVER_LOG_TAG} --no-pager -o cat --since @{since_epoch_s:.0f}"))
+
+
+def soak(pair: Pair, *, duration_s: float, concurrency: int = 8, input_len: int = 64, output_len: int = 64) -> SoakOutcome:
+    """A smoke run of `duration_s` through the VIP at `concurrency` (the failover stack's smoke
+    load keeps every core of the lab busy), counting the VIP moves and FAULTs it caused: none is
+    the promise, since nothing failed. Moves come from keepalived's own log (a move shorter than
+    the poll still counts), the polled holders show where the VIP was."""
+    holder, _ = wait_for_single_holder(pair, 10)
+    settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, input_len=input_len,
+                              output_len=output_len)
+    since = time.time() - 1  # the journal's --since has whole seconds
+    seen: list[tuple[str, ...]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            now = tuple(holders(pair))
+            if not seen or seen[-1] != now:
+                seen.append(now)
+            done.wait(0.1)
+
+    watcher = threading.Thread(target=watch, name="soak-holders")
+    watcher.start()
+    results: list[RequestResult] = []
+    try:
+        report = netns.call_in(pair.lab.netns, lambda: asyncio.run(run_smoke(settings, on_result=results.append)))
+    finally:
+        done.set()
+        watcher.join()
+    logged = {node: transitions_since(pair, node, since) for node in pair.nodes}
+    states = [state for node_states in logged.values() for state in node_states]
+    failed = [r for r in results if not r.success]
+    return SoakOutcome(
+        holder=holder, duration_s=duration_s, concurrency=concurrency,
+        requests=int(report.metrics["completed"] + report.metrics["failed"]), failed=int(report.metrics["failed"]),
+        output_tok_s=report.metrics["output_throughput"], moves=states.count("MASTER"), faults=states.count("FAULT"),
+        transitions=[f"{node}: {state}" for node, node_states in logged.items() for state in node_states],
+        holders_seen=seen, errors=dict(Counter(r.error for r in failed if r.error)),
+    )
 
 
 def partition(pair: Pair, node: str) -> None:
