@@ -25,6 +25,7 @@ next expects:
 
 from __future__ import annotations
 
+import os
 import secrets
 import statistics
 import threading
@@ -54,16 +55,23 @@ HUNG_OUT_OF_POOL_TARGET_S = 5.0
 VLLM_START_TIMEOUT_S = 900
 
 
+# Set to 1 to leave the pair up after the module, for `bench/failover.py --lab tkfo --no-deploy`
+# (one deployment for both; `tierkit lab down tkfo` removes it).
+KEEP_ENV = "TIERKIT_KEEP_FAILOVER_LAB"
+
+
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, Path]]:
     """The failover stack's vLLM and failover stages on a fresh two-host lab, torn down after the
-    module (the GPU stages have their own lab tests; lab vLLM runs on the CPU)."""
+    module unless $TIERKIT_KEEP_FAILOVER_LAB is 1 (the GPU stages have their own lab tests; lab
+    vLLM runs on the CPU)."""
     Lab.down(LAB)
     workdir = tmp_path_factory.mktemp("failover")
     try:
         yield deploy(LAB, workdir, playbooks=("vllm", "failover")), workdir
     finally:
-        Lab.down(LAB)
+        if os.environ.get(KEEP_ENV) != "1":
+            Lab.down(LAB)
 
 
 @pytest.fixture(scope="module")
