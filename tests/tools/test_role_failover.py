@@ -376,7 +376,7 @@ def test_vrrp_and_the_serving_port_are_accepted_from_their_sources_only(rendered
         assert f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept" in text
         assert addresses[name] not in text
         rules = [line.strip() for line in text.splitlines() if line.startswith("\t\t")]
-        assert f"elements = {{ 127.0.0.0/8, {', '.join(clients)} }}" in rules
+        assert f"elements = {{ 127.0.0.0/8, {', '.join(peers + clients)} }}" in rules
         assert rules[-5:] == [f'tcp dport {port} iifname "lo" accept', f"tcp dport {port} ip saddr @serving_sources accept",
                               f"tcp dport {port} drop", f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept",
                               "ip protocol 112 drop"]
