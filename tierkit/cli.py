@@ -61,6 +61,7 @@ VERBS: tuple[str, ...] = (
     "wait_ssh",
     "calibrate",
     "up",
+    "preview",
     "lab",
 )
 

@@ -78,6 +78,7 @@ class Servers(pulumi.ComponentResource):
         self.hosts = made.hosts
         self.endpoint = made.endpoint
         self.resources = made.resources
+        self.notes = made.notes if made.notes is not None else pulumi.Output.from_input([])
         self.register_outputs({"hosts": self.hosts})
 
 

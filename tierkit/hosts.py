@@ -7,10 +7,11 @@ from inside the lab's switch network namespace: `netns` names it, and clients ru
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from tierkit.errors import TierkitError
 
@@ -22,6 +23,12 @@ class Host(BaseModel):
 
     name: str = Field(description="inventory hostname")
     address: str = Field(description="IP address or DNS name SSH and the smoke test use")
+    private_address: str | None = Field(
+        None, description="address peers and a load balancer reach the host at inside its network; None: address"
+    )
+    private_network: str | None = Field(
+        None, description="CIDR of the host's private network (a VPC): the peers and load balancer there may reach vLLM"
+    )
     port: int = Field(22, ge=1, le=65535, description="SSH port")
     user: str = Field("root", description="SSH user (root, or a user with sudo)")
     key_path: str = Field(description="private key file for SSH")
@@ -31,6 +38,17 @@ class Host(BaseModel):
     netns: str | None = Field(
         None, description="network namespace to run clients in (lab hosts); None: the machine's own"
     )
+
+    @field_validator("private_network")
+    @classmethod
+    def _network(cls, value: str | None) -> str | None:
+        """A CIDR (it lands in the servers' firewall)."""
+        return None if value is None else str(ipaddress.ip_network(value, strict=False))
+
+    @property
+    def inside_address(self) -> str:
+        """Where peers and a load balancer in the host's network reach it."""
+        return self.private_address or self.address
 
 
 HostList = TypeAdapter(list[Host])

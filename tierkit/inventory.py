@@ -1,8 +1,9 @@
 """Hosts + tier spec -> Ansible inventory and group vars: the only bridge between tierkit and the roles.
 
 `render(spec, hosts)` gives an `Inventory`: the `gpu_servers` group and the `failover` group (the
-pair on the failover tier, empty on the others, so site.yml's failover play matches no host
-rather than an unknown pattern) with each host's SSH settings, host keys pinned through its
+pair behind a failover tier's virtual IP; empty on the other tiers and on aws, where the load
+balancer fronts the pair, so site.yml's failover play matches no host rather than an unknown
+pattern) with each host's SSH settings, host keys pinned through its
 known_hosts file, and the group vars of every role, prefixed with the role's name.
 `write(inventory, dir)` lays it out as `hosts.yml` + `group_vars/gpu_servers.yml`, which
 `ansible-playbook -i DIR/hosts.yml` reads.
@@ -193,10 +194,11 @@ def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
 
 
 def vllm_port(spec: TierSpec) -> int:
-    """vLLM's port: the serving port, except on the failover tier, where HAProxy serves that port
-    on the VIP and each vLLM sits behind it on the next one (the one before, for 65535)."""
+    """vLLM's port: the serving port, except behind a failover VIP, where HAProxy serves that port
+    and each vLLM sits behind it on the next one (the one before, for 65535). Without a VIP (aws:
+    the load balancer fronts the servers) vLLM serves the serving port itself."""
     port = spec.serving.port
-    if spec.tier != "failover":
+    if spec.failover is None:
         return port
     return port + 1 if port < 65535 else port - 1
 
@@ -204,7 +206,8 @@ def vllm_port(spec: TierSpec) -> int:
 def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     sv = spec.serving
     quant = spec.model.quantization
-    sources = [h.address for h in hosts] if len(hosts) > 1 else []
+    sources = [h.inside_address for h in hosts] if len(hosts) > 1 else []
+    sources += [h.private_network for h in hosts if h.private_network]  # a cloud load balancer's addresses
     if spec.failover is not None:
         sources.append(str(spec.failover.virtual_ip))
     out: dict[str, Any] = {
@@ -252,7 +255,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     # The lab knows its subnet; elsewhere the VIP shares the hosts' /24 (the spec's rule).
     subnet = getattr(spec.provider, "subnet", None)
     return {
-        "failover_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "failover_nodes": [{"name": h.name, "address": h.inside_address} for h in hosts],
         "failover_virtual_ip": str(fo.virtual_ip),
         "failover_virtual_prefix": subnet.prefixlen if subnet is not None else 24,
         "failover_router_id": fo.router_id,
@@ -279,7 +282,7 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
     for build in ROLE_VARS:
         group_vars |= build(spec, hosts)
     names = [h.name for h in hosts]
-    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else []}
+    groups = {GROUP: names, FAILOVER_GROUP: names if spec.failover is not None else []}
     return Inventory(hosts={h.name: host_vars(h) for h in hosts}, groups=groups, group_vars=group_vars)
 
 

@@ -64,4 +64,6 @@ def main() -> None:
     pulumi.export("hosts", ready.hosts)
     pulumi.export("plan", plan.to_json())
     pulumi.export("smoke", smoke.summary)
-    pulumi.export("notes", pulumi.Output.all(ready.hosts, endpoint).apply(lambda a: fleet.notes(spec, plan, a[0], a[1])))
+    pulumi.export("notes", pulumi.Output.all(ready.hosts, endpoint, servers.notes).apply(
+        lambda a: [*fleet.notes(spec, plan, a[0], a[1]), *a[2]]
+    ))

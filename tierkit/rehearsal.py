@@ -105,6 +105,7 @@ class Registration:
     custom: bool
     inputs: dict[str, Any]
     secret_outputs: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
 
     def plain(self, key: str, default: Any = None) -> Any:
         value = self.inputs.get(key)
@@ -158,6 +159,7 @@ class RecordingMonitor(mocks.MockMonitor):
             custom=bool(request.custom),
             inputs=rpc.deserialize_properties(request.object),
             secret_outputs=list(request.additionalSecretOutputs),
+            ignore_changes=list(request.ignoreChanges),
         )
         with self._lock:
             self.registrations.append(reg)
@@ -199,7 +201,7 @@ class ProgramRun:
 def _quiet_reported(loop: Any, context: dict[str, Any]) -> None:
     """A failed command rejects every output that depended on it; the failure is reported once
     by the caller, so the event loop's "exception was never retrieved" noise is dropped."""
-    if isinstance(context.get("exception"), (CommandFailed, RehearsalRefused)):
+    if isinstance(context.get("exception"), (CommandFailed, RehearsalRefused, TierkitError)):
         return
     loop.default_exception_handler(context)
 

@@ -61,18 +61,31 @@ class BaremetalProvider(_Strict):
     hosts: list[BaremetalHost] = Field(min_length=1)
 
 
+SubnetId = Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]
+
+
 class AwsProvider(_Strict):
     """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
 
     kind: Literal["aws"]
-    region: str
-    instance_type: str | None = Field(None, description="default: from the GPU set (catalog map)")
-    ami: str | None = Field(None, description="default: latest Deep Learning Base AMI (lookup)")
-    ssh_cidr: str = Field(description="CIDR allowed to reach SSH, e.g. 203.0.113.0/24")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$", description="AWS region, e.g. us-east-1")
+    instance_type: str | None = Field(
+        None, pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$", description="default: from the GPU set (tierkit's map)"
+    )
+    ami: str | None = Field(
+        None, pattern=r"^ami-[0-9a-f]{8,17}$",
+        description="default: the Deep Learning Base AMI current at the first up, then kept",
+    )
+    ssh_cidr: ipaddress.IPv4Network = Field(description="CIDR allowed to reach SSH and the endpoint, e.g. 203.0.113.0/24")
     public_key_path: str = Field(description="SSH public key registered as the instance key pair")
     private_key_path: str = Field(description="matching private key, used by Ready and Ansible")
-    availability_zones: list[str] | None = Field(None, description="default: the region's first two")
-
+    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="default: the region's default VPC")
+    subnet_ids: list[SubnetId] | None = Field(
+        None, min_length=1, description="subnets to place servers in (one zone each); default: the VPC's subnets"
+    )
+    availability_zones: list[str] | None = Field(
+        None, min_length=1, description="zones to use; default: every zone that offers the instance type"
+    )
 
 Provider = Annotated[LabProvider | BaremetalProvider | AwsProvider, Field(discriminator="kind")]
 
@@ -266,6 +279,8 @@ def _describe(err: dict[str, Any], prefix: str) -> str:
         return f"{path}: kind is missing; add kind: lab, baremetal or aws"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return f"{path}: {err['msg'].lower()}, got {given!r}; change the value"
+    if kind == "string_pattern_mismatch":
+        return f"{path}: {given!r} is not well formed (expected {err.get('ctx', {}).get('pattern')}); fix the value"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"{path}: {err['msg'].lower()}, got {given!r}; fix the value's type"
     return f"{path}: {err['msg']}; fix the value"
@@ -325,9 +340,12 @@ def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
         if spec.failover is not None:
             return [f"{prefix}.failover: only the failover tier takes a failover section; remove it or set tier: failover"]
         return []
+    if isinstance(spec.provider, AwsProvider):
+        if spec.failover is not None:
+            return [f"{prefix}.failover: aws has no virtual IP (a VPC does not carry VRRP's floating address); "
+                    f"remove the failover section: the network load balancer health-checks both servers and fronts them"]
+        return []
     if spec.failover is None:
-        if isinstance(spec.provider, AwsProvider):
-            return []
         return [f"{prefix}.failover.virtual_ip: the failover tier needs a virtual IP; add failover: {{virtual_ip: <free address in the hosts' subnet>}}"]
     vip = spec.failover.virtual_ip
     if isinstance(spec.provider, LabProvider):

@@ -1,6 +1,6 @@
 """`tierkit up` and `tierkit down`: deploy or remove a stack.
 
-With the `pulumi` CLI on PATH they drive it through the Automation API (`pulumi up` / `pulumi
+With the `pulumi` CLI on PATH they drive it (tierkit/pulumi_cli.py: `pulumi up` / `pulumi
 destroy`, with Pulumi's state and diffs). Without it they use tierkit's rehearsal
 (tierkit/rehearsal.py), which runs the same program's local commands for real. The first line
 says which.
@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from tierkit import rehearsal
+from tierkit.pulumi_cli import PulumiCli
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
 from tierkit.spec import load_stack, project_root
@@ -76,28 +77,14 @@ def render_outputs(outputs: dict[str, Any], say) -> None:
             say(f"  {key}: {value}")
 
 
-def _automation(stack: str, action: str, say) -> dict[str, Any]:
-    from pulumi import automation as auto
-
-    try:
-        s = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_root()))
-        if action == "down":
-            s.destroy(on_output=lambda line: say(line.rstrip()), show_secrets=False)
-            return {}
-        result = s.up(on_output=lambda line: say(line.rstrip()), show_secrets=False)  # the SDK's default shows them
-    except auto.errors.CommandError as exc:
-        last = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["see the output above"]
-        raise TierkitError(f"pulumi {action}: failed ({last[0].strip()})", exit_code=1) from None
-    return {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
-
-
 def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
     """Deploy a stack: servers, SSH ready, configured and verified (site.yml), smoke gate passed.
 
-    With the Pulumi CLI: `pulumi up` through the Automation API. Without it: the rehearsal runs
-    the program's commands for real (lab and bare-metal stacks; a cloud stack needs the CLI).
-    Secrets: `pulumi config set --secret tierkit:apiKey` with the CLI; $TIERKIT_API_KEY and
-    $HF_TOKEN for the rehearsal. Exits 1 when a step fails (a failed smoke gate fails the up).
+    With the Pulumi CLI: `pulumi stack select --create`, then `pulumi config set --secret` for
+    tierkit:apiKey and tierkit:hfToken from $TIERKIT_API_KEY and $HF_TOKEN (value on stdin) when
+    they are set, then `pulumi up --yes --skip-preview`. Without it: the rehearsal runs the
+    program's commands for real (lab and bare-metal stacks; a cloud stack needs the CLI), with
+    the secrets from $TIERKIT_API_KEY and $HF_TOKEN. Exits 1 when a step fails (a failed smoke gate fails the up).
     """
     load_stack(stack)  # a bad spec stops here, before anything runs
     kind, path = choose_engine(engine)
@@ -105,8 +92,9 @@ def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = F
     root = project_root()
     started = time.monotonic()
     if kind == "pulumi":
-        say(f"tierkit up: Pulumi Automation API (pulumi at {path}): pulumi up --stack {stack}")
-        outputs = _automation(stack, "up", say)
+        say(f"tierkit up: the Pulumi CLI at {path} (stack select, secrets from the environment, up); "
+            f"what it reports is what happened")
+        outputs = PulumiCli(path, root, stack, say).up()
     else:
         record = rehearsal.record_path(root, stack).relative_to(root)
         say(f"tierkit up: {REHEARSAL_UP.format(record=record)}")
@@ -125,7 +113,7 @@ def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = F
 def down_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
     """Remove a stack: every step's delete, dependents first (the lab's hosts last).
 
-    With the Pulumi CLI: `pulumi destroy` through the Automation API. Without it: the rehearsal
+    With the Pulumi CLI: `pulumi destroy --yes --skip-preview`. Without it: the rehearsal
     runs the deletes it recorded in .tierkit/STACK/rehearsal.json. Idempotent.
     """
     kind, path = choose_engine(engine)
@@ -134,8 +122,8 @@ def down_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt =
     started = time.monotonic()
     deleted: list[str] = []
     if kind == "pulumi":
-        say(f"tierkit down: Pulumi Automation API (pulumi at {path}): pulumi destroy --stack {stack}")
-        _automation(stack, "down", say)
+        say(f"tierkit down: the Pulumi CLI at {path}: pulumi destroy --stack {stack}")
+        PulumiCli(path, root, stack, say).destroy()
     else:
         say(f"tierkit down: {REHEARSAL_DOWN.format(record=rehearsal.record_path(root, stack).relative_to(root))}")
         deleted = rehearsal.down(root, stack, say).deleted

@@ -13,9 +13,11 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 
+from tierkit.errors import TierkitError
 from tierkit.spec import TierSpec
 
 
@@ -49,12 +51,14 @@ class StackContext:
 
 @dataclass
 class Provisioned:
-    """What a provider made: the hosts (a list of Host dicts, JSON-ready), and a load balancer's
-    base URL when the provider puts one in front of the servers."""
+    """What a provider made: the hosts (a list of Host dicts, JSON-ready), a load balancer's base
+    URL when the provider puts one in front of the servers, and notes for the stack's outputs
+    (an Output of a list of lines)."""
 
     hosts: pulumi.Output
     endpoint: pulumi.Output | None = None
     resources: list[pulumi.Resource] = field(default_factory=list)
+    notes: pulumi.Output | None = None
 
 
 def problems(spec: TierSpec) -> list[str]:
@@ -67,3 +71,13 @@ def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -
     """Register the provider's resources (children of `opts.parent`) and return the hosts."""
     module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")
     return module.provision(spec, ctx, opts)
+
+
+def preview_invoke(spec: TierSpec, token: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Placeholder answers to the provider's lookups, for a preview under Pulumi's mocks (nothing
+    is asked of a cloud). Providers that look nothing up have none."""
+    module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")
+    answer = getattr(module, "preview_invoke", None)
+    if answer is None:
+        raise TierkitError(f"preview: the {spec.provider.kind} provider makes no lookups, yet {token} was asked")
+    return answer(spec, token, args)

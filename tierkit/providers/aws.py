@@ -1,42 +1,51 @@
 """The aws provider: GPU instances on EC2, with pulumi-aws (needs the Pulumi CLI to run for real).
 
-What it makes, all in the spec's region:
-- one instance per server, in distinct availability zones (two for the failover tier), from the
-  latest Deep Learning Base AMI (looked up) or the spec's AMI, with a root volume sized from the
-  model, and an instance type from the GPU set (INSTANCE_TYPES) or the spec;
+What it makes, all in the spec's region (docs/aws.md says why each choice, with sources):
+- one instance per server, each in its own availability zone among those that offer the instance
+  type (`get_instance_type_offerings`), in the spec's VPC and subnets or the region's default VPC;
+  IMDSv2 required; a root volume sized on the checkpoint that is downloaded (BF16);
+- the AMI: the spec's `ami`, or the Deep Learning Base AMI current at the first `up`, then kept
+  (`ignore_changes`), so a new DLAMI release never replaces running servers;
 - a key pair from the spec's public key;
-- a network load balancer in front of the servers: the endpoint clients and the smoke test use;
-- security groups: SSH to the servers only from `ssh_cidr`; the vLLM port only from the peer
-  (the servers' own group) and the load balancer; the load balancer's port only from `ssh_cidr`
-  (the operator's network; widen that rule for production clients).
-Hosts log in as `ubuntu` (the AMI's user); Ready pins their host keys on first contact.
+- a network load balancer in front of the servers (the endpoint), targeting each instance on the
+  serving port and health-checking vLLM's `/health` there; on the failover tier it is the
+  failover: no keepalived, no virtual IP (a VPC does not carry VRRP's floating address);
+- security groups: SSH to the servers only from `ssh_cidr`; the vLLM port only from the load
+  balancer and the peer servers; the load balancer's port only from `ssh_cidr`.
+Hosts log in as `ubuntu` (the AMI's user) on their public address; peers and the load balancer
+use private addresses, and each server's firewall admits the VPC's CIDR (the load balancer's
+private addresses: client IP preservation is off).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from tierkit import catalog
+from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.planner import plan_for_spec
+from tierkit.planner import GIB
 from tierkit.providers import Provisioned, StackContext
 from tierkit.spec import SPEC_KEY, AwsProvider, TierSpec
 
-# GPU set (catalog key, GPUs per server) -> EC2 instance type. Source: AWS's accelerated-computing
+# EC2 instance type -> (catalog GPU, GPUs per instance). Source: AWS's accelerated-computing
 # instance pages: G6e = L40S 48 GB (xlarge 1, 12xlarge 4, 48xlarge 8); P4de = 8x A100 80 GB
 # (P4d carries the 40 GB A100, which the catalog does not list); P5 = 8x H100 80 GB;
 # P5en = 8x H200 141 GB.
-INSTANCE_TYPES: dict[tuple[str, int], str] = {
-    ("l40s", 1): "g6e.xlarge",
-    ("l40s", 4): "g6e.12xlarge",
-    ("l40s", 8): "g6e.48xlarge",
-    ("a100-80g-sxm", 8): "p4de.24xlarge",
-    ("h100-sxm", 8): "p5.48xlarge",
-    ("h200", 8): "p5en.48xlarge",
+INSTANCE_GPUS: dict[str, tuple[str, int]] = {
+    "g6e.xlarge": ("l40s", 1),
+    "g6e.12xlarge": ("l40s", 4),
+    "g6e.48xlarge": ("l40s", 8),
+    "p4de.24xlarge": ("a100-80g-sxm", 8),
+    "p5.48xlarge": ("h100-sxm", 8),
+    "p5en.48xlarge": ("h200", 8),
 }
+INSTANCE_TYPES: dict[tuple[str, int], str] = {gpus: itype for itype, gpus in INSTANCE_GPUS.items()}
 
 # The DLAMI for x86 GPU instances (G4dn..P5en): "Deep Learning Base OSS Nvidia Driver GPU AMI
 # (Ubuntu 22.04) YYYYMMDD", owned by Amazon (AWS DLAMI release notes).
@@ -44,10 +53,20 @@ DLAMI_NAME = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"
 AMI_USER = "ubuntu"
 
 # Root volume: tierkit's allowance of 100 GiB for the AMI's CUDA stacks, vLLM's venv and logs,
-# plus twice the weights (the Hugging Face download, and room for a second revision or vLLM's
-# compile caches), rounded up to 10 GiB.
+# plus twice the checkpoint vLLM downloads (the Hugging Face cache, and room for a second
+# revision or vLLM's compile caches), rounded up to 10 GiB. The checkpoint is counted at BF16:
+# fp8 and int8 serving quantize a BF16 checkpoint when vLLM loads it, so the download is the
+# BF16 size whatever the quantization (for a pre-quantized AWQ/GPTQ checkpoint this over-sizes).
 ROOT_BASE_GIB = 100
-ROOT_WEIGHTS_FACTOR = 2.0
+ROOT_CHECKPOINT_FACTOR = 2.0
+
+# vLLM's liveness route: 200 once the engine serves. An NLB health check is a GET without a body
+# or custom headers, so it cannot send a completion (a POST with a JSON body and the API key).
+HEALTH_PATH = "/health"
+
+
+class PlacementError(TierkitError, pulumi.RunError):
+    """The account's network cannot hold the servers (Pulumi prints it without a traceback)."""
 
 
 def instance_type(spec: TierSpec) -> str | None:
@@ -56,20 +75,31 @@ def instance_type(spec: TierSpec) -> str | None:
     return p.instance_type or INSTANCE_TYPES.get((spec.gpu.model, spec.gpu.count))
 
 
+def checkpoint_gib(spec: TierSpec) -> float:
+    """The bytes vLLM downloads: the model's parameters at BF16."""
+    return spec.model_info.params_b * 1e9 * catalog.BYTES_PER_PARAM["bf16"] / GIB
+
+
 def root_volume_gib(spec: TierSpec) -> int:
-    weights = plan_for_spec(spec).weights_gib
-    return int(math.ceil((ROOT_BASE_GIB + ROOT_WEIGHTS_FACTOR * weights) / 10) * 10)
+    return int(math.ceil((ROOT_BASE_GIB + ROOT_CHECKPOINT_FACTOR * checkpoint_gib(spec)) / 10) * 10)
 
 
 def problems(spec: TierSpec) -> list[str]:
     p = spec.provider
     assert isinstance(p, AwsProvider)
     found = []
-    if instance_type(spec) is None:
+    itype = instance_type(spec)
+    if itype is None:
         known = ", ".join(f"{n}x {g}" for g, n in INSTANCE_TYPES)
         found.append(
             f"{SPEC_KEY}.provider.instance_type: no EC2 instance type in tierkit's map carries "
             f"{spec.gpu.count}x {spec.gpu.model} (mapped: {known}); set provider.instance_type"
+        )
+    elif itype in INSTANCE_GPUS and INSTANCE_GPUS[itype] != (spec.gpu.model, spec.gpu.count):
+        model, count = INSTANCE_GPUS[itype]
+        found.append(
+            f"{SPEC_KEY}.gpu: {itype} carries {count}x {model}, the spec asks for {spec.gpu.count}x {spec.gpu.model} "
+            f"(the driver check would fail); set gpu: {{model: {model}, count: {count}}} or another instance type"
         )
     zones = p.availability_zones
     if zones is not None and len(set(zones)) < spec.server_count:
@@ -77,6 +107,13 @@ def problems(spec: TierSpec) -> list[str]:
             f"{SPEC_KEY}.provider.availability_zones: {spec.server_count} servers need "
             f"{spec.server_count} distinct zones, got {zones}; list one zone per server"
         )
+    if p.subnet_ids is not None:
+        if p.vpc_id is None:
+            found.append(f"{SPEC_KEY}.provider.subnet_ids: set provider.vpc_id to the subnets' VPC too "
+                         f"(the security groups and the target group live in it)")
+        if len(set(p.subnet_ids)) < spec.server_count:
+            found.append(f"{SPEC_KEY}.provider.subnet_ids: {spec.server_count} servers need {spec.server_count} "
+                         f"subnets in distinct zones, got {len(set(p.subnet_ids))}; list one subnet per server")
     for key in ("public_key_path", "private_key_path"):
         path = Path(getattr(p, key)).expanduser()
         if not path.is_file():
@@ -84,19 +121,70 @@ def problems(spec: TierSpec) -> list[str]:
     return found
 
 
+def default_vpc(region: str, ids: list[str]) -> str:
+    if not ids:
+        raise PlacementError(f"{SPEC_KEY}.provider.vpc_id: {region} has no default VPC; set provider.vpc_id and "
+                             f"provider.subnet_ids to a VPC and public subnets of yours")
+    return ids[0]
+
+
+def place(spec: TierSpec, itype: str, subnets: list[str], zones: list[str], offered: list[str]) -> list[str]:
+    """One subnet per server, each in a distinct zone that offers `itype` (and that the spec
+    allows): the spec's subnets in its order, else the VPC's by zone name."""
+    p = spec.provider
+    assert isinstance(p, AwsProvider)
+    allowed = set(offered) & set(p.availability_zones or offered)
+    pairs = list(zip(subnets, zones))
+    if p.subnet_ids is None:
+        pairs.sort(key=lambda sz: (sz[1], sz[0]))
+    chosen: dict[str, str] = {}
+    for subnet, zone in pairs:
+        if zone in allowed and zone not in chosen:
+            chosen[zone] = subnet
+    n = spec.server_count
+    if len(chosen) < n:
+        where = ", ".join(f"{z} ({s})" for z, s in sorted(chosen.items())) or "none"
+        raise PlacementError(
+            f"{SPEC_KEY}.provider: {itype} is offered in {len(offered)} zone(s) of {p.region} "
+            f"({', '.join(sorted(offered)) or 'none'}) and the usable subnets cover {where}; {n} server(s) need {n} "
+            f"zone(s): add subnets in other offering zones (provider.subnet_ids), or pick another region or instance type"
+        )
+    return list(chosen.values())[:n]
+
+
 def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
     p = spec.provider
     assert isinstance(p, AwsProvider)
+    itype = instance_type(spec)
+    assert itype is not None  # problems() refused the spec otherwise
     port = spec.serving.port
     region = p.region
+    cidr = str(p.ssh_cidr)
     invoke = pulumi.InvokeOutputOptions(parent=opts.parent)
     tags = {"tierkit-stack": ctx.stack}
 
-    vpc = aws.ec2.get_vpc_output(default=True, region=region, opts=invoke)
-    zones = (
-        pulumi.Output.from_input(p.availability_zones)
-        if p.availability_zones
-        else aws.get_availability_zones_output(state="available", region=region, opts=invoke).names
+    vpc_id: pulumi.Output = (
+        pulumi.Output.from_input(p.vpc_id)
+        if p.vpc_id
+        else aws.ec2.get_vpcs_output(filters=[{"name": "is-default", "values": ["true"]}], region=region,
+                                     opts=invoke).ids.apply(lambda ids: default_vpc(region, ids))
+    )
+    vpc = aws.ec2.get_vpc_output(id=vpc_id, region=region, opts=invoke)
+    filters: list[Any] = [{"name": "vpc-id", "values": [vpc_id]}]
+    if p.subnet_ids:
+        filters.append({"name": "subnet-id", "values": list(p.subnet_ids)})
+    elif not p.vpc_id:
+        filters.append({"name": "default-for-az", "values": ["true"]})
+    candidates = aws.ec2.get_subnets_output(filters=filters, region=region, opts=invoke).ids
+    subnet_zones = candidates.apply(lambda ids: pulumi.Output.all(*[
+        aws.ec2.get_subnet_output(id=i, region=region, opts=invoke).availability_zone for i in ids
+    ]))
+    offered = aws.ec2.get_instance_type_offerings_output(
+        location_type="availability-zone", filters=[{"name": "instance-type", "values": [itype]}],
+        region=region, opts=invoke,
+    ).locations
+    placed = pulumi.Output.all(candidates, subnet_zones, offered).apply(
+        lambda a: place(spec, itype, a[0], a[1] or [], a[2] or [])
     )
     ami = p.ami or aws.ec2.get_ami_output(
         most_recent=True,
@@ -108,65 +196,64 @@ def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -
         region=region,
         opts=invoke,
     ).id
-    subnets = [
-        aws.ec2.get_subnet_output(
-            vpc_id=vpc.id, availability_zone=zones.apply(lambda z, i=i: z[i]), default_for_az=True,
-            region=region, opts=invoke,
-        ).id
-        for i in range(spec.server_count)
-    ]
 
     key = aws.ec2.KeyPair(
         "key", public_key=Path(p.public_key_path).expanduser().read_text().strip(), region=region, tags=tags, opts=opts
     )
     servers_sg = aws.ec2.SecurityGroup(
-        "servers", vpc_id=vpc.id, description=f"tierkit {ctx.stack}: GPU servers", region=region, tags=tags, opts=opts
+        "servers", vpc_id=vpc_id, description=f"tierkit {ctx.stack}: GPU servers", region=region, tags=tags, opts=opts
     )
     lb_sg = aws.ec2.SecurityGroup(
-        "lb", vpc_id=vpc.id, description=f"tierkit {ctx.stack}: load balancer", region=region, tags=tags, opts=opts
+        "lb", vpc_id=vpc_id, description=f"tierkit {ctx.stack}: load balancer", region=region, tags=tags, opts=opts
     )
     rule = dict(region=region, opts=opts)
     aws.vpc.SecurityGroupIngressRule("ssh", security_group_id=servers_sg.id, ip_protocol="tcp", from_port=22,
-                                     to_port=22, cidr_ipv4=p.ssh_cidr, description="SSH from the operator", **rule)
+                                     to_port=22, cidr_ipv4=cidr, description="SSH from the operator", **rule)
     aws.vpc.SecurityGroupIngressRule("vllm-from-peer", security_group_id=servers_sg.id, ip_protocol="tcp",
                                      from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
                                      description="vLLM from the peer server", **rule)
     aws.vpc.SecurityGroupIngressRule("vllm-from-lb", security_group_id=servers_sg.id, ip_protocol="tcp",
                                      from_port=port, to_port=port, referenced_security_group_id=lb_sg.id,
-                                     description="vLLM from the load balancer", **rule)
+                                     description="vLLM and its health checks from the load balancer", **rule)
     aws.vpc.SecurityGroupEgressRule("servers-out", security_group_id=servers_sg.id, ip_protocol="-1",
                                     cidr_ipv4="0.0.0.0/0", description="packages and model downloads", **rule)
     aws.vpc.SecurityGroupIngressRule("lb-in", security_group_id=lb_sg.id, ip_protocol="tcp", from_port=port,
-                                     to_port=port, cidr_ipv4=p.ssh_cidr, description="clients (the operator's network)",
+                                     to_port=port, cidr_ipv4=cidr, description="clients (the operator's network)",
                                      **rule)
     aws.vpc.SecurityGroupEgressRule("lb-to-servers", security_group_id=lb_sg.id, ip_protocol="tcp",
                                     from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
-                                    description="load balancer to vLLM", **rule)
+                                    description="load balancer to vLLM (traffic and health checks)", **rule)
 
+    # A looked-up AMI is kept once an instance runs it (a newer DLAMI would replace the instance);
+    # an AMI the spec names is followed, so changing it is the explicit way to move.
+    instance_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=None if p.ami else ["ami"]))
     instances = [
         aws.ec2.Instance(
             f"server{i + 1}",
             ami=ami,
-            instance_type=instance_type(spec),
-            subnet_id=subnets[i],
+            instance_type=itype,
+            subnet_id=placed.apply(lambda s, i=i: s[i]),
             vpc_security_group_ids=[servers_sg.id],
             key_name=key.key_name,
             associate_public_ip_address=True,
+            metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+            ),
             root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                 volume_size=root_volume_gib(spec), volume_type="gp3", delete_on_termination=True
             ),
             region=region,
             tags={**tags, "Name": f"tierkit-{ctx.stack}-server{i + 1}"},
-            opts=opts,
+            opts=instance_opts,
         )
         for i in range(spec.server_count)
     ]
 
-    lb = aws.lb.LoadBalancer("lb", load_balancer_type="network", internal=False, subnets=subnets,
+    lb = aws.lb.LoadBalancer("lb", load_balancer_type="network", internal=False, subnets=placed,
                              security_groups=[lb_sg.id], region=region, tags=tags, opts=opts)
     targets = aws.lb.TargetGroup(
-        "vllm", port=port, protocol="TCP", vpc_id=vpc.id, target_type="instance",
-        health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="HTTP", path="/health", port="traffic-port",
+        "vllm", port=port, protocol="TCP", vpc_id=vpc_id, target_type="instance", preserve_client_ip="false",
+        health_check=aws.lb.TargetGroupHealthCheckArgs(protocol="HTTP", path=HEALTH_PATH, port="traffic-port",
                                                        matcher="200", interval=10, healthy_threshold=2,
                                                        unhealthy_threshold=2),
         region=region, tags=tags, opts=opts,
@@ -179,11 +266,40 @@ def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -
                     region=region, tags=tags, opts=opts)
 
     key_path = str(Path(p.private_key_path).expanduser())
-    hosts = pulumi.Output.all(*[inst.public_ip for inst in instances]).apply(
-        lambda ips: [
-            Host(name=f"server{i + 1}", address=ip, user=AMI_USER, key_path=key_path).model_dump()
-            for i, ip in enumerate(ips)
+    hosts = pulumi.Output.all(vpc.cidr_block, *[pulumi.Output.all(i.public_ip, i.private_ip) for i in instances]).apply(
+        lambda a: [
+            Host(name=f"server{i + 1}", address=public, private_address=private, private_network=a[0],
+                 user=AMI_USER, key_path=key_path).model_dump()
+            for i, (public, private) in enumerate(a[1:])
         ]
     )
     endpoint = pulumi.Output.concat("http://", lb.dns_name, f":{port}")
-    return Provisioned(hosts=hosts, endpoint=endpoint, resources=[*instances])
+    amis = pulumi.Output.all(*[i.ami for i in instances]).apply(lambda ids: sorted(set(ids)))
+    notes = amis.apply(lambda ids: [
+        f"aws: the servers run {', '.join(ids)}"
+        + (" (provider.ami)" if p.ami else
+           " (the DLAMI current at the first up, kept by ignore_changes; set provider.ami to move, which replaces them)")
+    ])
+    return Provisioned(hosts=hosts, endpoint=endpoint, resources=[*instances], notes=notes)
+
+
+def preview_invoke(spec: TierSpec, token: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Placeholder answers to this provider's lookups for `tierkit preview` (nothing asks AWS):
+    a default VPC, one subnet per server, each in a zone that offers the type, the current DLAMI.
+    Every invented id is in parentheses."""
+    p = spec.provider
+    assert isinstance(p, AwsProvider)
+    zones = p.availability_zones or [f"(zone {n + 1})" for n in range(spec.server_count)]
+    subnets = list(p.subnet_ids or [f"(subnet {n + 1})" for n in range(spec.server_count)])
+    answers: dict[str, dict[str, Any]] = {
+        "aws:ec2/getVpcs:getVpcs": {"id": p.region, "ids": ["(default VPC)"]},
+        "aws:ec2/getVpc:getVpc": {"id": args.get("id"), "cidrBlock": "(the VPC's CIDR)"},
+        "aws:ec2/getSubnets:getSubnets": {"id": p.region, "ids": subnets},
+        "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings": {"id": p.region, "locations": zones},
+        "aws:ec2/getAmi:getAmi": {"id": p.ami or "(the current DLAMI)"},
+    }
+    if token == "aws:ec2/getSubnet:getSubnet":
+        return {"id": args["id"], "availabilityZone": zones[subnets.index(args["id"]) % len(zones)]}
+    if token not in answers:
+        raise TierkitError(f"preview: no placeholder for the lookup {token}; tierkit's aws provider must answer it")
+    return answers[token]
