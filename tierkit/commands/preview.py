@@ -52,8 +52,9 @@ def preview_command(
         console.print(f"ok: {summary(result.spec, result.plan)}", markup=False, soft_wrap=True)
         table = Table(title=f"stack {stack}: {len(result.resources)} resources the program would register",
                       title_justify="left")
-        for column in ("type", "name", "parent", "settings"):
-            table.add_column(column, overflow="fold")
+        for column in ("type", "name", "parent"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("settings", overflow="fold")
         for r in result.resources:
             settings = [f"{k}={_cell(v)}" for k, v in r.key_inputs().items()]
             if r.ignore_changes:
