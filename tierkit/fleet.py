@@ -7,7 +7,9 @@
 Every step after Servers is a `local.Command` running a tierkit verb, so each is usable on its
 own. Secrets (API key, HF token) reach commands only through their environment, never their
 command line; the commands that get them log stderr only, and configure's stdout is a secret
-output. Files a stack keeps on this machine live in `.tierkit/<stack>/` (StackContext.state_dir).
+output. What a later run needs travels through outputs: the hosts and their pinned host keys
+(Readiness's stdout, a secret) are Configure's stdin. Files under `.tierkit/<stack>/`
+(StackContext.state_dir) are caches each step rebuilds from its inputs.
 """
 
 from __future__ import annotations
@@ -83,29 +85,37 @@ class Servers(pulumi.ComponentResource):
 
 
 class Readiness(pulumi.ComponentResource):
-    """`tierkit wait-ssh`: every host answers SSH, its host key pinned in the stack's known_hosts.
-    Writes `.tierkit/<stack>/hosts.json` (the hosts, pinned) for the steps after it."""
+    """`tierkit wait-ssh`: every host answers SSH, its host key verified or pinned on first
+    contact. Its output (a secret) is the hosts with their pinned keys: what Configure gets on its
+    stdin, so a later run needs no file from this one (the stack's state carries the pins).
+    `hosts`: the same hosts without their keys (plain); `pinned`: with them (secret)."""
 
     def __init__(self, ctx: StackContext, servers: Servers) -> None:
         super().__init__("tierkit:fleet:Readiness", "ready", None, pulumi.ResourceOptions(parent=servers))
-        self.hosts_file = ctx.state_dir / "hosts.json"
         self.command = local.Command(
             "wait-ssh",
             create=ctx.command("wait-ssh", "--hosts", "-", "--known-hosts", str(ctx.known_hosts),
-                               "--write", str(self.hosts_file), "--timeout", str(READY_TIMEOUT_S), "--json"),
+                               "--timeout", str(READY_TIMEOUT_S), "--json"),
             stdin=servers.hosts.apply(json.dumps),
             logging=local.Logging.STDERR,
-            delete=shlex.join(["rm", "-f", str(ctx.known_hosts), str(self.hosts_file)]),
+            delete=shlex.join(["rm", "-f", str(ctx.known_hosts)]),
             dir=str(ctx.root),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources,
+                                        additional_secret_outputs=["stdout"]),
         )
-        self.hosts = self.command.stdout.apply(json.loads)
+        self.pinned = self.command.stdout.apply(json.loads)
+        self.hosts = pulumi.Output.unsecret(
+            self.pinned.apply(lambda hosts: [{k: v for k, v in h.items() if k != "host_key"} for h in hosts])
+        )
         self.register_outputs({"hosts": self.hosts})
 
 
 class Configure(pulumi.ComponentResource):
     """`tierkit configure`: playbooks/site.yml on the hosts (drivers, NCCL, topology gate, vLLM).
-    Re-runs when the spec, the playbooks/roles or the hosts change."""
+    Re-runs when the spec, the playbooks/roles or the hosts change. The hosts and their pinned
+    keys come on stdin (Readiness's output): the known_hosts SSH checks against is rebuilt from
+    them in the inventory directory. Replaced delete-before-create, so the old run's delete never
+    removes the new run's inventory and logs."""
 
     def __init__(self, spec: TierSpec, ctx: StackContext, ready: Readiness, secrets: Secrets) -> None:
         super().__init__("tierkit:fleet:Configure", "configure", None, pulumi.ResourceOptions(parent=ready))
@@ -115,13 +125,15 @@ class Configure(pulumi.ComponentResource):
         self.triggers = [spec_hash(spec), content_hash(ctx.root), ready.command.stdout]
         self.command = local.Command(
             "configure",
-            create=ctx.command("configure", "--stack", ctx.stack, "--hosts", str(ready.hosts_file), "--json"),
+            create=ctx.command("configure", "--stack", ctx.stack, "--hosts", "-", "--json"),
+            stdin=ready.command.stdout,
             delete=shlex.join(["rm", "-rf", str(inventory_dir), str(inventory_dir.parent / "logs")]),
             environment=env or None,
             triggers=self.triggers,
             logging=local.Logging.STDERR,
             dir=str(ctx.root),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ready.command], additional_secret_outputs=["stdout"]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ready.command], delete_before_replace=True,
+                                        additional_secret_outputs=["stdout"]),
         )
         self.register_outputs({})
 
@@ -145,6 +157,7 @@ def summarize(report: dict[str, Any], gate_source: str | None) -> dict[str, Any]
 
 class Smoke(pulumi.ComponentResource):
     """`tierkit smoke` against the endpoint, gates from the plan; a failed gate fails the deploy.
+    Replaced delete-before-create (the old run's delete removes the report it wrote, not the new).
 
     On the lab, with `min_output_tok_s: derive`, `tierkit calibrate` first measures this CPU
     endpoint's single-stream rate and the floor comes from it (the plan's GPU figures cannot gate
@@ -170,7 +183,7 @@ class Smoke(pulumi.ComponentResource):
                 triggers=configure.triggers,
                 logging=local.Logging.STDERR,
                 dir=str(ctx.root),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after, delete_before_replace=True),
             )
             measured = calibrate.stdout.apply(json.loads)
             floor = measured.apply(lambda c: c["min_output_tok_s"])
@@ -198,7 +211,7 @@ class Smoke(pulumi.ComponentResource):
             triggers=configure.triggers,
             logging=local.Logging.STDERR,
             dir=str(ctx.root),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after, delete_before_replace=True),
         )
         self.summary = pulumi.Output.all(self.command.stdout, statement).apply(
             lambda a: summarize(json.loads(a[0]), a[1])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -38,6 +39,10 @@ class Host(BaseModel):
     netns: str | None = Field(
         None, description="network namespace to run clients in (lab hosts); None: the machine's own"
     )
+    host_key: str | None = Field(
+        None, pattern=r"^[a-z0-9-]+(@[a-z0-9.-]+)? [A-Za-z0-9+/]+={0,3}$",
+        description="the host's pinned SSH key, `TYPE BASE64` (Readiness's output); wins over known_hosts",
+    )
 
     @field_validator("private_network")
     @classmethod
@@ -52,6 +57,18 @@ class Host(BaseModel):
 
 
 HostList = TypeAdapter(list[Host])
+
+
+def read_hosts(source: str | Path) -> list[Host]:
+    """Hosts from a JSON file, or from standard input when `source` is `-`."""
+    if str(source) != "-":
+        return load_hosts(source)
+    try:
+        raw = json.loads(sys.stdin.read())
+        return HostList.validate_python(raw["hosts"] if isinstance(raw, dict) and "hosts" in raw else raw)
+    except ValueError as exc:
+        raise TierkitError(f"--hosts: standard input is not a hosts JSON list ({str(exc).splitlines()[0]}); "
+                           f"pipe what `tierkit lab up --json` or `tierkit wait-ssh --json` prints") from None
 
 
 def load_hosts(path: str | Path) -> list[Host]:

@@ -62,6 +62,7 @@ def main() -> None:
 
     pulumi.export("endpoint", endpoint)
     pulumi.export("hosts", ready.hosts)
+    pulumi.export("host_keys", ready.pinned.apply(lambda hosts: {h["name"]: h["host_key"] for h in hosts}))
     pulumi.export("plan", plan.to_json())
     pulumi.export("smoke", smoke.summary)
     pulumi.export("notes", pulumi.Output.all(ready.hosts, endpoint, servers.notes).apply(

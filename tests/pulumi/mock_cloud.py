@@ -64,6 +64,11 @@ def variant(stack: str, provider: str, keys: Path) -> dict[str, Any]:
     return spec
 
 
+def host_key(name: str) -> str:
+    """The host key a fake server presents (distinct per host)."""
+    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + name.encode().hex().ljust(40, "0")[:40]
+
+
 class FakeCloud(rehearsal.Backend):
     """Answers registrations and invokes as the providers and tierkit's verbs would."""
 
@@ -102,7 +107,8 @@ class FakeCloud(rehearsal.Backend):
         if reg.name == "wait-ssh":
             args = reg.plain("create").split()
             pinned = args[args.index("--known-hosts") + 1]
-            return json.dumps([{**h, "known_hosts": pinned} for h in json.loads(reg.plain("stdin"))])
+            return json.dumps([{**h, "known_hosts": pinned, "host_key": host_key(h["name"])}
+                               for h in json.loads(reg.plain("stdin"))])
         if reg.name == "calibrate":
             return json.dumps({"min_output_tok_s": CALIBRATED_FLOOR, "statement": "figures come from a CPU rehearsal"})
         if reg.name == "smoke":

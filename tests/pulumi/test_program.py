@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mock_cloud import (API_KEY, CALIBRATED_FLOOR, HF_TOKEN, PROVIDERS, ROOT, STACKS, FakeCloud, parent_name, run,
-                        stack_spec, variant)
+from mock_cloud import (API_KEY, CALIBRATED_FLOOR, HF_TOKEN, PROVIDERS, ROOT, STACKS, FakeCloud, host_key,
+                        parent_name, run, stack_spec, variant)
 
 from tierkit import program, rehearsal
 from tierkit.planner import plan_for_spec
@@ -61,7 +61,7 @@ def test_exports(stack: str, provider: str, keys: Path) -> None:
     spec = parse_spec(spec_dict)
     result = run(spec_dict)
     exports = {k: e.value for k, e in result.exports.items()}
-    assert set(exports) == {"endpoint", "hosts", "plan", "smoke", "notes"}
+    assert set(exports) == {"endpoint", "hosts", "host_keys", "plan", "smoke", "notes"}
     port = spec.serving.port
     if provider == "aws":
         assert exports["endpoint"] == f"http://tierkit-lb.elb.us-east-1.amazonaws.com:{port}"
@@ -202,3 +202,27 @@ def test_missing_or_malformed_spec_registers_nothing() -> None:
     broken = rehearsal.run_program(program.main, FakeCloud(), project="tierkit", stack="test",
                                    config={"tierkit:tier": "{not json"})
     assert isinstance(broken.error, program.ProgramError) and broken.registrations == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_host_keys_only_as_secret_outputs(provider: str, keys: Path) -> None:
+    """Readiness's output (hosts with their pinned keys) is secret; the plain `hosts` export has
+    no key; Configure gets the pinned hosts on stdin, never from a file or its command line."""
+    result = run(variant("failover", provider, keys))
+    wait, configure = result.named("wait-ssh"), result.named("configure")
+    names = [h["name"] for h in json.loads(wait.plain("stdin"))]
+    pins = [host_key(n) for n in names]
+    assert "stdout" in wait.secret_outputs and is_sealed(result.states[wait.urn]["stdout"])
+    assert result.exports["host_keys"].secret and result.exports["host_keys"].value == dict(zip(names, pins))
+    assert not result.exports["hosts"].secret
+    assert all("host_key" not in h for h in result.exports["hosts"].value)
+    for name, export in result.exports.items():
+        if not export.secret:
+            assert not any(pin in json.dumps(export.value) for pin in pins), f"a host key in the plain export {name}"
+    for reg in result.registrations:  # anywhere else a key appears, it is sealed
+        plain = json.dumps({k: v for k, v in reg.inputs.items() if not has_secret(v)})
+        assert not any(pin in plain for pin in pins), f"{reg.name}: a host key outside a secret"
+    assert is_sealed(configure.inputs["stdin"])
+    assert [h["host_key"] for h in json.loads(configure.plain("stdin"))] == pins
+    create = configure.plain("create")
+    assert create.endswith("configure --stack test --hosts - --json") and "hosts.json" not in create

@@ -13,6 +13,7 @@ from tierkit.commands.inventory import FileOpt, HostsOpt, StackOpt, output_dir, 
 from tierkit.commands.validate import load
 from tierkit.console import console, err_console, print_json
 from tierkit.hosts import Host
+from tierkit.pins import write_known_hosts
 from tierkit.spec import TierSpec
 
 
@@ -29,7 +30,9 @@ def serve_lab_repo(stack: ExitStack, spec: TierSpec, hosts: list[Host]) -> None:
 
 def configure(spec: TierSpec, hosts: list[Host], inventory_dir: Path, playbook: str,
               *, quiet: bool = False) -> ansible.RunResult:
-    """Render the inventory, then run the playbook on the hosts (serving the lab's repo if needed)."""
+    """Render the inventory, then run the playbook on the hosts (serving the lab's repo if needed).
+    Hosts that carry their pinned key are verified against a known_hosts rebuilt from it."""
+    hosts = write_known_hosts(hosts, inventory_dir / "known_hosts")
     path = inv.write(inv.render(spec, hosts), inventory_dir)
     show = err_console.print if quiet else console.print
     log = inventory_dir.parent / "logs" / f"{Path(playbook).stem}.log"
