@@ -100,7 +100,7 @@ class Readiness(pulumi.ComponentResource):
             logging=local.Logging.STDERR,
             delete=shlex.join(["rm", "-f", str(ctx.known_hosts)]),
             dir=str(ctx.root),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources, delete_before_replace=True,
                                         additional_secret_outputs=["stdout"]),
         )
         self.pinned = self.command.stdout.apply(json.loads)

@@ -11,9 +11,15 @@ the resource graph, and runs the real program twice:
    commands run in dependency order and independent ones in parallel. Component resources pass
    through.
 
-It keeps no state and computes no diffs: every `up` runs every create again (tierkit's commands
-are idempotent). It records the commands it ran in `.tierkit/<stack>/rehearsal.json`, so that
-`tierkit down` can run their deletes, dependents first. That record is not a Pulumi state.
+Its record, `.tierkit/<stack>/rehearsal.json` (0600), plays the part of a Pulumi state for the
+commands: each one's inputs (as a salted hash) and outputs, the secret ones encrypted (Fernet) with
+a key kept outside the project (`$XDG_STATE_HOME/tierkit/rehearsal.key`, 0600), as Pulumi's
+passphrase provider keeps secrets out of a state in plaintext. On the next `up` a command whose
+inputs match its record does not run and answers with its recorded outputs, as Pulumi leaves an
+unchanged resource alone; one whose inputs changed is replaced (the new create, then the old
+delete; the old delete first for `delete_before_replace`); one the program no longer registers is
+deleted. `tierkit down` runs the recorded deletes, dependents first. It is not a Pulumi state:
+nothing but local commands, no refresh, no import.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -47,8 +54,10 @@ DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
 RECORD_NAME = "rehearsal.json"
 RECORD_ABOUT = (
     "tierkit rehearsal record: the local commands `tierkit up` ran for this stack without the Pulumi "
-    "CLI, kept so that `tierkit down` can run their deletes. Not a Pulumi state: no diffs, no "
-    "resource outputs, no secret values."
+    "CLI, with a salted hash of each one's inputs and its outputs (secret outputs encrypted with the "
+    "key in ~/.local/state/tierkit/rehearsal.key; secret environment values never written), so that "
+    "the next `up` leaves unchanged commands alone and `tierkit down` can run their deletes. Not a "
+    "Pulumi state."
 )
 Log = Callable[[str], None]
 
@@ -106,6 +115,7 @@ class Registration:
     inputs: dict[str, Any]
     secret_outputs: list[str]
     ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     def plain(self, key: str, default: Any = None) -> Any:
         value = self.inputs.get(key)
@@ -160,6 +170,7 @@ class RecordingMonitor(mocks.MockMonitor):
             inputs=rpc.deserialize_properties(request.object),
             secret_outputs=list(request.additionalSecretOutputs),
             ignore_changes=list(request.ignoreChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
         )
         with self._lock:
             self.registrations.append(reg)
@@ -324,6 +335,42 @@ def execute(
 
 
 # ---------------------------------------------------------------------------------------------
+# Secret outputs in the record: encrypted with a key that lives outside the project.
+
+SEALED_PREFIX = "fernet:"
+
+
+def key_path() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "tierkit" / "rehearsal.key"
+
+
+def seal_text(text: str) -> str:
+    """`fernet:<token>`: `text` encrypted with this machine's rehearsal key (made on first use)."""
+    from cryptography.fernet import Fernet
+
+    path = key_path()
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(Fernet.generate_key())
+    return SEALED_PREFIX + Fernet(path.read_bytes()).encrypt(text.encode()).decode()
+
+
+def open_text(value: str | None) -> str | None:
+    """A recorded output as text; None when it is sealed and this machine's key cannot open it."""
+    if value is None or not value.startswith(SEALED_PREFIX):
+        return value
+    from cryptography.fernet import Fernet, InvalidToken
+
+    try:
+        return Fernet(key_path().read_bytes()).decrypt(value.removeprefix(SEALED_PREFIX).encode()).decode()
+    except (OSError, ValueError, InvalidToken):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
 # The record `tierkit down` reads.
 
 
@@ -335,8 +382,11 @@ class RecordedCommand(BaseModel):
     interpreter: list[str] | None
     environment: dict[str, str] = Field(description="non-secret variables only")
     secret_environment: list[str] = Field(description="names of secret variables; values are never written")
-    stdout: str | None = Field(description="None when secret")
-    stderr: str | None = Field(description="None when secret")
+    stdout: str | None = Field(description="the command's stdout, `fernet:...` when secret; None: not kept")
+    stderr: str | None = Field(description="the command's stderr, `fernet:...` when secret; None: not kept")
+    secret_outputs: list[str] = Field(default_factory=list, description="which outputs the program marked secret")
+    inputs_hash: str | None = Field(None, description="salted sha256 of every input; None: always re-run")
+    delete_before_replace: bool = False
     dependencies: list[str]
     created: str
 
@@ -344,6 +394,7 @@ class RecordedCommand(BaseModel):
 class Record(BaseModel):
     about: str = RECORD_ABOUT
     stack: str
+    salt: str = Field(default_factory=lambda: secrets.token_hex(16), description="for the inputs hashes")
     commands: list[RecordedCommand] = Field(default_factory=list)
 
 
@@ -363,6 +414,10 @@ class RecordStore:
             return None
         except ValueError as exc:
             raise TierkitError(f"{path}: not a rehearsal record ({str(exc).splitlines()[0]}); move it aside and run down by hand") from None
+
+    def get(self, urn: str) -> RecordedCommand | None:
+        with self._lock:
+            return next((c for c in self.record.commands if c.urn == urn), None)
 
     def put(self, entry: RecordedCommand) -> None:
         with self._lock:
@@ -416,6 +471,7 @@ class CommandRunner(Backend):
     planned: list[Registration] = field(default_factory=list)
     failures: list[CommandFailed] = field(default_factory=list)
     ran: list[tuple[str, CommandResult]] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
     invoked: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -456,6 +512,20 @@ class CommandRunner(Backend):
                 self._idle.notify_all()
 
     def _run(self, reg: Registration) -> tuple[str, dict[str, Any]]:
+        rid = hashlib.sha256(reg.urn.encode()).hexdigest()[:16]
+        old = self.store.get(reg.urn) if self.store is not None else None
+        digest = inputs_hash(reg, self.store.record.salt) if self.store is not None else None
+        if old is not None and old.inputs_hash == digest:
+            stdout, stderr = open_text(old.stdout), open_text(old.stderr)
+            if stdout is not None:
+                self.log(f"= {reg.name}: unchanged since {old.created} (its recorded outputs stand)")
+                with self._lock:
+                    self.unchanged.append(reg.name)
+                return rid, {**reg.inputs, "stdout": stdout, "stderr": stderr or ""}
+            self.log(f"+ {reg.name}: unchanged, but its recorded outputs cannot be opened ({key_path()}); running it")
+        if old is not None and reg.delete_before_replace:
+            self.log(f"- {reg.name}: inputs changed; deleting the old one before creating (delete_before_replace)")
+            self._delete_old(old)
         env, public_env, secret_names = _environment(reg)
         create = reg.plain("create")
         self.log(f"+ {reg.name}: running")
@@ -478,7 +548,9 @@ class CommandRunner(Backend):
                 self.log(f"x {reg.name}: failed (exit {exc.code})")
                 raise
         self.log(f"= {reg.name}: done in {result.seconds:.1f} s")
-        secret_out = set(reg.secret_outputs)
+        if old is not None and not reg.delete_before_replace:
+            self.log(f"- {reg.name}: replaced; deleting the old one")
+            self._delete_old(old)
         if self.store is not None:
             self.store.put(
                 RecordedCommand(
@@ -489,16 +561,33 @@ class CommandRunner(Backend):
                     interpreter=reg.plain("interpreter"),
                     environment=public_env,
                     secret_environment=secret_names,
-                    stdout=None if "stdout" in secret_out else result.stdout,
-                    stderr=None if "stderr" in secret_out else result.stderr,
+                    stdout=seal_text(result.stdout) if "stdout" in reg.secret_outputs else result.stdout,
+                    stderr=seal_text(result.stderr) if "stderr" in reg.secret_outputs else result.stderr,
+                    secret_outputs=sorted(set(reg.secret_outputs) & {"stdout", "stderr"}),
+                    inputs_hash=digest,
+                    delete_before_replace=reg.delete_before_replace,
                     dependencies=reg.dependencies,
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 )
             )
         with self._lock:
             self.ran.append((reg.name, result))
-        rid = hashlib.sha256(reg.urn.encode()).hexdigest()[:16]
         return rid, {**reg.inputs, "stdout": result.stdout, "stderr": result.stderr}
+
+    def _delete_old(self, old: RecordedCommand) -> None:
+        try:
+            _delete_one(old, self.log)
+        except CommandFailed as exc:
+            with self._lock:
+                self.failures.append(exc)
+            self.log(f"x {old.name}: the old one's delete failed (exit {exc.code})")
+            raise
+
+
+def inputs_hash(reg: Registration, salt: str) -> str:
+    """Salted sha256 of a command's inputs, secrets included (only the hash is written)."""
+    canonical = json.dumps(reveal(reg.inputs), sort_keys=True, default=str)
+    return hashlib.sha256(f"{salt}\0{canonical}".encode()).hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -554,6 +643,7 @@ def record_path(root: Path, stack: str) -> Path:
 class UpResult:
     exports: dict[str, Export]
     ran: list[tuple[str, CommandResult]]
+    unchanged: list[str]
     seconds: float
 
 
@@ -575,7 +665,8 @@ def _failure(run: ProgramRun, runner: CommandRunner) -> TierkitError:
 
 
 def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str, str], log: Log) -> UpResult:
-    """Preview (refusing cloud resources), then run every Command's create for real."""
+    """Preview (refusing cloud resources), then run each Command whose inputs changed since the
+    record (replacing the old one), and delete recorded commands the program no longer makes."""
     started = time.monotonic()
     cfg = load_stack_config(root, stack, secret_env)
     for note in cfg.notes:
@@ -592,14 +683,21 @@ def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str
     if preview.error is not None:
         raise _failure(preview, preview_runner)
     names = ", ".join(r.name for r in preview_runner.planned)
-    log(f"plan: {len(preview_runner.planned)} commands ({names}); every create runs (no state, no diffs)")
-    runner = CommandRunner(execute=True, log=log, store=RecordStore(record_path(root, stack), stack))
+    store = RecordStore(record_path(root, stack), stack)
+    log(f"plan: {len(preview_runner.planned)} commands ({names}); those whose inputs match "
+        f"{store.path.name} stay as they are")
+    runner = CommandRunner(execute=True, log=log, store=store)
     run = run_program(program, runner, project=cfg.project, stack=stack, config=cfg.config,
                       secret_keys=cfg.secret_keys, preview=False)
     runner.wait_idle()
     if run.error is not None:
         raise _failure(run, runner)
-    return UpResult(run.exports, runner.ran, time.monotonic() - started)
+    registered = {r.urn for r in run.registrations}
+    stale = {c.urn for c in store.record.commands if c.urn not in registered}
+    if stale:
+        log(f"- {len(stale)} recorded command(s) the program no longer makes: deleting them")
+        delete_recorded(store, stale, log)
+    return UpResult(run.exports, runner.ran, runner.unchanged, time.monotonic() - started)
 
 
 @dataclass
@@ -610,10 +708,11 @@ class DownResult:
 
 def _delete_one(entry: RecordedCommand, log: Log) -> CommandResult:
     env = dict(entry.environment)
-    if entry.stdout:
-        env["PULUMI_COMMAND_STDOUT"] = entry.stdout
-    if entry.stderr:
-        env["PULUMI_COMMAND_STDERR"] = entry.stderr
+    stdout, stderr = open_text(entry.stdout), open_text(entry.stderr)
+    if stdout:
+        env["PULUMI_COMMAND_STDOUT"] = stdout
+    if stderr:
+        env["PULUMI_COMMAND_STDERR"] = stderr
     log(f"- {entry.name}: deleting")
     if not entry.delete:
         return CommandResult("", "", 0.0)
@@ -621,16 +720,11 @@ def _delete_one(entry: RecordedCommand, log: Log) -> CommandResult:
                    environment=env, stdin=None, logging="stdoutAndStderr", log=log)
 
 
-def down(root: Path, stack: str, log: Log) -> DownResult:
-    """Run the recorded deletes: a command only after everything that depends on it is gone,
-    independent ones in parallel. A failure stops the scheduling and keeps the rest recorded."""
-    started = time.monotonic()
-    path = record_path(root, stack)
-    store = RecordStore(path, stack)
-    entries = {c.urn: c for c in store.record.commands}
-    if not entries:
-        log(f"nothing recorded in {path}: nothing to delete")
-        return DownResult([], time.monotonic() - started)
+def delete_recorded(store: RecordStore, urns: set[str], log: Log) -> list[str]:
+    """Run the recorded deletes of `urns`: a command only after everything recorded that depends
+    on it is gone, independent ones in parallel. A failure stops the scheduling and keeps the rest
+    recorded (TierkitError, exit 1). Returns the names deleted."""
+    entries = {c.urn: c for c in store.record.commands if c.urn in urns}
     dependents = {urn: {o.urn for o in entries.values() if urn in o.dependencies} for urn in entries}
     pending = dict(entries)
     deleted: list[str] = []
@@ -658,6 +752,18 @@ def down(root: Path, stack: str, log: Log) -> DownResult:
                 log(f"= {entry.name}: deleted in {result.seconds:.1f} s")
     if failures:
         raise TierkitError(*[f"{f.name}: delete failed with exit {f.code}; fix it and run `tierkit down` again" for f in failures], exit_code=1)
+    return deleted
+
+
+def down(root: Path, stack: str, log: Log) -> DownResult:
+    """Run every recorded delete, dependents first (delete_recorded)."""
+    started = time.monotonic()
+    path = record_path(root, stack)
+    store = RecordStore(path, stack)
+    if not store.record.commands:
+        log(f"nothing recorded in {path}: nothing to delete")
+        return DownResult([], time.monotonic() - started)
+    deleted = delete_recorded(store, {c.urn for c in store.record.commands}, log)
     for directory in (path.parent, path.parent.parent):  # .tierkit/<stack>, then .tierkit
         if directory.is_dir() and not any(directory.iterdir()):
             directory.rmdir()

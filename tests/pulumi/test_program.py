@@ -226,3 +226,12 @@ def test_host_keys_only_as_secret_outputs(provider: str, keys: Path) -> None:
     assert [h["host_key"] for h in json.loads(configure.plain("stdin"))] == pins
     create = configure.plain("create")
     assert create.endswith("configure --stack test --hosts - --json") and "hosts.json" not in create
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_commands_replace_delete_first(provider: str, keys: Path) -> None:
+    """A replaced command's old delete never runs after its new create at the same paths (it
+    would remove the new run's known_hosts, inventory, logs or smoke report, or the new lab)."""
+    result = run(variant("single-gpu", provider, keys))
+    commands = result.by_type(COMMAND)
+    assert commands and all(c.delete_before_replace for c in commands), [c.name for c in commands]

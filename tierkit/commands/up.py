@@ -26,11 +26,10 @@ StackOpt = Annotated[str, typer.Option("--stack", help="Stack name: stacks/Pulum
 EngineOpt = Annotated[str, typer.Option("--engine", help="auto: the Pulumi CLI when `pulumi` is on PATH, else the rehearsal; pulumi; rehearsal.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Progress to stderr; print the outcome (engine, seconds, outputs) as JSON on stdout.")]
 
-REHEARSAL_UP = ("rehearsal (no Pulumi CLI): runs the program's local commands for real, every create on every up; "
-                "no Pulumi state, no diffs; what ran is recorded in {record} for `tierkit down`")
+REHEARSAL_UP = ("rehearsal (no Pulumi CLI): runs the program's local commands for real; {record} plays the "
+                "stack's state: a command whose inputs are unchanged keeps its recorded outputs and does not run, "
+                "a changed one is replaced; not a Pulumi state (local commands only)")
 REHEARSAL_DOWN = "rehearsal (no Pulumi CLI): runs the deletes recorded in {record}, dependents first"
-AGAIN = ("a second up changes nothing: `tierkit lab up` reports the existing lab, wait-ssh re-checks the pinned keys, "
-         "configure's second run reports changed=0, and smoke measures again")
 
 
 def choose_engine(engine: str) -> tuple[str, str | None]:
@@ -102,7 +101,8 @@ def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = F
 
         result = rehearsal.up(program.main, root, stack, program.SECRET_ENV, say)
         outputs = _plain(result.exports)
-        say(AGAIN)
+        say(f"ran {len(result.ran)} command(s) ({', '.join(n for n, _ in result.ran) or 'none'}); "
+            f"{len(result.unchanged)} unchanged ({', '.join(result.unchanged) or 'none'})")
     seconds = round(time.monotonic() - started, 1)
     render_outputs(outputs, say)
     say(f"up {stack}: done in {seconds:.1f} s")

@@ -50,6 +50,8 @@ def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -
         delete=ctx.command("lab", "down", p.name),
         logging=local.Logging.STDERR,  # stdout is the JSON the program reads; progress is on stderr
         dir=str(ctx.root),
-        opts=opts,
+        # A changed lab is a new lab of the same name: the old one goes first (create-before-delete
+        # would make nothing new, then tear the lab down).
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
     )
     return Provisioned(hosts=lab.stdout.apply(hosts_from_lab_json), resources=[lab])
