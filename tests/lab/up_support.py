@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from tierkit.spec import load_stack
 ROOT = Path(__file__).resolve().parents[2]
 TIERKIT = str(ROOT / ".venv" / "bin" / "tierkit")
 UP_TIMEOUT_S = 1800
-CHANGED_TASK = re.compile(r"^\s+configure \|\s+\S+\s+changed\s", re.M)
 
 
 @dataclass
