@@ -120,6 +120,7 @@ class FakeCloud(rehearsal.Backend):
     def __init__(self, offered: dict[str, list[str]] | None = None, default_vpc: bool = True) -> None:
         self.offered = OFFERED if offered is None else offered
         self.default_vpc = default_vpc
+        self.subnets_found: list[str] | None = None
         self.invokes: list[tuple[str, dict[str, Any]]] = []
 
     def call(self, args: Any) -> dict[str, Any]:
@@ -132,6 +133,8 @@ class FakeCloud(rehearsal.Backend):
         if token == "aws:ec2/getSubnets:getSubnets":
             wanted = {f["name"]: f["values"] for f in given["filters"]}
             ids = wanted.get("subnet-id") or [f"subnet-{z}" for z in reversed(ZONES)]
+            if self.subnets_found is not None:  # the VPC holds only these
+                ids = [i for i in ids if i in self.subnets_found]
             return {"ids": ids, "id": "us-east-1"}
         if token == "aws:ec2/getSubnet:getSubnet":
             sid = given["id"]

@@ -140,6 +140,20 @@ def test_own_vpc_and_subnets(keys: Path) -> None:
     assert {r.inputs["vpcId"] for r in result.by_type("aws:ec2/securityGroup:SecurityGroup")} == {"vpc-0123456789abcdef0"}
 
 
+def test_own_subnets_follow_the_spec_order_and_must_exist(keys: Path) -> None:
+    spec = aws_block("failover")
+    spec["provider"] |= {"vpc_id": "vpc-0123456789abcdef0",
+                         "subnet_ids": ["subnet-0ddddddddddddddd4", "subnet-0ccccccccccccccc3"]}
+    result = run(spec)
+    assert [s.inputs["subnetId"] for s in instances(result)] == ["subnet-0ddddddddddddddd4", "subnet-0ccccccccccccccc3"]
+    cloud = FakeCloud()
+    cloud.subnets_found = ["subnet-0ddddddddddddddd4"]
+    result = run(spec, cloud=cloud)
+    assert isinstance(result.error, PlacementError)
+    assert result.error.problems == ["tierkit:tier.provider.subnet_ids: subnet-0ccccccccccccccc3 not found in "
+                                     "vpc-0123456789abcdef0; list subnets of provider.vpc_id"]
+
+
 def test_default_vpc_uses_its_default_subnets(keys: Path) -> None:
     cloud = FakeCloud()
     run(aws_block("single-gpu"), cloud=cloud)

@@ -137,6 +137,12 @@ def place(spec: TierSpec, itype: str, subnets: list[str], zones: list[str], offe
     pairs = list(zip(subnets, zones))
     if p.subnet_ids is None:
         pairs.sort(key=lambda sz: (sz[1], sz[0]))
+    else:
+        missing = [s for s in p.subnet_ids if s not in subnets]
+        if missing:
+            raise PlacementError(f"{SPEC_KEY}.provider.subnet_ids: {', '.join(missing)} not found in {p.vpc_id}; "
+                                 f"list subnets of provider.vpc_id")
+        pairs.sort(key=lambda sz: p.subnet_ids.index(sz[0]))
     chosen: dict[str, str] = {}
     for subnet, zone in pairs:
         if zone in allowed and zone not in chosen:
