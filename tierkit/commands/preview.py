@@ -28,7 +28,7 @@ def _cell(value: object) -> str:
 
 def preview_command(
     stack: Annotated[str, typer.Option("--stack", help="Stack name: reads stacks/Pulumi.NAME.yaml.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan and every resource with its inputs as JSON (secrets shown as "secret" placeholders).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan and every resource with its inputs as JSON (secret values masked).")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Then run `pulumi preview --diff` against the stack's state (needs the Pulumi CLI on PATH and the backend's credentials).")] = False,
 ) -> None:
     """Validate, plan, and list the resources the stack's Pulumi program would register (for CI).
