@@ -18,6 +18,7 @@ def write_known_hosts(hosts: list[Host], path: Path) -> list[Host]:
     pinned = [h for h in hosts if h.host_key]
     if not pinned:
         return hosts
+    path = path.resolve()  # SSH runs from Ansible's own working directory
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -232,7 +232,8 @@ def test_a_pinned_key_in_the_host_wins_and_is_never_re_trusted(server: SshServer
     assert not kh.exists(), "nothing pinned from a key that does not match"
 
 
-def test_known_hosts_rebuilt_from_pins_is_what_ssh_checks(server: SshServer, keys: dict, tmp_path: Path) -> None:
+def test_known_hosts_rebuilt_from_pins_is_what_ssh_checks(server: SshServer, keys: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """tierkit.pins: the known_hosts any step rebuilds from the hosts' pins; OpenSSH holds a host to it."""
     pinned = host(server.port, keys["client_path"]).model_copy(
         update={"host_key": f"ssh-rsa {keys['host_a'].get_base64()}", "known_hosts": "/nonexistent"})
@@ -251,5 +252,8 @@ def test_known_hosts_rebuilt_from_pins_is_what_ssh_checks(server: SshServer, key
     impostor = pinned.model_copy(update={"host_key": f"ssh-rsa {keys['host_b'].get_base64()}"})
     refused = ssh(write_known_hosts([impostor], cache)[0])
     assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
+    monkeypatch.chdir(tmp_path)
+    [relative] = write_known_hosts([pinned], Path("rel") / "known_hosts")
+    assert relative.known_hosts == str(tmp_path / "rel" / "known_hosts"), "absolute: SSH runs elsewhere"
     unpinned = host(server.port, keys["client_path"], "/lab/known_hosts")
     assert write_known_hosts([unpinned], tmp_path / "other") == [unpinned]
