@@ -29,7 +29,7 @@ from rich.table import Table
 
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
-from tierkit.failover_drill import (
+from tierkit.lab.drills import (
     Pair, StopVllmOutcome, TakedownOutcome, deploy, lab_spec, restore, start_vllm, stop_vllm, take_down,
     wait_for_single_holder, wait_until_up,
 )
@@ -55,9 +55,9 @@ def pair_for(args: argparse.Namespace) -> Pair:
     if args.no_deploy:
         lab = Lab.get(args.lab)
         return Pair.of(lab, lab_spec(lab.name, lab.subnet, args.stack))
-    with tempfile.TemporaryDirectory(prefix="tierkit-bench-inventory-") as inventory_dir:
+    with tempfile.TemporaryDirectory(prefix="tierkit-bench-failover-") as workdir:
         err_console.print(f"deploying the {args.stack} stack on lab {args.lab} (minutes when cold)")
-        return deploy(args.lab, Path(inventory_dir), args.stack, playbooks=("vllm", "failover"))
+        return deploy(args.lab, Path(workdir), args.stack, playbooks=("vllm", "failover"))
 
 
 def round_trip(pair: Pair, args: argparse.Namespace, n: int) -> tuple[StopVllmOutcome, TakedownOutcome]:

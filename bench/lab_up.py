@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from tierkit.lab import Lab
-from tierkit.lab.cache import CACHE_ROOT_ENV
+from tierkit.cache import CACHE_ROOT_ENV
 from tierkit.lab.image import ensure_image
 
 LAB = "tkbench"

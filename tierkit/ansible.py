@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from rich.markup import escape
 
+from tierkit import netns
 from tierkit.console import console
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
@@ -131,15 +132,6 @@ class EventCollector:
         return True
 
 
-def run_netns(hosts: list[Host]) -> str | None:
-    """The one network namespace the hosts are reached from (None: this machine's own)."""
-    spaces = {h.netns for h in hosts}
-    if len(spaces) > 1:
-        raise TierkitError(f"hosts: reached from different network namespaces ({', '.join(map(str, spaces))}); "
-                           f"configure them in separate runs")
-    return spaces.pop() if spaces else None
-
-
 def ansible_playbook_binary() -> str:
     """ansible-playbook beside this Python (tierkit's venv), else on PATH."""
     beside = Path(sys.executable).parent / "ansible-playbook"
@@ -176,7 +168,7 @@ def run_playbook(
     import ansible_runner
 
     path = playbook_path(str(playbook))
-    netns = run_netns(hosts)
+    space = netns.for_hosts(hosts)
     collector = EventCollector(show)
     private = Path(tempfile.mkdtemp(prefix="tierkit-ansible-"))  # mode 0700
     envvars = {
@@ -198,12 +190,8 @@ def run_playbook(
         "quiet": True,
         "project_dir": str(PROJECT_ROOT),
     }
-    command = [ansible_playbook_binary(), str(path)]
-    if netns:
-        command = ["netns", "exec", netns, *command]
-        options["binary"] = "ip"
-    else:
-        options["binary"] = command.pop(0)
+    command = netns.wrap([ansible_playbook_binary(), str(path)], space)
+    options["binary"] = command.pop(0)
     options["cmdline"] = shlex.join(command)
     started = time.monotonic()
     try:

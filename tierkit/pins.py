@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 from tierkit.hosts import Host
-from tierkit.ssh_wait import known_hosts_entry
 
 
 def write_known_hosts(hosts: list[Host], path: Path) -> list[Host]:
@@ -18,6 +17,7 @@ def write_known_hosts(hosts: list[Host], path: Path) -> list[Host]:
     pinned = [h for h in hosts if h.host_key]
     if not pinned:
         return hosts
+    from tierkit.ssh_wait import known_hosts_entry  # paramiko loads only when there is a pin to write
     path = path.resolve()  # SSH runs from Ansible's own working directory
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")

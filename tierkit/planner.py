@@ -7,14 +7,10 @@ the model fit?), `tierkit plan`, and the smoke gate (what tokens/second the tier
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
 from tierkit import catalog
-
-if TYPE_CHECKING:
-    from tierkit.spec import TierSpec
 
 GIB = 1024**3
 GB = 1e9
@@ -47,6 +43,8 @@ USER_TOK_S = 15.0
 
 KV_DTYPE_BYTES = 2.0  # FP16/BF16 KV cache (vLLM's default kv-cache-dtype "auto")
 DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization default (DESIGN.md)
+# The context tierkit sizes for when none is given: 8k, or less where the model is shorter.
+DEFAULT_CONTEXT = 8192
 GPU_COUNTS = (1, 2, 4, 8)  # GPU sets tierkit recommends per server
 
 
@@ -77,6 +75,11 @@ class Plan(BaseModel):
         keys = ("fits", "tier", "servers", "gpus_per_server", "tensor_parallel", "pipeline_parallel",
                 "weights_gib", "kv_cache_gib", "max_users", "expected_tok_s", "max_fp16_params_b", "notes")
         return {k: getattr(self, k) for k in keys}
+
+
+def default_context(model: catalog.Model) -> int:
+    """Tokens of context per user when none is given: DEFAULT_CONTEXT, capped by the model's."""
+    return min(model.default_context, DEFAULT_CONTEXT)
 
 
 def tier_for(servers: int, gpus_per_server: int) -> str:
@@ -125,7 +128,7 @@ def plan(
     utilization: float = DEFAULT_UTILIZATION,
 ) -> Plan:
     """Size one replica per server (the tiers serve a full copy of the model on each server)."""
-    context = context or min(model.default_context, 8192)
+    context = context or default_context(model)
     if tensor_parallel is None and pipeline_parallel is None:
         tp, pp = default_parallelism(gpu, model, gpus_per_server)
     else:
@@ -234,19 +237,3 @@ def smallest_fix(
     if not fixes:
         return f"does not fit {GPU_COUNTS[-1]}x {gpu.key} at any quantization; choose a larger GPU or a shorter max_context"
     return "needs " + " or ".join(fixes)
-
-
-def plan_for_spec(spec: TierSpec) -> Plan:
-    """The plan for a validated tier spec (its GPUs, parallelism, context and users)."""
-    return plan(
-        spec.model_info,
-        spec.model.quantization,
-        spec.gpu_info,
-        spec.gpu.count,
-        spec.server_count,
-        spec.context,
-        spec.users,
-        spec.tensor_parallel,
-        spec.pipeline_parallel,
-        spec.serving.gpu_memory_utilization,
-    )

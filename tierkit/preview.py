@@ -3,7 +3,7 @@
 `preview(root, stack)` validates the stack's spec, plans it, and runs the real program under the
 mocks in preview mode: nothing runs, nothing is created, no cloud is asked. Lookups (the aws
 provider's VPC, subnets, zones and AMI) get placeholder answers in parentheses from the provider
-(`providers.preview_invoke`); ids, addresses and command outputs stay unknown, as in a Pulumi
+(`Provider.preview_lookup`); ids, addresses and command outputs stay unknown, as in a Pulumi
 preview. It answers "what would this stack make, with which settings", not "what changes": that
 needs the stack's state (`pulumi preview --diff`).
 """
@@ -99,15 +99,12 @@ class PreviewBackend(rehearsal.Backend):
         return "", dict(reg.inputs)
 
     def call(self, args: Any) -> dict[str, Any]:
-        return providers.preview_invoke(self.spec, args.token, dict(args.args))
+        return providers.get(self.spec).preview_lookup(self.spec, args.token, dict(args.args))
 
 
 def preview(root: Path, stack: str) -> Preview:
     """Validate, plan, and list what the program would register. Raises TierkitError."""
-    spec = load_stack(stack, root)
-    problems = providers.problems(spec)
-    if problems:
-        raise TierkitError(*problems)
+    spec = load_stack(stack, root)  # the provider's rules included
     cfg = rehearsal.load_stack_config(root, stack, program.SECRET_ENV)
     run = rehearsal.run_program(program.main, PreviewBackend(spec), project=cfg.project, stack=stack,
                                 config=cfg.config, secret_keys=cfg.secret_keys, preview=True)

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import pulumi
 
-from tierkit import fleet, providers
+from tierkit import fleet
 from tierkit.errors import TierkitError
-from tierkit.inventory import API_KEY_ENV, HF_TOKEN_ENV
-from tierkit.planner import plan_for_spec
+from tierkit.pulumi_cli import SECRET_CONFIG
 from tierkit.providers import StackContext
-from tierkit.spec import SPEC_KEY, TierSpec, parse_spec, project_root
+from tierkit.spec import SPEC_KEY, TierSpec, parse_spec, plan_for_spec, project_root
 
-# Secret config keys, and the environment variables the rehearsal takes them from.
-SECRET_ENV = {"tierkit:apiKey": API_KEY_ENV, "tierkit:hfToken": HF_TOKEN_ENV}
+# Secret config keys, and the environment variables the rehearsal (and `tierkit up` with the CLI)
+# takes them from.
+SECRET_ENV = SECRET_CONFIG
 
 
 class ProgramError(TierkitError, pulumi.RunError):
@@ -30,7 +30,8 @@ class ProgramError(TierkitError, pulumi.RunError):
 
 
 def load_spec(config: pulumi.Config) -> TierSpec:
-    """The validated spec, or ProgramError with every problem (nothing is registered yet)."""
+    """The validated spec (its provider's rules included), or ProgramError with every problem
+    (nothing is registered yet)."""
     try:
         raw = config.require_object("tier")
     except pulumi.ConfigMissingError:
@@ -38,13 +39,9 @@ def load_spec(config: pulumi.Config) -> TierSpec:
     except pulumi.ConfigTypeError:
         raise ProgramError(f"{SPEC_KEY}: not an object; give the tier spec as a YAML mapping (see stacks/)") from None
     try:
-        spec = parse_spec(raw)
+        return parse_spec(raw)
     except TierkitError as exc:
         raise ProgramError(*exc.problems) from None
-    problems = providers.problems(spec)
-    if problems:
-        raise ProgramError(*problems)
-    return spec
 
 
 def main() -> None:

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from tierkit.errors import TierkitError
-from tierkit.inventory import API_KEY_ENV, HF_TOKEN_ENV
+from tierkit.inventory import HF_TOKEN_ENV, VLLM_API_KEY_ENV
 
 # Secret config keys and the environment variables `tierkit up` takes their values from.
-SECRET_CONFIG = {"tierkit:apiKey": API_KEY_ENV, "tierkit:hfToken": HF_TOKEN_ENV}
+SECRET_CONFIG = {"tierkit:apiKey": VLLM_API_KEY_ENV, "tierkit:hfToken": HF_TOKEN_ENV}
 Log = Callable[[str], None]
 
 

@@ -48,10 +48,10 @@ from pydantic import BaseModel, Field
 
 from tierkit import spec as tier_spec
 from tierkit.errors import TierkitError
+from tierkit.paths import StackPaths
 
 COMMAND = "command:local:Command"
 DEFAULT_INTERPRETER = ["/bin/sh", "-c"]
-RECORD_NAME = "rehearsal.json"
 RECORD_ABOUT = (
     "tierkit rehearsal record: the local commands `tierkit up` ran for this stack without the Pulumi "
     "CLI, with a salted hash of each one's inputs and its outputs (secret outputs encrypted with the "
@@ -636,7 +636,7 @@ def load_stack_config(root: Path, stack: str, secret_env: dict[str, str]) -> Sta
 
 
 def record_path(root: Path, stack: str) -> Path:
-    return root / ".tierkit" / stack / RECORD_NAME
+    return StackPaths(root, stack).rehearsal_record
 
 
 @dataclass

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tierkit import catalog
+from tierkit import catalog, planner, providers
 from tierkit.errors import TierkitError
+from tierkit.smoke import defaults as smoke_defaults
 
 SPEC_KEY = "tierkit:tier"
 TierKind = Literal["single-gpu", "multi-gpu", "failover"]
 Interconnect = Literal["nvlink", "pcie", "any"]
-LabTopology = str  # nvlink | pcie | pairs | path to a captured `nvidia-smi topo -m`
 
 # GPUs per server each tier allows (issue 2 cross-field rules).
 TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 8), "failover": (1, 8)}
@@ -30,64 +30,6 @@ TIER_SERVERS: dict[str, int] = {"single-gpu": 1, "multi-gpu": 1, "failover": 2}
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Providers: where the servers come from.
-
-
-class LabProvider(_Strict):
-    """Simulated GPU servers on this machine (the built-in default)."""
-
-    kind: Literal["lab"] = "lab"
-    name: str = Field("tierkit", pattern=r"^[a-z][a-z0-9-]{0,11}$", description="lab name (short: it names namespaces)")
-    topology: LabTopology = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
-    faults: list[str] = Field(default_factory=list, description="faults to inject, e.g. 'inactive-link:0:3'")
-    subnet: ipaddress.IPv4Network | None = Field(None, description="the lab's /24; default: the next free one")
-
-
-class BaremetalHost(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    address: str
-    user: str = "root"
-    port: int = Field(22, ge=1, le=65535)
-    key_path: str
-
-
-class BaremetalProvider(_Strict):
-    """Servers that already exist: tierkit adopts them over SSH."""
-
-    kind: Literal["baremetal"]
-    hosts: list[BaremetalHost] = Field(min_length=1)
-
-
-SubnetId = Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]
-
-
-class AwsProvider(_Strict):
-    """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
-
-    kind: Literal["aws"]
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$", description="AWS region, e.g. us-east-1")
-    instance_type: str | None = Field(
-        None, pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$", description="default: from the GPU set (tierkit's map)"
-    )
-    ami: str | None = Field(
-        None, pattern=r"^ami-[0-9a-f]{8,17}$",
-        description="default: the Deep Learning Base AMI current at the first up, then kept",
-    )
-    ssh_cidr: ipaddress.IPv4Network = Field(description="CIDR allowed to reach SSH and the endpoint, e.g. 203.0.113.0/24")
-    public_key_path: str = Field(description="SSH public key registered as the instance key pair")
-    private_key_path: str = Field(description="matching private key, used by Ready and Ansible")
-    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="default: the region's default VPC")
-    subnet_ids: list[SubnetId] | None = Field(
-        None, min_length=1, description="subnets to place servers in (one zone each); default: the VPC's subnets"
-    )
-    availability_zones: list[str] | None = Field(
-        None, min_length=1, description="zones to use; default: every zone that offers the instance type"
-    )
-
-Provider = Annotated[LabProvider | BaremetalProvider | AwsProvider, Field(discriminator="kind")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +55,7 @@ class ModelSpec(_Strict):
     kv_heads: int | None = Field(None, gt=0)
     head_dim: int | None = Field(None, gt=0)
     quantization: catalog.Quantization = "bf16"
-    max_context: int | None = Field(None, gt=0, description="tokens; default min(model's, 8192)")
+    max_context: int | None = Field(None, gt=0, description="tokens; default: planner.default_context")
 
 
 class ServingSpec(_Strict):
@@ -121,7 +63,7 @@ class ServingSpec(_Strict):
     pipeline_parallel: int = Field(1, ge=1, le=8)
     port: int = Field(8000, ge=1, le=65535)
     max_num_seqs: int = Field(64, ge=1)
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    gpu_memory_utilization: float = Field(planner.DEFAULT_UTILIZATION, gt=0, le=1)
     served_model_name: str | None = Field(None, description="default: the model key or directory name")
     extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
@@ -129,15 +71,15 @@ class ServingSpec(_Strict):
 
 
 class SmokeSpec(_Strict):
-    concurrency: int = Field(8, ge=1)
-    requests: int = Field(64, ge=1)
-    input_len: int = Field(128, ge=1)
-    output_len: int = Field(128, ge=1)
-    warmup: int = Field(2, ge=0)
+    concurrency: int = Field(smoke_defaults.CONCURRENCY, ge=1)
+    requests: int = Field(smoke_defaults.REQUESTS, ge=1)
+    input_len: int = Field(smoke_defaults.INPUT_LEN, ge=1)
+    output_len: int = Field(smoke_defaults.OUTPUT_LEN, ge=1)
+    warmup: int = Field(smoke_defaults.WARMUP, ge=0)
     min_output_tok_s: float | Literal["derive"] = Field("derive", description="a number, or 'derive' from the plan")
     max_p99_ttft_ms: float | None = Field(None, gt=0)
     max_p99_tpot_ms: float | None = Field(None, gt=0)
-    max_failed: int = Field(0, ge=0)
+    max_failed: int = Field(smoke_defaults.MAX_FAILED, ge=0)
 
 
 class FailoverSpec(_Strict):
@@ -150,7 +92,7 @@ class TierSpec(_Strict):
     """The whole tier spec (the value of `tierkit:tier`)."""
 
     tier: TierKind
-    provider: Provider = Field(default_factory=LabProvider)
+    provider: providers.ProviderConfig = Field(default_factory=providers.default_config)
     gpu: GpuSpec
     model: ModelSpec
     serving: ServingSpec = Field(default_factory=ServingSpec)
@@ -184,7 +126,7 @@ class TierSpec(_Strict):
     @property
     def context(self) -> int:
         m = self.model_info
-        return self.model.max_context or min(m.default_context, 8192)
+        return self.model.max_context or planner.default_context(m)
 
     @property
     def served_model_name(self) -> str:
@@ -216,7 +158,7 @@ def resolve_model(m: ModelSpec) -> catalog.Model:
         attention_heads=heads,
         kv_heads=given.get("kv_heads", heads),
         head_dim=head_dim,
-        default_context=m.max_context or 8192,
+        default_context=m.max_context or planner.DEFAULT_CONTEXT,
     )
 
 
@@ -229,7 +171,7 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in ("lab", "baremetal", "aws"):  # discriminated-union tags add no information
+        elif item in providers.PROVIDERS:  # discriminated-union tags add no information
             continue
         else:
             parts.append(str(item))
@@ -274,9 +216,9 @@ def _describe(err: dict[str, Any], prefix: str) -> str:
         expected = err.get("ctx", {}).get("expected", "")
         return f"{path}: {given!r} is not allowed; use one of {expected}"
     if kind == "union_tag_invalid":
-        return f"{path}: unknown kind {err.get('ctx', {}).get('tag')!r}; use one of lab, baremetal, aws"
+        return f"{path}: unknown kind {err.get('ctx', {}).get('tag')!r}; use one of {', '.join(providers.PROVIDERS)}"
     if kind == "union_tag_not_found":
-        return f"{path}: kind is missing; add kind: lab, baremetal or aws"
+        return f"{path}: kind is missing; add kind: {' or '.join(providers.PROVIDERS)}"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return f"{path}: {err['msg'].lower()}, got {given!r}; change the value"
     if kind == "string_pattern_mismatch":
@@ -322,10 +264,6 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
     want_servers = TIER_SERVERS[spec.tier]
     if spec.server_count != want_servers:
         problems.append(f"{prefix}.servers: {spec.tier} means exactly {want_servers} server(s), got {spec.server_count}; set servers: {want_servers}")
-    if isinstance(spec.provider, BaremetalProvider) and len(spec.provider.hosts) != spec.server_count:
-        problems.append(
-            f"{prefix}.provider.hosts: {spec.tier} needs {spec.server_count} host(s), got {len(spec.provider.hosts)}; list exactly {spec.server_count}"
-        )
     tp, pp = spec.tensor_parallel, spec.pipeline_parallel
     if tp * pp != n:
         problems.append(
@@ -336,49 +274,18 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
 
 
 def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
+    """The failover section on the failover tier only; a VIP unless the provider balances load."""
     if spec.tier != "failover":
         if spec.failover is not None:
             return [f"{prefix}.failover: only the failover tier takes a failover section; remove it or set tier: failover"]
         return []
-    if isinstance(spec.provider, AwsProvider):
-        if spec.failover is not None:
-            return [f"{prefix}.failover: aws has no virtual IP (a VPC does not carry VRRP's floating address); "
-                    f"remove the failover section: the network load balancer health-checks both servers and fronts them"]
-        return []
-    if spec.failover is None:
+    if spec.failover is None and not providers.get(spec).load_balancer:
         return [f"{prefix}.failover.virtual_ip: the failover tier needs a virtual IP; add failover: {{virtual_ip: <free address in the hosts' subnet>}}"]
-    vip = spec.failover.virtual_ip
-    if isinstance(spec.provider, LabProvider):
-        subnet = spec.provider.subnet
-        if subnet is None:
-            return [f"{prefix}.provider.subnet: a lab failover tier needs the lab's subnet to place its VIP; add subnet: 10.77.40.0/24"]
-        if vip not in subnet:
-            return [f"{prefix}.failover.virtual_ip: {vip} is outside the hosts' subnet {subnet}; pick a free address in it, e.g. {subnet[100]}"]
-        if vip in lab_host_addresses(subnet, spec.server_count):
-            return [f"{prefix}.failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet, e.g. {subnet[100]}"]
-    if isinstance(spec.provider, BaremetalProvider):
-        addrs = []
-        for h in spec.provider.hosts:
-            try:
-                addrs.append(ipaddress.IPv4Address(h.address))
-            except ValueError:
-                continue
-        if vip in addrs:
-            return [f"{prefix}.failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet"]
-        if addrs and not any(ipaddress.IPv4Network(f"{a}/24", strict=False) == ipaddress.IPv4Network(f"{vip}/24", strict=False) for a in addrs):
-            return [f"{prefix}.failover.virtual_ip: {vip} is outside the hosts' subnet; pick a free address next to {addrs[0]}"]
     return []
-
-
-def lab_host_addresses(subnet: ipaddress.IPv4Network, hosts: int) -> list[ipaddress.IPv4Address]:
-    """Lab hosts take .11, .12, ... of their /24 (.1 is the switch; .100-.199 stay free for VIPs)."""
-    return [subnet[11 + i] for i in range(hosts)]
 
 
 def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
     """TP divisibility, interconnect, quantization and context rules, then the planner's fit."""
-    from tierkit import planner  # the planner imports this module's types
-
     gpu, model = spec.gpu_info, spec.model_info
     tp, pp = spec.tensor_parallel, spec.pipeline_parallel
     problems = []
@@ -412,7 +319,7 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
         )
     if problems:
         return problems
-    plan = planner.plan_for_spec(spec)
+    plan = plan_for_spec(spec)
     if not plan.fits:
         fix = planner.smallest_fix(model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization)
         problems.append(
@@ -422,12 +329,30 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
     return problems
 
 
+def plan_for_spec(spec: TierSpec) -> planner.Plan:
+    """The plan for a validated tier spec (its GPUs, parallelism, context and users)."""
+    return planner.plan(
+        spec.model_info,
+        spec.model.quantization,
+        spec.gpu_info,
+        spec.gpu.count,
+        spec.server_count,
+        spec.context,
+        spec.users,
+        spec.tensor_parallel,
+        spec.pipeline_parallel,
+        spec.serving.gpu_memory_utilization,
+    )
+
+
 def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:
     """All cross-field problems of a structurally valid spec, one line each."""
     problems = _check_catalog(spec, prefix)
     if problems:
         return problems
     problems = _check_shape(spec, prefix) + _check_failover(spec, prefix)
+    if not problems:
+        problems = providers.problems(spec, prefix)
     if not problems:
         problems = _check_model_fit(spec, prefix)
     return problems

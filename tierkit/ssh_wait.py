@@ -16,10 +16,8 @@ Hosts reachable only inside a network namespace (lab hosts) are waited for from 
 from __future__ import annotations
 
 import base64
-import ctypes
 import hashlib
 import logging
-import os
 import socket
 import threading
 import time
@@ -30,10 +28,10 @@ from pathlib import Path
 
 import paramiko
 
+from tierkit import netns
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 
-CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT_S = 5.0
 BACKOFF_S = (0.25, 0.5, 1.0, 2.0)
 Log = Callable[[str], None]
@@ -41,22 +39,6 @@ Log = Callable[[str], None]
 # Retried failures are reported by wait_for_ssh; paramiko's own log of each would be noise.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
-
-
-def enter_netns(name: str) -> None:
-    """Move this process into network namespace /run/netns/NAME (before any thread starts)."""
-    path = Path("/run/netns") / name
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        raise TierkitError(f"hosts: network namespace {name} is missing ({exc.strerror}); is the lab up? (tierkit lab status)") from None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise TierkitError(f"hosts: cannot enter network namespace {name} ({os.strerror(err)}); run as root")
-    finally:
-        os.close(fd)
 
 
 def known_hosts_entry(host: Host) -> str:
@@ -233,11 +215,9 @@ def wait_one(host: Host, store: PinStore, deadline: float, log: Log) -> Reached:
 
 def wait_for_ssh(hosts: list[Host], known_hosts: Path, timeout_s: float, log: Log) -> list[Reached]:
     """Wait for every host (in parallel); all must answer before the deadline."""
-    spaces = {h.netns for h in hosts if h.netns}
-    if len(spaces) > 1:
-        raise TierkitError(f"hosts: reached from different network namespaces ({', '.join(sorted(spaces))}); wait for them separately")
-    if spaces:
-        enter_netns(spaces.pop())
+    space = netns.for_hosts(hosts)
+    if space:
+        netns.enter(space)
     store = PinStore(known_hosts)
     deadline = time.monotonic() + timeout_s
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from tierkit.ansible import RunResult
-from tierkit.commands.configure import configure
+from tierkit.configure import configure
 from tierkit.lab import Lab
+from tierkit.paths import StackPaths
 from tierkit.spec import TierSpec, parse_spec, spec_data_from_stack_file, stack_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +32,7 @@ def lab_spec(stack: str, lab: Lab, **changes: Any) -> TierSpec:
 
 def run(spec: TierSpec, lab: Lab, playbook: str, workdir: Path) -> RunResult:
     """`tierkit configure` for these hosts, as the CLI runs it (quietly)."""
-    return configure(spec, lab.hosts, workdir / "inventory", playbook, quiet=True)
+    return configure(spec, lab.hosts, StackPaths(workdir, lab.name), playbook, quiet=True)
 
 
 def sh(lab: Lab, host: str, command: str, check: bool = True) -> str:

@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from tierkit.commands.configure import configure
-from tierkit.failover_drill import (
+from tierkit.configure import configure
+from tierkit.lab.drills import (
     Pair, deploy, heal, holders, lab_spec, partition, restore, start_vllm, steady_state, stop_vllm,
     take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
 from tierkit.lab.lab import Lab
+from tierkit.paths import StackPaths
 
 pytestmark = pytest.mark.lab
 
@@ -41,9 +42,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, P
     """The failover stack's vLLM and failover stages on a fresh two-host lab, torn down after the
     module (the GPU stages have their own lab tests; lab vLLM runs on the CPU)."""
     Lab.down(LAB)
-    inventory_dir = tmp_path_factory.mktemp("failover-inventory")
+    workdir = tmp_path_factory.mktemp("failover")
     try:
-        yield deploy(LAB, inventory_dir, playbooks=("vllm", "failover")), inventory_dir
+        yield deploy(LAB, workdir, playbooks=("vllm", "failover")), workdir
     finally:
         Lab.down(LAB)
 
@@ -64,8 +65,9 @@ def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
 
 
 def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
-    pair, inventory_dir = deployed
-    result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, inventory_dir, "failover", quiet=True)
+    pair, workdir = deployed
+    result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, StackPaths(workdir, "failover"),
+                       "failover", quiet=True)
     assert result.ok, [f.model_dump() for f in result.failures]
     assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
 

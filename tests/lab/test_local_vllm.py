@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from tierkit.catalog import MODELS
-from tierkit.lab.local_vllm import LocalVllm, group_pids
-from tierkit.lab.tiny_model import generate, safetensors_parameter_count
-from tierkit.lab.vllm_venv import REMOVED_PACKAGES, venv_python
+from tierkit.localvllm.local_vllm import LocalVllm, group_pids
+from tierkit.localvllm.tiny_model import generate, safetensors_parameter_count
+from tierkit.localvllm.vllm_venv import REMOVED_PACKAGES, venv_python
 
 pytestmark = pytest.mark.lab
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tierkit.lab.local_vllm import LocalVllm
+from tierkit.localvllm.local_vllm import LocalVllm
 
 pytestmark = pytest.mark.lab
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tierkit.paths import StackPaths
 from tierkit.spec import load_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def vllm_main_pid(host: str) -> int:
 
 
 def state_dir(stack: str) -> Path:
-    return ROOT / ".tierkit" / stack
+    return StackPaths(ROOT, stack).state_dir
 
 
 def spec_smoke(stack: str) -> dict[str, Any]:

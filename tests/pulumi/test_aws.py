@@ -29,7 +29,7 @@ def test_each_aws_block_is_complete_and_consistent(keys: Path) -> None:
     blocks = {stack: parse_spec(aws_block(stack)) for stack in STACKS}
     for stack, spec in blocks.items():
         assert spec.tier == stack and spec.provider.kind == "aws"
-        assert providers.problems(spec) == [], stack
+        assert providers.problems(spec, "tierkit:tier") == [], stack
         itype = spec.provider.instance_type
         assert INSTANCE_GPUS[itype] == (spec.gpu.model, spec.gpu.count), f"{stack}: {itype} carries other GPUs"
         assert spec.model.hf_id and spec.model.hf_id == catalog.MODELS[spec.model.key].hf_id, "real weights"

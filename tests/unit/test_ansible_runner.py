@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tierkit import ansible
+from tierkit import ansible, netns
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 
@@ -102,10 +102,10 @@ def test_unreachable_hosts_are_failures():
 def test_hosts_in_different_namespaces_are_refused():
     a = Host(name="a", address="10.0.0.1", key_path="/k", netns="x")
     b = Host(name="b", address="10.0.0.2", key_path="/k", netns="y")
-    assert ansible.run_netns([a]) == "x"
-    assert ansible.run_netns([]) is None
+    assert netns.for_hosts([a]) == "x"
+    assert netns.for_hosts([]) is None
     with pytest.raises(TierkitError, match="different network namespaces"):
-        ansible.run_netns([a, b])
+        netns.for_hosts([a, b])
 
 
 def test_playbook_names():

@@ -1,4 +1,4 @@
-"""Recipe keys and the build-once, never-half-built rules of tierkit.lab.cache."""
+"""Recipe keys and the build-once, never-half-built rules of tierkit.cache."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tierkit.errors import TierkitError
-from tierkit.lab.cache import (
+from tierkit.cache import (
     READY_FILE,
     ensure_dir,
     is_ready,

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from tierkit.cli import app
 from tierkit.errors import TierkitError
-from tierkit.lab import local_vllm
-from tierkit.lab.cache import ensure_dir
-from tierkit.lab.wheelhouse import wheelhouse_path, wheelhouse_recipe
+from tierkit.localvllm import local_vllm
+from tierkit.cache import ensure_dir
+from tierkit.localvllm.wheelhouse import wheelhouse_path, wheelhouse_recipe
 
 
 def test_server_command_and_environment() -> None:

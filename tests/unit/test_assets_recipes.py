@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tierkit.catalog import MODELS
-from tierkit.lab import tiny_model, vllm_venv, wheelhouse
-from tierkit.lab.tiny_model import llama_parameter_count, model_spec, safetensors_parameter_count
+from tierkit.localvllm import tiny_model, vllm_venv, wheelhouse
+from tierkit.localvllm.tiny_model import llama_parameter_count, model_spec, safetensors_parameter_count
 
 
 def test_platform_tags_cover_bookworm_glibc_and_no_newer() -> None:

@@ -10,8 +10,8 @@ import yaml
 
 from smoke_fake_server import FakeServer
 from tierkit.errors import TierkitError
-from tierkit.lab.calibration import PROBE_REQUESTS, calibrate, floor
-from tierkit.planner import plan_for_spec
+from tierkit.localvllm.calibration import PROBE_REQUESTS, calibrate, floor
+from tierkit.spec import plan_for_spec
 from tierkit.smoke.gates import PLAN_FRACTION
 from tierkit.spec import TierSpec, parse_spec
 

@@ -24,7 +24,8 @@ import yaml
 
 from tierkit import inventory
 from tierkit.hosts import Host
-from tierkit.spec import lab_host_addresses, load_stack
+from tierkit.providers.lab import host_addresses
+from tierkit.spec import load_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "failover"
@@ -58,7 +59,7 @@ def failover_hosts() -> tuple[Any, list[Host]]:
     subnet = spec.provider.subnet
     hosts = [
         Host(name=f"ha-{i + 1}", address=str(addr), key_path="/nonexistent/key", netns="tk-ha")
-        for i, addr in enumerate(lab_host_addresses(subnet, spec.server_count))
+        for i, addr in enumerate(host_addresses(subnet, spec.server_count))
     ]
     return spec, hosts
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tierkit.planner import plan_for_spec
-from tierkit.smoke.gates import PLAN_FRACTION, Gates, evaluate, gates_from_spec
+from tierkit.spec import plan_for_spec
+from tierkit.smoke.from_spec import gates_from_spec
+from tierkit.smoke.gates import PLAN_FRACTION, Gates, evaluate
 from tierkit.smoke.metrics import Metrics
 from tierkit.spec import load_stack
 

@@ -11,11 +11,11 @@ import typer
 from pydantic import BaseModel
 from rich.table import Column, Table
 
+from tierkit.cache import dir_size, is_ready, ready_info
 from tierkit.console import console, err_console, print_json
-from tierkit.lab.cache import dir_size, is_ready, ready_info
-from tierkit.lab.tiny_model import ensure_tiny_model, tiny_model_path
-from tierkit.lab.vllm_venv import ensure_vllm_venv, venv_path
-from tierkit.lab.wheelhouse import ensure_wheelhouse, wheelhouse_path
+from tierkit.localvllm.tiny_model import ensure_tiny_model, tiny_model_path
+from tierkit.localvllm.vllm_venv import ensure_vllm_venv, venv_path
+from tierkit.localvllm.wheelhouse import ensure_wheelhouse, wheelhouse_path
 
 
 @dataclass(frozen=True)

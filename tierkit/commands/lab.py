@@ -1,4 +1,4 @@
-"""`tierkit lab ...`: simulated GPU servers on this machine (tierkit.lab)."""
+"""`tierkit lab ...`: simulated GPU servers on this machine, reached through the lab provider."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from rich.table import Table
 from tierkit import netns
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
-from tierkit.lab.gpuset import FAULT_HELP
-from tierkit.lab.image import ensure_image, image_path, image_ready
-from tierkit.lab.lab import Lab, ssh_argv
+from tierkit.providers.lab import FAULT_HELP, Lab, ensure_image, image_path, image_ready, ssh_argv
 
 lab_app = typer.Typer(
     help=(

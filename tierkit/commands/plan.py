@@ -55,7 +55,7 @@ def plan_command(
     gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPUs per server (1-8). Omit to get the smallest set that fits.", min=1, max=8)] = None,
     servers: Annotated[int, typer.Option("--servers", help="Servers, each serving a full replica (2 = failover tier).", min=1, max=2)] = 1,
     users: Annotated[Optional[int], typer.Option("--users", help="Concurrent users the tier must carry.", min=1)] = None,
-    context: Annotated[int, typer.Option("--context", help="Tokens of context per user.", min=1)] = 8192,
+    context: Annotated[Optional[int], typer.Option("--context", help=f"Tokens of context per user. Default {planner.DEFAULT_CONTEXT}, or the model's own when shorter.", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys).")] = False,
 ) -> None:
     """Size a deployment: memory fit, tier, TP/PP, users and expected decode tokens/second.
@@ -68,6 +68,7 @@ def plan_command(
         raise TierkitError(catalog.unknown_key("quantization", "--quant", quant, catalog.BYTES_PER_PARAM))
     m = _model(model, params_b)
     g = catalog.lookup_gpu(gpu, "--gpu")
+    context = context or planner.default_context(m)
     if context > m.default_context:
         raise TierkitError(f"--context: {context} is longer than {m.key}'s {m.default_context}; use --context {m.default_context} or less")
     need_cc = catalog.MIN_COMPUTE_CAPABILITY.get(quant)

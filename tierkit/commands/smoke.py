@@ -8,17 +8,18 @@ from typing import Annotated, Any, Optional
 import typer
 from pydantic import ValidationError
 
+from tierkit import stackfiles
+from tierkit.commands.options import FileOpt, StackOpt
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
-from tierkit.smoke.endpoint import load_api_key, parse_endpoint
-from tierkit.smoke.gates import Gates, gates_from_spec
+from tierkit.smoke import defaults
+from tierkit.smoke.endpoint import CLIENT_API_KEY_ENV, load_api_key, parse_endpoint
+from tierkit.smoke.from_spec import smoke_settings
 from tierkit.smoke.report import LiveProgress, show, write_json
 from tierkit.smoke.run import SmokeSettings, smoke
 
 # Settings fields whose flag is not simply --field-name.
 FLAGS = {"duration_s": "--duration", "timeout_s": "--timeout", "api_key": "--api-key-file"}
-LOAD_FIELDS = ("concurrency", "requests", "input_len", "output_len", "warmup")
-GATE_FIELDS = ("min_output_tok_s", "max_p99_ttft_ms", "max_p99_tpot_ms", "max_failed")
 
 
 def _flag(loc: tuple[Any, ...]) -> str:
@@ -28,22 +29,11 @@ def _flag(loc: tuple[Any, ...]) -> str:
     return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
-def _settings(given: dict[str, Any], stack: str | None) -> SmokeSettings:
+def _settings(given: dict[str, Any], stack: str | None, file: Path | None) -> SmokeSettings:
     """CLI flags over the stack's smoke section over the defaults, validated in one go."""
-    load = {k: v for k, v in given.items() if k not in GATE_FIELDS and v is not None}
-    gates = {k: given[k] for k in GATE_FIELDS if given[k] is not None}
-    if stack is not None:
-        from tierkit.spec import load_stack
-
-        spec = load_stack(stack)
-        base = gates_from_spec(spec).model_dump()
-        gates = {**base, **gates, "source": base["source"] + (" with command-line overrides" if gates else "")}
-        load = {**{k: getattr(spec.smoke, k) for k in LOAD_FIELDS}, **load}
-        load.setdefault("model", spec.served_model_name)
-        if given["duration_s"] is not None and given["requests"] is None:
-            load.pop("requests")  # a --duration run replaces the spec's request count
+    spec = stackfiles.load(stack, file) if stack is not None or file is not None else None
     try:
-        return SmokeSettings(**load, gates=Gates(**gates))
+        return smoke_settings(spec, given)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -56,28 +46,31 @@ def smoke_command(
     endpoint: Annotated[str, typer.Option("--endpoint", help="The server's base URL, e.g. http://10.0.0.5:8000 (no /v1).")],
     model: Annotated[Optional[str], typer.Option("--model", help="Model name to request. Default: the first one /v1/models lists (with --stack: the spec's served name).")] = None,
     api: Annotated[str, typer.Option("--api", help="completions (/v1/completions) or chat (/v1/chat/completions).")] = "completions",
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at most. Default 8.")] = None,
-    requests: Annotated[Optional[int], typer.Option("--requests", help="Requests to measure (after warmup). Default 64.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option("--concurrency", help=f"Requests in flight at most. Default {defaults.CONCURRENCY}.")] = None,
+    requests: Annotated[Optional[int], typer.Option("--requests", help=f"Requests to measure (after warmup). Default {defaults.REQUESTS}.")] = None,
     duration: Annotated[Optional[float], typer.Option("--duration", help="Instead of --requests: start requests for this many seconds, then wait for them.")] = None,
     request_rate: Annotated[Optional[float], typer.Option("--request-rate", help="Poisson arrivals at this many requests/s (capped by --concurrency). Default: all at once (inf).")] = None,
-    input_len: Annotated[Optional[int], typer.Option("--input-len", help="Prompt tokens per request, as the server's tokenizer counts them. Default 128.")] = None,
-    output_len: Annotated[Optional[int], typer.Option("--output-len", help="Output tokens per request (ignore_eos is sent to vLLM). Default 128.")] = None,
-    warmup: Annotated[Optional[int], typer.Option("--warmup", help="Requests sent first and left out of the figures. Default 1.")] = None,
-    timeout: Annotated[Optional[float], typer.Option("--timeout", help="Seconds one request may take before it counts as failed. Default 300.")] = None,
+    input_len: Annotated[Optional[int], typer.Option("--input-len", help=f"Prompt tokens per request, as the server's tokenizer counts them. Default {defaults.INPUT_LEN}.")] = None,
+    output_len: Annotated[Optional[int], typer.Option("--output-len", help=f"Output tokens per request (ignore_eos is sent to vLLM). Default {defaults.OUTPUT_LEN}.")] = None,
+    warmup: Annotated[Optional[int], typer.Option("--warmup", help=f"Requests sent first and left out of the figures. Default {defaults.WARMUP}.")] = None,
+    timeout: Annotated[Optional[float], typer.Option("--timeout", help=f"Seconds one request may take before it counts as failed. Default {defaults.TIMEOUT_S:g}.")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="Seed for prompts and arrival times, to repeat a run exactly. Default: a fresh one per run (in --json), so a re-run against the same server never finds its prompts in vLLM's prefix cache.")] = None,
     min_output_tok_s: Annotated[Optional[float], typer.Option("--min-output-tok-s", help="Gate: output_throughput (output tokens/s) at least this.")] = None,
     max_p99_ttft_ms: Annotated[Optional[float], typer.Option("--max-p99-ttft-ms", help="Gate: p99 time to first token at most this (ms).")] = None,
     max_p99_tpot_ms: Annotated[Optional[float], typer.Option("--max-p99-tpot-ms", help="Gate: p99 time per output token at most this (ms).")] = None,
-    max_failed: Annotated[Optional[int], typer.Option("--max-failed", help="Gate: failed requests at most this. Default 0.")] = None,
-    stack: Annotated[Optional[str], typer.Option("--stack", help="Take load and gates from stacks/Pulumi.<NAME>.yaml's smoke section (and the plan for 'derive'); flags override.")] = None,
-    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help="File holding the API key (first line). Default: $OPENAI_API_KEY. The key is never printed or written.")] = None,
+    max_failed: Annotated[Optional[int], typer.Option("--max-failed", help=f"Gate: failed requests at most this. Default {defaults.MAX_FAILED}.")] = None,
+    stack: StackOpt = None,
+    file: FileOpt = None,
+    api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help=f"File holding the API key (first line). Default: ${CLIENT_API_KEY_ENV}. The key is never printed or written.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to FILE as JSON: vllm bench serve's key names plus gates and passed.")] = None,
 ) -> None:
     """Stream load at an OpenAI-compatible endpoint, measure it as `vllm bench serve` does, and gate.
 
     Figures: output_throughput, total_token_throughput, request_throughput, and mean/median/p90/p99 of TTFT, TPOT, ITL and E2EL, computed as vLLM's benchmark computes them.
 
-    Gates: the thresholds below (or --stack), failed requests (default 0), and a text check (empty output, or identical output for every prompt, fails).
+    With --stack (or --file), load and gates come from the spec's smoke section (and the plan for 'derive'), and the model from its served name; flags override.
+
+    Gates: the thresholds below (or the spec's), failed requests (default 0), and a text check (empty output, or identical output for every prompt, fails).
 
     Exit codes: 0 every gate passed; 1 a gate failed; 2 unusable arguments, or no request could be sent.
 
@@ -95,7 +88,7 @@ def smoke_command(
         "min_output_tok_s": min_output_tok_s, "max_p99_ttft_ms": max_p99_ttft_ms,
         "max_p99_tpot_ms": max_p99_tpot_ms, "max_failed": max_failed,
     }
-    settings = _settings(given, stack)
+    settings = _settings(given, stack, file)
     try:
         if err_console.is_terminal:  # live progress only where someone can watch it
             with LiveProgress(err_console, settings.shape.requests) as live:

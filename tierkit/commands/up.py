@@ -16,13 +16,13 @@ from typing import Annotated, Any, Literal
 import typer
 
 from tierkit import rehearsal
-from tierkit.pulumi_cli import PulumiCli
+from tierkit.commands.options import RequiredStackOpt
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
+from tierkit.pulumi_cli import PulumiCli
 from tierkit.spec import load_stack, project_root
 
 Engine = Literal["auto", "pulumi", "rehearsal"]
-StackOpt = Annotated[str, typer.Option("--stack", help="Stack name: stacks/Pulumi.NAME.yaml (single-gpu, multi-gpu, failover).")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="auto: the Pulumi CLI when `pulumi` is on PATH, else the rehearsal; pulumi; rehearsal.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Progress to stderr; print the outcome (engine, seconds, outputs) as JSON on stdout.")]
 
@@ -76,14 +76,15 @@ def render_outputs(outputs: dict[str, Any], say) -> None:
             say(f"  {key}: {value}")
 
 
-def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
+def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
     """Deploy a stack: servers, SSH ready, configured and verified (site.yml), smoke gate passed.
 
     With the Pulumi CLI: `pulumi stack select --create`, then `pulumi config set --secret` for
     tierkit:apiKey and tierkit:hfToken from $TIERKIT_API_KEY and $HF_TOKEN (value on stdin) when
     they are set, then `pulumi up --yes --skip-preview`. Without it: the rehearsal runs the
     program's commands for real (lab and bare-metal stacks; a cloud stack needs the CLI), with
-    the secrets from $TIERKIT_API_KEY and $HF_TOKEN. Exits 1 when a step fails (a failed smoke gate fails the up).
+    the secrets from $TIERKIT_API_KEY and $HF_TOKEN. Exits 1 when a step fails (a failed smoke
+    gate fails the up).
     """
     load_stack(stack)  # a bad spec stops here, before anything runs
     kind, path = choose_engine(engine)
@@ -110,7 +111,7 @@ def up_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = F
         print_json({"engine": kind, "stack": stack, "seconds": seconds, "outputs": outputs})
 
 
-def down_command(stack: StackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
+def down_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
     """Remove a stack: every step's delete, dependents first (the lab's hosts last).
 
     With the Pulumi CLI: `pulumi destroy --yes --skip-preview`. Without it: the rehearsal

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from tierkit import planner, spec as tier_spec
+from tierkit import planner, spec as tier_spec, stackfiles
+from tierkit.commands.options import FileOpt, StackOpt
 from tierkit.console import console, print_json
-from tierkit.errors import TierkitError
 
 
 def summary(spec: tier_spec.TierSpec, plan: planner.Plan) -> str:
@@ -21,21 +20,14 @@ def summary(spec: tier_spec.TierSpec, plan: planner.Plan) -> str:
     )
 
 
-def load(stack: str | None, file: Path | None) -> tier_spec.TierSpec:
-    """The spec named by --stack or --file (exactly one)."""
-    if (stack is None) == (file is None):
-        raise TierkitError("--stack/--file: give exactly one; e.g. --stack single-gpu or --file stacks/Pulumi.single-gpu.yaml")
-    return tier_spec.load_stack(stack) if stack else tier_spec.load_spec_file(file)
-
-
 def validate_command(
-    stack: Annotated[Optional[str], typer.Option("--stack", help="Stack name: reads <stackConfigDir>/Pulumi.NAME.yaml.")] = None,
-    file: Annotated[Optional[Path], typer.Option("--file", help="Any stack file.")] = None,
+    stack: StackOpt = None,
+    file: FileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the validated spec and its plan as JSON.")] = False,
 ) -> None:
     """Validate a tier spec: prints `ok: <summary>` and exits 0, or one `error:` line per problem and exits 2."""
-    spec = load(stack, file)
-    plan = planner.plan_for_spec(spec)
+    spec = stackfiles.load(stack, file)
+    plan = tier_spec.plan_for_spec(spec)
     if as_json:
         print_json({"ok": True, "summary": summary(spec, plan), "spec": spec.model_dump(mode="json"), "plan": plan.to_json()})
     else:

@@ -1,7 +1,9 @@
-"""The lab: simulated GPU servers on this machine (`Lab`), and the caches its hosts use.
+"""The lab: simulated GPU servers on this machine (`Lab`): hosts, network, image, simulators.
 
-`from tierkit.lab import Lab` loads the lab machinery on first use, so importing a cache module
-(tierkit.lab.cache, .wheelhouse, ...) stays light.
+`from tierkit.lab import Lab` loads the lab machinery on first use, so importing a small module
+of the package (tierkit.lab.network, tierkit.lab.sim, ...) stays light. The vLLM runtime the
+hosts serve is tierkit/localvllm/; the rest of tierkit reaches the lab through its provider,
+tierkit/providers/lab.py.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tierkit.cache import build_log, ensure_dir, is_ready, keyed_path, run_logged
 from tierkit.errors import TierkitError
-from tierkit.lab.cache import build_log, ensure_dir, is_ready, keyed_path, run_logged
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("TIERKIT_DEBIAN_MIRROR", "http://deb.debian.org/debian")

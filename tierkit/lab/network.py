@@ -18,6 +18,7 @@ from tierkit.errors import TierkitError
 
 POOL = IPv4Network("10.211.0.0/16")
 FIRST_HOST = 11  # host i (1-based) gets .(10 + i)
+FIRST_VIP = 100  # .100-.199 stay free for virtual IPs
 MAX_HOSTS = 32
 BRIDGE = "br0"
 
@@ -74,6 +75,11 @@ def gateway(subnet: IPv4Network) -> IPv4Address:
 
 def host_address(subnet: IPv4Network, index: int) -> IPv4Address:
     return subnet[FIRST_HOST - 1 + index]
+
+
+def free_vip(subnet: IPv4Network) -> IPv4Address:
+    """The first address kept free for a virtual IP."""
+    return subnet[FIRST_VIP]
 
 
 def mac(subnet: IPv4Network, index: int) -> str:

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierkit.cache import is_ready
 from tierkit.lab import mounts
-from tierkit.lab.cache import is_ready
-from tierkit.lab.tiny_model import ensure_tiny_model, tiny_model_path
-from tierkit.lab.wheelhouse import ensure_wheelhouse, wheelhouse_path
+from tierkit.localvllm.tiny_model import ensure_tiny_model, tiny_model_path
+from tierkit.localvllm.wheelhouse import ensure_wheelhouse, wheelhouse_path
 
 GUEST_DIR = "/opt/tierkit"
+WHEELHOUSE_AT = "wheelhouse"
+TINY_MODEL_AT = "models/tiny-llama"
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,14 @@ class Shared:
 
 
 SHARED = (
-    Shared("wheelhouse", wheelhouse_path, ensure_wheelhouse),
-    Shared("models/tiny-llama", tiny_model_path, ensure_tiny_model),
+    Shared(WHEELHOUSE_AT, wheelhouse_path, ensure_wheelhouse),
+    Shared(TINY_MODEL_AT, tiny_model_path, ensure_tiny_model),
 )
+
+
+def guest_path(at: str) -> str:
+    """Where a shared item appears inside every lab host."""
+    return f"{GUEST_DIR}/{at}"
 
 
 def prepare(share_dir: Path) -> None:

@@ -37,8 +37,8 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from tierkit.cache import ensure_dir, keyed_path
 from tierkit.errors import TierkitError
-from tierkit.lab.cache import ensure_dir, keyed_path
 from tierkit.lab.gpuset import FABRIC_MANAGER_UNIT
 from tierkit.lab.sim import SIM_CUDA_VERSION as CUDA_VERSION
 from tierkit.lab.sim import SIM_DRIVER_BRANCH

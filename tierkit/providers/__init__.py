@@ -1,83 +1,50 @@
-"""Providers: each turns a tier spec into servers, as `Host` records (tierkit/hosts.py).
+"""Providers: where a tier's servers come from, each one module with one `Provider` (base.py).
 
 `lab` simulates GPU servers on this machine, `baremetal` adopts servers that exist, `aws` makes
-EC2 instances. A provider registers its resources under the Servers component and returns what it
-provisioned; it knows nothing of Ansible, SSH readiness or the smoke test. `problems(spec)` runs
-before any resource is registered, so a spec a provider cannot serve fails with one-line errors.
+EC2 instances. The registry below is the one list of them: the spec takes its `provider:`
+section's models from it, and `get(spec)` hands every other part of tierkit the provider object,
+so nothing outside this package asks which provider it has. A new provider is one module here,
+one line in PROVIDERS, and its tests.
 """
 
 from __future__ import annotations
 
-import importlib
-import shlex
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Union
 
-import pulumi
+from pydantic import Field
 
-from tierkit.errors import TierkitError
-from tierkit.spec import TierSpec
+from tierkit.providers.aws import AwsProvider
+from tierkit.providers.baremetal import BaremetalProvider
+from tierkit.providers.base import Provider, Provisioned, StackContext
+from tierkit.providers.lab import LabProvider
 
+if TYPE_CHECKING:
+    from tierkit.spec import TierSpec
 
-@dataclass(frozen=True)
-class StackContext:
-    """Where the program runs: the project root, the stack, and how to call `tierkit`."""
+__all__ = ["PROVIDERS", "ProviderConfig", "Provider", "Provisioned", "StackContext", "get", "for_kind", "problems"]
 
-    root: Path
-    stack: str
+# kind -> provider; the first is the default when a spec names none.
+PROVIDERS: dict[str, Provider] = {p.kind: p for p in (LabProvider(), BaremetalProvider(), AwsProvider())}
+DEFAULT_KIND = next(iter(PROVIDERS))
 
-    @property
-    def state_dir(self) -> Path:
-        """`.tierkit/<stack>/`: the stack's known_hosts and smoke report (not a Pulumi state)."""
-        return self.root / ".tierkit" / self.stack
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.state_dir / "known_hosts"
-
-    @staticmethod
-    def tierkit() -> str:
-        """The `tierkit` console script beside this interpreter (commands run without the venv's
-        PATH under the Pulumi CLI)."""
-        script = Path(sys.executable).with_name("tierkit")
-        return str(script) if script.exists() else "tierkit"
-
-    def command(self, *args: str) -> str:
-        """`tierkit ARGS...` as one shell-quoted command line."""
-        return shlex.join([self.tierkit(), *args])
+# The spec's `provider:` section: one of the providers' config models, chosen by `kind`.
+ProviderConfig = Annotated[Union[tuple(p.config for p in PROVIDERS.values())], Field(discriminator="kind")]  # noqa: UP007
 
 
-@dataclass
-class Provisioned:
-    """What a provider made: the hosts (a list of Host dicts, JSON-ready), a load balancer's base
-    URL when the provider puts one in front of the servers, and notes for the stack's outputs
-    (an Output of a list of lines)."""
-
-    hosts: pulumi.Output
-    endpoint: pulumi.Output | None = None
-    resources: list[pulumi.Resource] = field(default_factory=list)
-    notes: pulumi.Output | None = None
+def default_config() -> object:
+    """The `provider:` section of a spec that gives none."""
+    return PROVIDERS[DEFAULT_KIND].config()
 
 
-def problems(spec: TierSpec) -> list[str]:
-    """What this spec asks of its provider that the provider cannot do (one line each)."""
-    module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")
-    return module.problems(spec)
+def for_kind(kind: str) -> Provider:
+    return PROVIDERS[kind]
 
 
-def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
-    """Register the provider's resources (children of `opts.parent`) and return the hosts."""
-    module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")
-    return module.provision(spec, ctx, opts)
+def get(spec: TierSpec) -> Provider:
+    """The provider of this spec."""
+    return PROVIDERS[spec.provider.kind]
 
 
-def preview_invoke(spec: TierSpec, token: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Placeholder answers to the provider's lookups, for a preview under Pulumi's mocks (nothing
-    is asked of a cloud). Providers that look nothing up have none."""
-    module = importlib.import_module(f"tierkit.providers.{spec.provider.kind}")
-    answer = getattr(module, "preview_invoke", None)
-    if answer is None:
-        raise TierkitError(f"preview: the {spec.provider.kind} provider makes no lookups, yet {token} was asked")
-    return answer(spec, token, args)
+def problems(spec: TierSpec, prefix: str) -> list[str]:
+    """What the spec's provider cannot serve, each line under `prefix` (the spec's config key)."""
+    return [f"{prefix}.{line}" for line in get(spec).problems(spec)]

@@ -1,29 +1,89 @@
 """The bare-metal provider: adopts servers that already exist, as the spec lists them.
 
 It registers nothing: the hosts come straight from the spec. Their SSH host keys are pinned by
-the Ready step (`tierkit wait-ssh`) into the stack's known_hosts on first contact.
+the Ready step (`tierkit wait-ssh`) into the stack's known_hosts on first contact. The servers
+install the NVIDIA driver, NCCL and vLLM from their public sources, and the smoke gate is the
+plan's figure.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import pulumi
+from pydantic import BaseModel, ConfigDict, Field
 
 from tierkit.hosts import Host
-from tierkit.providers import Provisioned, StackContext
-from tierkit.spec import BaremetalProvider, TierSpec
+from tierkit.providers.base import Provisioned, RealServers, StackContext
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from tierkit.spec import TierSpec
 
 
-def problems(spec: TierSpec) -> list[str]:
-    return []
+class BaremetalHost(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    address: str
+    user: str = "root"
+    port: int = Field(22, ge=1, le=65535)
+    key_path: str
 
 
-def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
+class BaremetalConfig(BaseModel):
+    """Servers that already exist: tierkit adopts them over SSH."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["baremetal"]
+    hosts: list[BaremetalHost] = Field(min_length=1)
+
+
+def config_of(spec: TierSpec) -> BaremetalConfig:
     p = spec.provider
-    assert isinstance(p, BaremetalProvider)
-    hosts = [
-        Host(name=h.name, address=h.address, port=h.port, user=h.user, key_path=str(Path(h.key_path).expanduser()))
-        for h in p.hosts
-    ]
-    return Provisioned(hosts=pulumi.Output.from_input([h.model_dump() for h in hosts]))
+    assert isinstance(p, BaremetalConfig)
+    return p
+
+
+def listed_hosts(spec: TierSpec) -> list[Host]:
+    """The spec's hosts as Host records (key paths expanded)."""
+    return [Host(name=h.name, address=h.address, port=h.port, user=h.user, key_path=str(Path(h.key_path).expanduser()))
+            for h in config_of(spec).hosts]
+
+
+class BaremetalProvider(RealServers):
+    kind: ClassVar[str] = "baremetal"
+    config: ClassVar[type[BaseModel]] = BaremetalConfig
+    load_balancer: ClassVar[bool] = False
+
+    def problems(self, spec: TierSpec) -> list[str]:
+        listed = config_of(spec).hosts
+        if len(listed) != spec.server_count:
+            return [f"provider.hosts: {spec.tier} needs {spec.server_count} host(s), got {len(listed)}; "
+                    f"list exactly {spec.server_count}"]
+        if spec.failover is None:
+            return []
+        vip = spec.failover.virtual_ip
+        addrs = []
+        for h in listed:
+            try:
+                addrs.append(ipaddress.IPv4Address(h.address))
+            except ValueError:
+                continue  # a host name: its subnet is unknown here
+        if vip in addrs:
+            return [f"failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet"]
+        on_24 = ipaddress.IPv4Network(f"{vip}/24", strict=False)
+        if addrs and not any(ipaddress.IPv4Network(f"{a}/24", strict=False) == on_24 for a in addrs):
+            return [f"failover.virtual_ip: {vip} is outside the hosts' subnet; pick a free address next to {addrs[0]}"]
+        return []
+
+    def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
+        import pulumi
+
+        return Provisioned(hosts=pulumi.Output.from_input([h.model_dump() for h in listed_hosts(spec)]))
+
+    def hosts(self, spec: TierSpec) -> list[Host]:
+        return listed_hosts(spec)

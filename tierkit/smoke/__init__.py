@@ -11,9 +11,11 @@ Modules, one job each:
   load      arrivals (closed loop or Poisson), workers, warmup, duration
   metrics   the figures (vLLM key names) from per-request timelines
   sanity    the generated-text check (empty or identical output)
-  gates     thresholds, their verdicts, and the tier spec -> gates mapping
+  gates     thresholds and their verdicts
+  defaults  each setting's default, written once
+  from_spec a tier spec -> smoke settings (load and gates): the one mapping
   run       one smoke run end to end
   report    the rich table, live progress, verdict line and JSON file
 
-It knows nothing of Pulumi: the CLI and the Pulumi program both call `run.run_smoke`.
+It knows nothing of Pulumi: the Pulumi program's Smoke step runs `tierkit smoke --stack NAME`.
 """

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from tierkit.errors import TierkitError
 
-API_KEY_ENV = "OPENAI_API_KEY"
+# The key this client sends (OpenAI clients and `vllm bench serve` read the same variable); not
+# the key the roles give vLLM to require (tierkit.inventory.VLLM_API_KEY_ENV).
+CLIENT_API_KEY_ENV = "OPENAI_API_KEY"
 
 
 class Endpoint(BaseModel):
@@ -68,5 +70,5 @@ def load_api_key(path: str | None) -> SecretStr | None:
         if not key:
             raise TierkitError(f"--api-key-file: {path} is empty; put the API key on its first line")
         return SecretStr(key)
-    key = os.environ.get(API_KEY_ENV, "").strip()
+    key = os.environ.get(CLIENT_API_KEY_ENV, "").strip()
     return SecretStr(key) if key else None

@@ -1,7 +1,7 @@
 """Gates: the thresholds a run must meet, their verdicts, and where they come from.
 
-Given on the command line, or taken from a tier spec by `gates_from_spec` (the one place that maps
-a spec to gates). `min_output_tok_s: derive` asks the planner: the tier's expected tok/s
+Given on the command line, or taken from a tier spec (tierkit/smoke/from_spec.py, the one place
+that maps a spec to gates). `min_output_tok_s: derive` asks the planner: the tier's expected tok/s
 (single-stream decode per replica x replicas) times `PLAN_FRACTION`. The planner's estimate
 already assumes 50-70% of peak memory bandwidth; the fraction leaves room for run-to-run noise
 without letting a tier that misses its promise by more than a fifth through.
@@ -10,14 +10,12 @@ The text sanity check is always a gate.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierkit.smoke import defaults
 from tierkit.smoke.metrics import Metrics
-
-if TYPE_CHECKING:
-    from tierkit.spec import TierSpec
 
 PLAN_FRACTION = 0.8  # "derive": require this share of the plan's expected output tok/s
 
@@ -28,7 +26,7 @@ class Gates(BaseModel):
     min_output_tok_s: float | None = Field(None, gt=0, description="output_throughput must reach this")
     max_p99_ttft_ms: float | None = Field(None, gt=0, description="p99_ttft_ms must not exceed this")
     max_p99_tpot_ms: float | None = Field(None, gt=0, description="p99_tpot_ms must not exceed this")
-    max_failed: int = Field(0, ge=0, description="failed requests allowed")
+    max_failed: int = Field(defaults.MAX_FAILED, ge=0, description="failed requests allowed")
     source: str = Field("command line", description="where the thresholds came from")
 
 
@@ -89,23 +87,3 @@ def evaluate(gates: Gates, metrics: Metrics, text_problems: list[str]) -> list[G
         )
     )
     return results
-
-
-def gates_from_spec(spec: TierSpec) -> Gates:
-    """The smoke gates a tier spec asks for (`derive` resolved through the planner)."""
-    smoke = spec.smoke
-    minimum = smoke.min_output_tok_s
-    source = "the spec's smoke section"
-    if minimum == "derive":
-        from tierkit.planner import plan_for_spec
-
-        expected = plan_for_spec(spec).expected_tok_s
-        minimum = expected * PLAN_FRACTION
-        source = f"the spec; min_output_tok_s derived as {PLAN_FRACTION:g} x the plan's {expected:.1f} tok/s"
-    return Gates(
-        min_output_tok_s=minimum,
-        max_p99_ttft_ms=smoke.max_p99_ttft_ms,
-        max_p99_tpot_ms=smoke.max_p99_tpot_ms,
-        max_failed=smoke.max_failed,
-        source=source,
-    )

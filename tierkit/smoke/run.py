@@ -15,6 +15,7 @@ from typing import Any, Literal
 import uvloop
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from tierkit.smoke import defaults
 from tierkit.smoke.endpoint import Endpoint
 from tierkit.smoke.gates import GateResult, Gates, evaluate
 from tierkit.smoke.http import ConnectionPool, build_request
@@ -25,7 +26,6 @@ from tierkit.smoke.sanity import text_problems
 from tierkit.smoke.server import ServerApi
 from tierkit.smoke.stream import RequestResult
 
-DEFAULT_REQUESTS = 64  # when neither a request count nor a duration is given
 DURATION_PROMPTS = 256  # distinct prompts cycled through in a --duration run
 
 PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
@@ -39,14 +39,14 @@ class SmokeSettings(BaseModel):
     endpoint: Endpoint
     model: str | None = None
     api: Literal["completions", "chat"] = "completions"
-    concurrency: int = Field(8, ge=1, le=4096)
+    concurrency: int = Field(defaults.CONCURRENCY, ge=1, le=4096)
     requests: int | None = Field(None, ge=1, description="None only for a duration_s run")
     duration_s: float | None = Field(None, gt=0)
     request_rate: float = Field(math.inf, gt=0)
-    input_len: int = Field(128, ge=1)
-    output_len: int = Field(128, ge=1)
-    warmup: int = Field(1, ge=0)
-    timeout_s: float = Field(300.0, gt=0)
+    input_len: int = Field(defaults.INPUT_LEN, ge=1)
+    output_len: int = Field(defaults.OUTPUT_LEN, ge=1)
+    warmup: int = Field(defaults.WARMUP, ge=0)
+    timeout_s: float = Field(defaults.TIMEOUT_S, gt=0)
     seed: int = Field(default_factory=lambda: secrets.randbelow(1 << 31),
                       description="Prompts and arrivals; default a fresh one per run, so no run finds its prompts "
                                   "in the server's prefix cache from an earlier one")
@@ -60,7 +60,7 @@ class SmokeSettings(BaseModel):
             if data.get("requests") is not None and data.get("duration_s") is not None:
                 raise ValueError("--requests and --duration both given; pick one")
             if data.get("requests") is None and data.get("duration_s") is None:
-                data = {**data, "requests": DEFAULT_REQUESTS}
+                data = {**data, "requests": defaults.REQUESTS}
         return data
 
     @property

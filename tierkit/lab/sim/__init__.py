@@ -13,9 +13,11 @@ SIM_DRIVER_VERSION = "570.133.20"
 SIM_CUDA_VERSION = "12.8"
 
 GPU_SET_PATH = "/etc/tierkit-lab.json"
+NVIDIA_SMI = "/usr/bin/nvidia-smi"
+ALL_REDUCE_PERF = "/usr/bin/all_reduce_perf"
 
 # source file -> where it is installed in a lab host
 SIMULATORS: dict[Path, str] = {
-    Path(__file__).with_name("nvidia_smi.py"): "/usr/bin/nvidia-smi",
-    Path(__file__).with_name("all_reduce_perf.py"): "/usr/bin/all_reduce_perf",
+    Path(__file__).with_name("nvidia_smi.py"): NVIDIA_SMI,
+    Path(__file__).with_name("all_reduce_perf.py"): ALL_REDUCE_PERF,
 }

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tierkit import failover_drill as drill
+from tierkit.lab import drills as drill
 from tierkit.errors import TierkitError
-from tierkit.spec import lab_host_addresses
+from tierkit.providers.lab import host_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 FINISHED_METRICS = ROOT / "tests" / "fixtures" / "vllm" / "metrics-request-success.txt"
@@ -68,6 +68,6 @@ def test_lab_spec_moves_the_stack_onto_another_lab_subnet() -> None:
     subnet = IPv4Network("10.211.7.0/24")
     spec = drill.lab_spec("tkfo", subnet, root=ROOT)
     vip = spec.failover.virtual_ip
-    assert vip in subnet and vip not in lab_host_addresses(subnet, 2)
+    assert vip in subnet and vip not in host_addresses(subnet, 2)
     assert spec.provider.subnet == subnet and spec.provider.name == "tkfo"
     assert spec.failover.router_id == 51 and spec.serving.port == 8000  # the rest as the stack says

@@ -20,11 +20,11 @@ import asyncio
 from pydantic import BaseModel, SecretStr
 
 from tierkit.errors import TierkitError
-from tierkit.planner import plan_for_spec
 from tierkit.smoke.endpoint import parse_endpoint
+from tierkit.smoke.from_spec import smoke_settings
 from tierkit.smoke.gates import PLAN_FRACTION, Gates
-from tierkit.smoke.run import SmokeSettings, run_smoke
-from tierkit.spec import TierSpec
+from tierkit.smoke.run import run_smoke
+from tierkit.spec import TierSpec, plan_for_spec
 
 PROBE_REQUESTS = 4
 PROBE_WARMUP = 1
@@ -56,15 +56,11 @@ def statement(c: Calibration, spec: TierSpec) -> str:
 
 def calibrate(endpoint: str, spec: TierSpec, api_key: SecretStr | None) -> Calibration:
     """Probe `endpoint` and derive the lab's floor; TierkitError (exit 1) if the probe fails."""
-    settings = SmokeSettings(
-        endpoint=parse_endpoint(endpoint),
-        model=spec.served_model_name,
-        concurrency=1,
-        requests=PROBE_REQUESTS,
-        input_len=spec.smoke.input_len,
-        output_len=spec.smoke.output_len,
-        warmup=PROBE_WARMUP,
-        api_key=api_key,
+    # The spec's smoke run (model, prompt and output lengths), one request at a time.
+    settings = smoke_settings(
+        spec,
+        {"endpoint": parse_endpoint(endpoint), "concurrency": 1, "requests": PROBE_REQUESTS,
+         "warmup": PROBE_WARMUP, "api_key": api_key},
         gates=Gates(source="calibration probe: every request must succeed"),
     )
     report = asyncio.run(run_smoke(settings))

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tierkit.cache import build_log, log_tail
 from tierkit.errors import TierkitError
-from tierkit.lab.cache import build_log, log_tail
-from tierkit.lab.vllm_venv import ensure_vllm_venv, offline_env, venv_python
+from tierkit.localvllm.vllm_venv import ensure_vllm_venv, offline_env, venv_python
 
 HOST = "127.0.0.1"
 MAX_MODEL_LEN = 512

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tierkit.cache import build_log, ensure_dir, is_ready, keyed_path, recipe_key, run_logged
 from tierkit.errors import TierkitError
-from tierkit.lab.cache import build_log, ensure_dir, is_ready, keyed_path, recipe_key, run_logged
-from tierkit.lab.wheelhouse import (
+from tierkit.localvllm.wheelhouse import (
     TARGET_PYTHON,
     VLLM_REQUIREMENT,
     ensure_wheelhouse,

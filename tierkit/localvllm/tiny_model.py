@@ -14,9 +14,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from tierkit.cache import build_log, ensure_dir, is_ready, keyed_path, recipe_key, run_logged
 from tierkit.catalog import MODELS
-from tierkit.lab.cache import build_log, ensure_dir, is_ready, keyed_path, recipe_key, run_logged
-from tierkit.lab.vllm_venv import ensure_vllm_venv, offline_env, venv_python, venv_recipe
+from tierkit.localvllm.vllm_venv import ensure_vllm_venv, offline_env, venv_python, venv_recipe
 
 CATALOG_KEY = "tiny-llama"
 SERVED_NAME = CATALOG_KEY

@@ -2,7 +2,7 @@
 """Write a tiny, randomly initialised Llama with its own BPE tokenizer and chat template.
 
 Stand-alone on purpose: it imports only torch, tokenizers and transformers, so it runs with the
-vLLM venv's python (tierkit.lab.tiny_model does that) and never downloads anything. The same
+vLLM venv's python (tierkit.localvllm.tiny_model does that) and never downloads anything. The same
 spec and seed give the same files.
 
 usage: make_tiny_model.py OUT_DIR SPEC_JSON

