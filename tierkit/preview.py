@@ -18,8 +18,8 @@ from pulumi.output import Unknown
 
 from tierkit import program, providers, rehearsal
 from tierkit.errors import TierkitError
-from tierkit.planner import Plan, plan_for_spec
-from tierkit.spec import TierSpec, load_stack
+from tierkit.planner import Plan
+from tierkit.spec import TierSpec, load_stack, plan_for_spec
 
 # The inputs worth a column, in this order, when a resource has them (nested keys dotted).
 KEY_INPUTS = (
