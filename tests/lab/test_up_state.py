@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tierkit import rehearsal
+from tierkit.paths import StackPaths
 
 pytestmark = pytest.mark.lab
 
@@ -43,10 +44,14 @@ class Project:
 
     @property
     def state(self) -> Path:
-        return self.root / ".tierkit" / STACK
+        return StackPaths(self.root, STACK).state_dir
+
+    @property
+    def record_path(self) -> Path:
+        return StackPaths(self.root, STACK).rehearsal_record
 
     def record(self) -> dict[str, Any]:
-        return json.loads((self.state / rehearsal.RECORD_NAME).read_text())
+        return json.loads(self.record_path.read_text())
 
     def change_a_role(self, note: str) -> None:
         with (self.root / ROLE_DEFAULTS).open("a") as f:
@@ -85,7 +90,7 @@ def test_record_alone_carries_the_stack_through_a_role_change(project: Project) 
     assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
     # A fresh checkout: nothing under .tierkit/<stack>/ but the record.
     for path in project.state.iterdir():
-        if path.name != rehearsal.RECORD_NAME:
+        if path != project.record_path:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     project.change_a_role("changed by test_up_state")
     started = time.monotonic()
@@ -111,7 +116,7 @@ def test_record_alone_carries_the_stack_through_a_role_change(project: Project) 
 def test_a_pin_that_is_not_the_hosts_key_is_refused(project: Project) -> None:
     """The record's pinned key (as a tampered or stale state would carry) wins over the host:
     configure's SSH refuses the host, nothing re-pins it."""
-    store = rehearsal.RecordStore(project.state / rehearsal.RECORD_NAME, STACK)
+    store = rehearsal.RecordStore(project.record_path, STACK)
     wait = store.get(next(c["urn"] for c in project.record()["commands"] if c["name"] == "wait-ssh"))
     assert wait is not None
     hosts = json.loads(rehearsal.open_text(wait.stdout) or "[]")
