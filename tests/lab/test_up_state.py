@@ -71,6 +71,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_STATE_HOME": str(root.parent / "xdg-state"),
            "TIERKIT_API_KEY": "tk-state-7d1e0c"}
     p = Project(root, env)
+    os.environ["XDG_STATE_HOME"] = env["XDG_STATE_HOME"]  # this process opens the record's secrets too
     p.tierkit("lab", "down", LAB, timeout=300)
     try:
         yield p
