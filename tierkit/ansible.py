@@ -53,6 +53,24 @@ class TaskFailure(BaseModel):
     message: str
 
 
+class PlayOutcome(BaseModel):
+    """One play of the run: how long it took and what failed in it."""
+
+    name: str
+    seconds: float
+    failures: list[TaskFailure] = Field(default_factory=list)
+
+
+class GateOutcome(BaseModel):
+    """One verification gate on one host: an `ansible.builtin.assert` task's verdict."""
+
+    play: str
+    task: str
+    host: str
+    passed: bool
+    message: str
+
+
 class RunResult(BaseModel):
     playbook: str
     log: str | None = None  # ansible-playbook's full output, when kept
@@ -61,12 +79,25 @@ class RunResult(BaseModel):
     elapsed_s: float
     recap: dict[str, HostRecap] = Field(default_factory=dict)
     failures: list[TaskFailure] = Field(default_factory=list)
+    plays: list[PlayOutcome] = Field(default_factory=list)
+    gates: list[GateOutcome] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.rc == 0 and not self.failures and all(
             r.failed == 0 and r.unreachable == 0 for r in self.recap.values()
         )
+
+
+def failure_messages(result: dict[str, Any]) -> list[str]:
+    """One line per failed item of a looped task (a loop's own msg only says that items failed),
+    else the task's one line."""
+    items = result.get("results")
+    if isinstance(items, list):
+        messages = [failure_message(i) for i in items if isinstance(i, dict) and i.get("failed")]
+        if messages:
+            return messages
+    return [failure_message(result)]
 
 
 def failure_message(result: dict[str, Any]) -> str:
@@ -85,13 +116,35 @@ def failure_message(result: dict[str, Any]) -> str:
     return "failed (no message)"
 
 
-class EventCollector:
-    """Turns ansible-runner events into progress lines, failures and the recap."""
+# The task action whose verdicts are the deploy's verification gates (topology, NCCL, driver).
+GATE_ACTION = "ansible.builtin.assert"
 
-    def __init__(self, show: Callable[[str], None] | None) -> None:
+
+class EventCollector:
+    """Turns ansible-runner events into progress lines, failures, per-play times, the gates'
+    verdicts and the recap."""
+
+    def __init__(self, show: Callable[[str], None] | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.show = show
+        self.clock = clock
         self.failures: list[TaskFailure] = []
         self.recap: dict[str, HostRecap] = {}
+        self.plays: list[PlayOutcome] = []
+        self.gates: list[GateOutcome] = []
+        self._play: tuple[str, float, int] | None = None  # name, start, failures before it
+
+    def finish(self) -> None:
+        """Close the play in progress (a run that ends without its recap still reports it)."""
+        if self._play is not None:
+            name, start, before = self._play
+            self.plays.append(PlayOutcome(name=name, seconds=round(self.clock() - start, 3),
+                                          failures=self.failures[before:]))
+            self._play = None
+
+    def _gate(self, data: dict[str, Any], host: str, passed: bool, message: str) -> None:
+        if (data.get("resolved_action") or data.get("task_action")) == GATE_ACTION:
+            self.gates.append(GateOutcome(play=data.get("play") or "", task=data.get("task") or "", host=host,
+                                          passed=passed, message=message))
 
     def _say(self, line: str) -> None:
         if self.show is not None:
@@ -106,25 +159,31 @@ class EventCollector:
             # A host that starts another task after a failure had it rescued by a block.
             self.failures = [f for f in self.failures if f.host != host]
         elif kind == "playbook_on_play_start":
+            self.finish()
+            self._play = (data.get("play", ""), self.clock(), len(self.failures))
             self._say(f"[bold]PLAY[/] {escape(data.get('play', ''))}")
         elif kind == "runner_on_ok":
             changed = bool((data.get("res") or {}).get("changed"))
+            self._gate(data, host, True, str((data.get("res") or {}).get("msg") or "passed"))
             self._say(f"  {escape(host):<14} {'[yellow]changed[/]' if changed else '[green]ok[/]     '} {escape(task)}")
         elif kind == "runner_on_skipped":
             pass
         elif kind in ("runner_on_failed", "runner_on_unreachable"):
-            message = failure_message(data.get("res") or {})
             if data.get("ignore_errors"):
                 self._say(f"  {escape(host):<14} [dim]ignored[/] {escape(task)}")
                 return True
             label = "unreachable" if kind == "runner_on_unreachable" else "failed"
-            self.failures.append(TaskFailure(host=host, task=task, message=message))
-            self._say(f"  {escape(host):<14} [red]{label}[/]  {escape(task)}: {escape(message)}")
+            messages = failure_messages(data.get("res") or {})
+            self._gate(data, host, False, "; ".join(messages))
+            for message in messages:
+                self.failures.append(TaskFailure(host=host, task=task, message=message))
+                self._say(f"  {escape(host):<14} [red]{label}[/]  {escape(task)}: {escape(message)}")
         elif kind == "runner_retry":
             res = data.get("res") or {}
             self._say(f"  {escape(host):<14} [dim]retry[/]   {escape(task)} "
                       f"(attempt {res.get('attempts', '?')} of {res.get('retries', '?')})")
         elif kind == "playbook_on_stats":
+            self.finish()
             for key, field in _STATS.items():
                 for name, count in (data.get(key) or {}).items():
                     recap = self.recap.setdefault(name, HostRecap())
@@ -202,7 +261,8 @@ def run_playbook(
             log_file.write_text(stdout)
     finally:
         shutil.rmtree(private, ignore_errors=True)
-    return RunResult(
+    collector.finish()
+    result = RunResult(
         playbook=path.name,
         log=str(log_file) if log_file is not None else None,
         rc=runner.rc if runner.rc is not None else -1,
@@ -210,7 +270,17 @@ def run_playbook(
         elapsed_s=round(time.monotonic() - started, 1),
         recap=collector.recap,
         failures=collector.failures,
+        plays=collector.plays,
+        gates=collector.gates,
     )
+    if log_file is not None:  # the result beside the log, for `tierkit up --junit` and the history
+        result_file(log_file).write_text(result.model_dump_json(indent=2) + "\n")
+    return result
+
+
+def result_file(log_file: Path) -> Path:
+    """Where a run's RunResult is kept: beside its log, as JSON."""
+    return log_file.with_suffix(".json")
 
 
 def print_summary(result: RunResult) -> None:

@@ -15,7 +15,7 @@ from tierkit.errors import TierkitError
 app = typer.Typer(
     name="tierkit",
     help=(
-        "Stand up LLM inference on GPU servers in three tiers (single-gpu, multi-gpu, failover).\n\n"
+        "Stand up LLM inference on GPU servers in four tiers (single-gpu, multi-gpu, failover, multi-server).\n\n"
         "Start with `tierkit plan` to size a deployment, `tierkit validate --stack NAME` to check a "
         "stack file, and `tierkit up --stack NAME` to deploy it."
     ),
@@ -38,7 +38,7 @@ def _root(
         bool, typer.Option("--version", help="Print tierkit's version and exit.", is_eager=True, callback=_print_version)
     ] = False,
 ) -> None:
-    """Stand up LLM inference on GPU servers in three tiers."""
+    """Stand up LLM inference on GPU servers in four tiers."""
 
 
 def _mount() -> None:
@@ -53,6 +53,7 @@ def _mount() -> None:
 VERBS: tuple[str, ...] = (
     "plan",
     "validate",
+    "support",
     "assets",
     "topology",
     "smoke",
@@ -63,6 +64,8 @@ VERBS: tuple[str, ...] = (
     "up",
     "preview",
     "lab",
+    "collection",
+    "status",
 )
 
 

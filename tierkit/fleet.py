@@ -35,6 +35,9 @@ from tierkit.spec import TierSpec
 
 READY_TIMEOUT_S = 600  # a cloud instance can take minutes to boot; the lab answers in seconds
 ASSET_DIRS = ("playbooks", "roles")
+# What the smoke report holds the measured per-stream decode rate against where a calibration
+# probe measured the endpoint first (the plan's GPU figure cannot describe a CPU rehearsal).
+CALIBRATED_PREDICTION = "the calibration probe's single-stream rate on this endpoint (not the plan's GPU figure)"
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class Smoke(pulumi.ComponentResource):
         report_file = ctx.paths.smoke_report
         after: list[pulumi.Resource] = [configure.command]
         floor: pulumi.Output = pulumi.Output.from_input(None)  # None: the spec's own gate
+        predicted: pulumi.Output = pulumi.Output.from_input(None)  # None: the plan's own figure
         statement: pulumi.Output = pulumi.Output.from_input(None)
         if spec.smoke.min_output_tok_s == "derive" and providers.get(spec).derive_source(spec) == "calibration":
             calibrate = local.Command(
@@ -183,20 +187,23 @@ class Smoke(pulumi.ComponentResource):
             )
             measured = calibrate.stdout.apply(json.loads)
             floor = measured.apply(lambda c: c["min_output_tok_s"])
+            predicted = measured.apply(lambda c: c["single_stream_tok_s"])
             statement = measured.apply(lambda c: c["statement"])
             after = [calibrate]
 
         def command(args: list[Any]) -> str:
-            hosts, url, minimum = args
+            hosts, url, minimum, stream = args
             argv = [tk, "smoke", "--stack", ctx.stack, "--endpoint", url, "--json", str(report_file)]
             if minimum is not None:
                 argv += ["--min-output-tok-s", str(minimum)]
+            if stream is not None:
+                argv += ["--expect-stream-tok-s", str(stream), "--expect-source", CALIBRATED_PREDICTION]
             # The report table goes to stderr (logged); stdout carries the JSON report alone.
             return f"{client_command(hosts, argv)} >&2 && cat {shlex.quote(str(report_file))}"
 
         self.command = local.Command(
             "smoke",
-            create=pulumi.Output.all(ready.hosts, endpoint, floor).apply(command),
+            create=pulumi.Output.all(ready.hosts, endpoint, floor, predicted).apply(command),
             delete=shlex.join(["rm", "-f", str(report_file)]),
             environment=env,
             triggers=configure.triggers,

@@ -22,28 +22,37 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from tierkit import catalog, providers
+from tierkit import catalog, planner, providers
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.spec import TierSpec
 
 GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
+MULTI_SERVER_GROUP = "multi_server"
 
-# nccl gate. The catalog's busbw expectations are large-message figures measured on
-# `nccl_busbw_gpus` GPUs (DESIGN.md "GPU topology facts"). all_reduce's busbw = algbw x 2(n-1)/n,
-# so the expectation is carried to n GPUs by the ratio of those factors (a single GPU has no bus:
-# no floor). The floor is 80% of it: tierkit's allowance for run-to-run spread and the low end
-# of the published ranges.
+# nccl gate. The catalog's busbw expectations are large-message figures (docs/nvidia.md, "NCCL
+# bus bandwidth"). nccl-tests' busbw already takes the rank count out (algbw x 2(n-1)/n for
+# all_reduce, nccl-tests doc/PERFORMANCE.md), so one figure per interconnect holds for any GPU
+# count: it is compared as it is (a single GPU has no bus: no floor). The floor is 80% of it:
+# tierkit's allowance for run-to-run spread and the low end of the published ranges.
 NCCL_FLOOR_FRACTION = 0.8
 # Bridges join GPUs in pairs: a ring over more than two of them crosses PCIe, so it is held to
-# the PCIe figure (28-35 GB/s on PCIe-only boxes, DESIGN.md; the low end).
+# the PCIe figure (the low end of the PCIe-only range, docs/nvidia.md).
 PCIE_BUSBW_GBS = 28.0
 
 # vLLM flags for each spec quantization: fp16/bf16 are dtypes; int8 (W8A8) checkpoints carry
 # their own quantization config, which vLLM reads without a flag.
 DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
 QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
+
+# The network gate's default floor per link between the servers of a split (docs/multi-server.md):
+# the published minimum for tensor parallelism across servers (tierkit's tier comparison: "25 Gbps
+# Ethernet being the minimum for cross-server tensor parallelism"), applied when each stage runs
+# tensor parallel; and tierkit's lower floor for a pipeline-only split (TP=1 per server), where
+# only one stage's activations cross the link per step.
+TP_SPLIT_FLOOR_GBPS = 25.0
+PIPELINE_SPLIT_FLOOR_GBPS = 10.0
 
 # Environment variables the roles' secrets are read from (the Pulumi program passes its secrets the
 # same way): the API key vLLM will require on /v1/* (not the key a client sends: that is the
@@ -69,19 +78,12 @@ class Inventory(BaseModel):
         return {"all": {"children": children}}
 
 
-def ring_factor(gpus: int) -> float:
-    """all_reduce's busbw / algbw for `gpus` ranks: 2(n-1)/n."""
-    return 2 * (gpus - 1) / gpus
-
-
 def nccl_busbw_floor_gbs(gpu: catalog.Gpu, gpus: int) -> float:
     """The bus bandwidth all_reduce_perf must reach on `gpus` GPUs of this model (0: no gate)."""
     if gpus < 2:
         return 0.0
-    expected, measured_on = gpu.nccl_busbw_gbs, gpu.nccl_busbw_gpus
-    if gpu.nvlink == "bridge" and gpus > 2:
-        expected, measured_on = PCIE_BUSBW_GBS, 2
-    return round(NCCL_FLOOR_FRACTION * expected * ring_factor(gpus) / ring_factor(measured_on), 1)
+    expected = PCIE_BUSBW_GBS if gpu.nvlink == "bridge" and gpus > 2 else gpu.nccl_busbw_gbs
+    return round(NCCL_FLOOR_FRACTION * expected, 1)
 
 
 def host_vars(host: Host) -> dict[str, Any]:
@@ -115,6 +117,14 @@ def model_source(spec: TierSpec) -> str:
     )
 
 
+def preflight_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    """What preflight needs from the plan: the size of the weights download (none for a model
+    directory already on the servers), which the model cache's disk must hold 1.2 times."""
+    local = model_source(spec).startswith("/")
+    download = 0 if local else int(planner.weights_bytes(spec.model_info, spec.model.quantization))
+    return {"preflight_download_bytes": download}
+
+
 def driver_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     gpu = spec.gpu_info
     out: dict[str, Any] = {
@@ -137,7 +147,7 @@ def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     gpu = spec.gpu_info
     return {
         "gpu_topology_expected_count": spec.gpu.count,
-        "gpu_topology_expected_name": gpu.smi_name,
+        "gpu_topology_expected_names": list(gpu.smi_names),
         "gpu_topology_tensor_parallel": spec.tensor_parallel,
         "gpu_topology_require_nvlink": spec.gpu.interconnect == "nvlink",
         "gpu_topology_min_nvlinks": gpu.nvlink_links,
@@ -159,9 +169,11 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     sv = spec.serving
     quant = spec.model.quantization
     sources = [h.inside_address for h in hosts] if len(hosts) > 1 else []
-    sources += [h.private_network for h in hosts if h.private_network]  # a cloud load balancer's addresses
     if spec.failover is not None:
+        # Clients reach vLLM only through HAProxy (on the VIP and both nodes) and the peers.
         sources.append(str(spec.failover.virtual_ip))
+    elif spec.serving.allowed_sources is not None:
+        sources += [str(net) for net in spec.serving.allowed_sources]
     out: dict[str, Any] = {
         "vllm_model": model_source(spec),
         "vllm_served_model_name": spec.served_model_name,
@@ -175,8 +187,13 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_max_num_seqs": sv.max_num_seqs,
         "vllm_extra_args": list(sv.extra_args),
         "vllm_nccl_p2p_disable": sv.nccl_p2p_disable,
+        "vllm_nnodes": spec.server_count if spec.tier == "multi-server" else 1,
     }
-    sources += providers.get(spec).allowed_sources(spec, hosts)
+    if spec.tier == "multi-server":
+        net = spec.network_gate
+        out |= {"vllm_head": hosts[0].name, "vllm_master_port": net.master_port, "vllm_port_base": net.port_range_start}
+    if spec.serving.allowed_sources is None:
+        sources += providers.get(spec).allowed_sources(spec, hosts)
     out["vllm_allowed_sources"] = sorted(set(sources))
     return out
 
@@ -197,12 +214,41 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     }
 
 
+def network_gate_floor_gbps(spec: TierSpec) -> float:
+    """The spec's floor per link, or the default for its split (docs/multi-server.md)."""
+    if spec.network_gate.min_gbps is not None:
+        return spec.network_gate.min_gbps
+    return TP_SPLIT_FLOOR_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
+
+
+def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
+    """The pairs the network gate measures and its floor (the multi-server tier only)."""
+    if spec.tier != "multi-server":
+        return {}
+    return {
+        "network_gate_nodes": [{"name": h.name, "address": h.inside_address} for h in hosts],
+        "network_gate_min_gbps": network_gate_floor_gbps(spec),
+        "network_gate_seconds": spec.network_gate.iperf_seconds,
+    }
+
+
+def node_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+    """Variables that differ per host: the node rank in a multi-server group, then the provider's."""
+    out: dict[str, dict[str, Any]] = {h.name: {} for h in hosts}
+    if spec.tier == "multi-server":
+        for rank, h in enumerate(hosts):
+            out[h.name]["vllm_node_rank"] = rank
+    for name, extra in providers.get(spec).host_vars(spec, hosts).items():
+        out[name] |= extra
+    return out
+
+
 # The VIP's prefix length: it shares the hosts' /24 (a provider that knows its subnet says so).
 VIP_PREFIX = 24
 
 # One builder per role, in site.yml's order.
 ROLE_VARS: tuple[Callable[[TierSpec, list[Host]], dict[str, Any]], ...] = (
-    driver_vars, nccl_vars, topology_vars, vllm_vars, failover_vars,
+    preflight_vars, driver_vars, nccl_vars, topology_vars, network_gate_vars, vllm_vars, failover_vars,
 )
 
 
@@ -218,8 +264,13 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
         group_vars |= build(spec, hosts)
     group_vars |= providers.get(spec).group_vars(spec, hosts)  # what differs on its servers
     names = [h.name for h in hosts]
-    groups = {GROUP: names, FAILOVER_GROUP: names if spec.failover is not None else []}
-    return Inventory(hosts={h.name: host_vars(h) for h in hosts}, groups=groups, group_vars=group_vars)
+    # The failover play (keepalived + HAProxy) runs where there is a VIP: not on aws, whose load
+    # balancer fronts the pair.
+    groups = {GROUP: names, FAILOVER_GROUP: names if spec.failover is not None else [],
+              MULTI_SERVER_GROUP: names if spec.tier == "multi-server" else []}
+    per_host = node_vars(spec, hosts)
+    return Inventory(hosts={h.name: host_vars(h) | per_host[h.name] for h in hosts}, groups=groups,
+                     group_vars=group_vars)
 
 
 def write(inventory: Inventory, directory: str | Path) -> Path:

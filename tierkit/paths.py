@@ -57,5 +57,10 @@ class StackPaths:
         return self.state_dir / "smoke.json"
 
     @property
+    def history(self) -> Path:
+        """`history.jsonl`: each `tierkit up`'s figures and step times (tierkit/history.py)."""
+        return self.state_dir / "history.jsonl"
+
+    @property
     def rehearsal_record(self) -> Path:
         return self.state_dir / "rehearsal.json"

@@ -16,9 +16,11 @@ from typing import Any
 
 from pulumi.output import Unknown
 
-from tierkit import program, providers, rehearsal
+from tierkit import program, providers
 from tierkit.errors import TierkitError
 from tierkit.planner import Plan
+from tierkit.rehearsal.config import load_stack_config
+from tierkit.rehearsal.runtime import Backend, Registration, is_sealed, run_program
 from tierkit.spec import TierSpec, load_stack, plan_for_spec
 
 # The inputs worth a column, in this order, when a resource has them (nested keys dotted).
@@ -78,7 +80,7 @@ class Preview:
 def masked(value: Any) -> Any:
     """Inputs as a preview may show them: secrets as "[secret]", values not known until a
     resource exists as "(known after apply)"."""
-    if rehearsal.is_sealed(value):
+    if is_sealed(value):
         return SECRET
     if isinstance(value, Unknown):
         return UNKNOWN
@@ -89,25 +91,25 @@ def masked(value: Any) -> Any:
     return value
 
 
-class PreviewBackend(rehearsal.Backend):
+class PreviewBackend(Backend):
     """Registers without running anything; the provider answers its lookups with placeholders."""
 
     def __init__(self, spec: TierSpec) -> None:
         self.spec = spec
 
-    def create(self, reg: rehearsal.Registration) -> tuple[str, dict[str, Any]]:
+    def create(self, reg: Registration) -> tuple[str, dict[str, Any]]:
         return "", dict(reg.inputs)
 
-    def call(self, args: Any) -> dict[str, Any]:
-        return providers.get(self.spec).preview_lookup(self.spec, args.token, dict(args.args))
+    def invoke(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
+        return providers.get(self.spec).preview_lookup(self.spec, token, args)
 
 
 def preview(root: Path, stack: str) -> Preview:
     """Validate, plan, and list what the program would register. Raises TierkitError."""
     spec = load_stack(stack, root)  # the provider's rules included
-    cfg = rehearsal.load_stack_config(root, stack, program.SECRET_ENV)
-    run = rehearsal.run_program(program.main, PreviewBackend(spec), project=cfg.project, stack=stack,
-                                config=cfg.config, secret_keys=cfg.secret_keys, preview=True)
+    cfg = load_stack_config(root, stack, program.SECRET_ENV)
+    run = run_program(program.main, PreviewBackend(spec), project=cfg.project, stack=stack,
+                      config=cfg.config, secret_keys=cfg.secret_keys, preview=True)
     if isinstance(run.error, TierkitError):
         raise run.error
     if run.error is not None:

@@ -1,7 +1,7 @@
 """The Pulumi program: stack config -> tier spec -> fleet components -> exports.
 
 `pulumi up --stack NAME` runs it through __main__.py; without the Pulumi CLI, `tierkit up`
-runs it through the rehearsal (tierkit/rehearsal.py). Config it reads (namespace `tierkit`):
+runs it through the rehearsal (tierkit/rehearsal/). Config it reads (namespace `tierkit`):
 
 - `tierkit:tier`    the tier spec (an object; see stacks/), validated before any resource exists;
 - `tierkit:apiKey`  the API key vLLM requires on /v1/* (secret; optional);

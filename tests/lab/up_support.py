@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tierkit.spec import load_stack
 ROOT = Path(__file__).resolve().parents[2]
 TIERKIT = str(ROOT / ".venv" / "bin" / "tierkit")
 UP_TIMEOUT_S = 1800
+CHANGED_TASK = re.compile(r"^\s+configure \|\s+\S+\s+changed\s", re.M)
 
 
 @dataclass
@@ -41,9 +43,9 @@ def tierkit(*args: str, env: dict[str, str] | None = None, timeout: float = UP_T
                           text=True, timeout=timeout)
 
 
-def up(stack: str, env: dict[str, str] | None = None) -> Up:
+def up(stack: str, env: dict[str, str] | None = None, *args: str) -> Up:
     started = time.monotonic()
-    proc = tierkit("up", "--stack", stack, "--json", env=env)
+    proc = tierkit("up", "--stack", stack, "--json", *args, env=env)
     return Up(proc, time.monotonic() - started)
 
 
@@ -76,13 +78,25 @@ def clean(stack: str) -> None:
     tierkit("lab", "down", lab_name(stack), timeout=300)
 
 
-def deployed(stack: str, env: dict[str, str] | None = None) -> Iterator[Up]:
-    """A module fixture's body: clean, `tierkit up` from nothing, and `tierkit down` after."""
+def deployed(stack: str, env: dict[str, str] | None = None, *args: str) -> Iterator[Up]:
+    """A module fixture's body: clean, `tierkit up ARGS` from nothing, and `tierkit down` after."""
     clean(stack)
     try:
-        yield up(stack, env)
+        yield up(stack, env, *args)
     finally:
         clean(stack)
+
+
+def down_leaves_nothing(stack: str, find_leftovers: Callable[[str], list[str]]) -> subprocess.CompletedProcess[str]:
+    """`tierkit down` of a lab stack: every recorded delete ran, nothing of the lab or the stack's
+    state is left. Returns the command's result for further checks."""
+    proc = tierkit("down", "--stack", stack, "--json", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["deleted"]) == {"smoke", "calibrate", "configure", "wait-ssh", "lab"}
+    assert find_leftovers(lab_name(stack)) == []
+    kept = sorted(p.name for p in state_dir(stack).iterdir()) if state_dir(stack).exists() else []
+    assert kept in ([], ["history.jsonl"]), kept  # the up history outlives down (tierkit/history.py)
+    return proc
 
 
 def report_timing(stack: str, what: str, seconds: float) -> None:

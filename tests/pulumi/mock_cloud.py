@@ -10,13 +10,14 @@ from typing import Any
 
 import yaml
 
-from tierkit import program, rehearsal
+from tierkit import program
 from tierkit.providers.aws import PlacementError
-from tierkit.rehearsal import COMMAND, ProgramRun, Registration
+from tierkit.rehearsal.runner import COMMAND
+from tierkit.rehearsal.runtime import Backend, ProgramRun, Registration, run_program
 from tierkit.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("single-gpu", "multi-gpu", "failover")
+STACKS = ("single-gpu", "multi-gpu", "failover", "multi-server")
 PROVIDERS = ("lab", "baremetal", "aws")
 API_KEY = "sk-test-0123456789abcdef"
 HF_TOKEN = "hf_test_abcdef0123456789"
@@ -28,6 +29,7 @@ OFFERED = {"g6e.xlarge": ["us-east-1b", "us-east-1c", "us-east-1d"], "p5.48xlarg
 USER_SUBNETS = {"subnet-0aaaaaaaaaaaaaaa1": "us-east-1a", "subnet-0bbbbbbbbbbbbbbb2": "us-east-1b",
                 "subnet-0ccccccccccccccc3": "us-east-1b", "subnet-0ddddddddddddddd4": "us-east-1c"}
 CALIBRATED_FLOOR = 123.4
+CALIBRATED_STREAM = 61.7
 
 
 def stack_spec(stack: str) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def variant(stack: str, provider: str, keys: Path) -> dict[str, Any]:
     if provider == "aws":
         return aws_block(stack)
     spec = stack_spec(stack)
-    servers = 2 if stack == "failover" else 1
+    servers = 2 if stack in ("failover", "multi-server") else 1
     if provider == "baremetal":
         spec["provider"] = {"kind": "baremetal", "hosts": [
             {"name": f"gpu{i + 1}", "address": f"192.0.2.{10 + i}", "user": "ubuntu", "key_path": str(keys / "id_ed25519")}
@@ -60,6 +62,8 @@ def variant(stack: str, provider: str, keys: Path) -> dict[str, Any]:
         ]}
         if stack == "failover":
             spec["failover"]["virtual_ip"] = "192.0.2.100"
+        # The lab's tiny model exists only in the lab: real servers download a real one.
+        spec["model"] = {"key": "llama-3.1-8b", "quantization": "bf16", "max_context": 8192}
     parse_spec(spec)  # every variant is a valid spec
     return spec
 
@@ -69,7 +73,7 @@ def host_key(name: str) -> str:
     return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + name.encode().hex().ljust(40, "0")[:40]
 
 
-class FakeCloud(rehearsal.Backend):
+class FakeCloud(Backend):
     """Answers registrations and invokes as the providers and tierkit's verbs would."""
 
     def create(self, reg: Registration) -> tuple[str, dict[str, Any]]:
@@ -93,6 +97,8 @@ class FakeCloud(rehearsal.Backend):
             rid = state["id"]
         elif reg.type == "aws:ec2/keyPair:KeyPair":
             state["key_name"] = "tierkit-key"
+        elif reg.type == "aws:ec2/placementGroup:PlacementGroup":
+            state["name"] = f"tierkit-{reg.name}"
         return rid, state
 
     @staticmethod
@@ -110,7 +116,8 @@ class FakeCloud(rehearsal.Backend):
             return json.dumps([{**h, "known_hosts": pinned, "host_key": host_key(h["name"])}
                                for h in json.loads(reg.plain("stdin"))])
         if reg.name == "calibrate":
-            return json.dumps({"min_output_tok_s": CALIBRATED_FLOOR, "statement": "figures come from a CPU rehearsal"})
+            return json.dumps({"min_output_tok_s": CALIBRATED_FLOOR, "single_stream_tok_s": CALIBRATED_STREAM,
+                               "statement": "figures come from a CPU rehearsal"})
         if reg.name == "smoke":
             return json.dumps({"passed": True, "completed": 48, "failed": 0, "output_throughput": 900.0,
                                "gates": [{"name": "output_throughput", "passed": True, "measured": 900.0,
@@ -123,8 +130,7 @@ class FakeCloud(rehearsal.Backend):
         self.subnets_found: list[str] | None = None
         self.invokes: list[tuple[str, dict[str, Any]]] = []
 
-    def call(self, args: Any) -> dict[str, Any]:
-        token, given = args.token, dict(args.args)
+    def invoke(self, token: str, given: dict[str, Any]) -> dict[str, Any]:
         self.invokes.append((token, given))
         if token == "aws:ec2/getVpcs:getVpcs":
             return {"ids": ["vpc-default"] if self.default_vpc else [], "id": "us-east-1"}
@@ -155,8 +161,8 @@ def run(spec: dict[str, Any] | Any, stack: str = "test", secrets: bool = True,
     if secrets:
         config |= {"tierkit:apiKey": API_KEY, "tierkit:hfToken": HF_TOKEN}
         secret_keys = ["tierkit:apiKey", "tierkit:hfToken"]
-    result = rehearsal.run_program(program.main, cloud or FakeCloud(), project="tierkit", stack=stack,
-                                   config=config, secret_keys=secret_keys)
+    result = run_program(program.main, cloud or FakeCloud(), project="tierkit", stack=stack,
+                         config=config, secret_keys=secret_keys)
     if result.error is not None and not isinstance(result.error, (program.ProgramError, PlacementError)):
         raise result.error
     return result

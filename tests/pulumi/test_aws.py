@@ -13,8 +13,8 @@ from mock_cloud import OFFERED, STACKS, USER_SUBNETS, VPC_CIDR, FakeCloud, aws_b
 
 from tierkit import catalog, inventory, program, providers
 from tierkit.hosts import HostList
-from tierkit.providers.aws import INSTANCE_GPUS, PlacementError, root_volume_gib
-from tierkit.rehearsal import ProgramRun
+from tierkit.providers.aws import INSTANCE_GPUS, PlacementError, root_volume_gib, zones_needed
+from tierkit.rehearsal.runtime import ProgramRun
 from tierkit.spec import parse_spec
 
 INSTANCE = "aws:ec2/instance:Instance"
@@ -39,6 +39,9 @@ def test_each_aws_block_is_complete_and_consistent(keys: Path) -> None:
     assert (multi.gpu.model, multi.gpu.count, multi.tensor_parallel) == ("h100-sxm", 8, 8)
     assert blocks["single-gpu"].provider.instance_type.startswith("g6e.")
     assert blocks["failover"].server_count == 2
+    split = blocks["multi-server"]
+    assert (split.server_count, split.provider.instance_type, split.tensor_parallel, split.pipeline_parallel) == (
+        2, "p5.48xlarge", 8, 2)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -58,18 +61,24 @@ def test_aws_block_deploys(stack: str, keys: Path) -> None:
     assert [s.inputs["rootBlockDevice"]["volumeSize"] for s in servers] == [want_gib] * spec.server_count
     assert all(s.inputs["metadataOptions"]["httpTokens"] == "required" for s in servers), "IMDSv2 only"
     assert all(s.inputs["ami"] == "ami-dlami-latest" and s.ignore_changes == ["ami"] for s in servers)
-    # One server per zone that offers the type (the fake region offers P5 in us-east-1d alone).
-    zones = OFFERED[itype][: spec.server_count]
-    assert [s.inputs["subnetId"] for s in servers] == [f"subnet-{z}" for z in zones]
-    # Security groups: SSH from the operator; the serving port from the load balancer and the peers.
+    # One copy per zone that offers the type (the fake region offers P5 in us-east-1d alone); a
+    # split model's servers share one zone and a cluster placement group.
+    zones = OFFERED[itype][: zones_needed(spec)]
+    assert [s.inputs["subnetId"] for s in servers] == [f"subnet-{zones[n % len(zones)]}" for n in range(spec.server_count)]
+    split = spec.tier == "multi-server"
+    assert [s.inputs.get("placementGroup") for s in servers] == ["tierkit-cluster" if split else None] * spec.server_count
+    # Security groups: SSH from the operator; the serving port from the load balancer and the peers
+    # (a split model's servers: every unprivileged port, for its rendezvous and stages).
     ingress = [r.inputs for r in result.by_type(INGRESS)]
     on_servers = [r for r in ingress if r["securityGroupId"] == "sg-servers"]
     assert {(r["fromPort"], r.get("cidrIpv4"), r.get("referencedSecurityGroupId")) for r in on_servers} == {
-        (22, "203.0.113.0/24", None), (port, None, "sg-lb"), (port, None, "sg-servers")}
+        (22, "203.0.113.0/24", None), (port, None, "sg-lb"), (port, None, "sg-servers")} | (
+        {(1024, None, "sg-servers")} if split else set())
     assert [(r["fromPort"], r["cidrIpv4"]) for r in ingress if r["securityGroupId"] == "sg-lb"] == [(port, "203.0.113.0/24")]
-    # The NLB: listener and targets on the serving port, every instance a target, /health checked.
+    # The NLB: listener and targets on the serving port, every copy's server a target (a split
+    # model's head alone), /health checked.
     lb = result.by_type("aws:lb/loadBalancer:LoadBalancer")[0].inputs
-    assert lb["loadBalancerType"] == "network" and lb["subnets"] == [s.inputs["subnetId"] for s in servers]
+    assert lb["loadBalancerType"] == "network" and lb["subnets"] == [f"subnet-{z}" for z in zones]
     listener = result.by_type("aws:lb/listener:Listener")[0].inputs
     assert listener["port"] == port
     tg = result.by_type("aws:lb/targetGroup:TargetGroup")[0].inputs
@@ -78,7 +87,7 @@ def test_aws_block_deploys(stack: str, keys: Path) -> None:
         "protocol": "HTTP", "path": "/health", "port": "traffic-port", "matcher": "200"}
     attachments = result.by_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")
     assert sorted((a.inputs["targetId"], a.inputs["port"]) for a in attachments) == [
-        (f"i-{n + 1}", port) for n in range(spec.server_count)]
+        (f"i-{n + 1}", port) for n in range(spec.replicas)]
     # The backends listen where the security group lets the NLB in, and admit the VPC.
     hosts = HostList.validate_python(result.exports["hosts"].value)
     assert [h.private_address for h in hosts] == [f"172.31.{n + 1}.10" for n in range(spec.server_count)]

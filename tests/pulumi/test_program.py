@@ -1,9 +1,10 @@
-"""The Pulumi program under the SDK's mock runtime: three stacks x three providers.
+"""The Pulumi program under the SDK's mock runtime: four stacks x three providers.
 
 A fake backend (mock_cloud.FakeCloud) answers each registration the way the real providers would
-(a lab's JSON, EC2 addresses, a smoke report) without running anything; `rehearsal.run_program`
-installs it with `pulumi.runtime.set_mocks` and records the graph (parents, dependencies) and
-secret-ness. The aws provider's own checks are in test_aws.py.
+(a lab's JSON, EC2 addresses, a smoke report) without running anything;
+`tierkit.rehearsal.runtime.run_program`, the rehearsal's own harness, installs it in Pulumi's mock
+runtime and records the graph (parents, dependencies) and secret-ness. The aws provider's own
+checks are in test_aws.py.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mock_cloud import (API_KEY, CALIBRATED_FLOOR, HF_TOKEN, PROVIDERS, ROOT, STACKS, FakeCloud, host_key,
-                        parent_name, run, stack_spec, variant)
+from mock_cloud import (API_KEY, CALIBRATED_FLOOR, CALIBRATED_STREAM, HF_TOKEN, PROVIDERS, ROOT, STACKS, FakeCloud,
+                        host_key, parent_name, run, stack_spec, variant)
 
-from tierkit import program, rehearsal
-from tierkit.rehearsal import COMMAND, has_secret, is_sealed
+from tierkit import program
+from tierkit.rehearsal.runner import COMMAND
+from tierkit.rehearsal.runtime import has_secret, is_sealed, reveal, run_program
 from tierkit.spec import parse_spec, plan_for_spec
 
 CASES = [(s, p) for s in STACKS for p in PROVIDERS]
@@ -46,7 +48,7 @@ def test_graph_parents_and_order(stack: str, provider: str, keys: Path) -> None:
         assert parent_name(result, commands["lab"]) == "servers"
     if provider == "aws":
         instances = result.by_type("aws:ec2/instance:Instance")
-        assert len(instances) == (2 if stack == "failover" else 1)
+        assert len(instances) == (2 if stack in ("failover", "multi-server") else 1)
         assert {i.urn for i in instances} <= deps["wait-ssh"]
         assert all(parent_name(result, r) == "servers" for r in result.registrations if r.type.startswith("aws:"))
     if provider == "baremetal":
@@ -75,7 +77,7 @@ def test_exports(stack: str, provider: str, keys: Path) -> None:
         assert exports["smoke"]["gate_source"] == "figures come from a CPU rehearsal"
         assert any("CPU calibration" in n for n in exports["notes"])
     if stack == "multi-gpu" and provider == "lab":
-        assert any("TP=1" in n and "TP=4" in n and "4x h100-sxm" in n for n in exports["notes"])
+        assert any("TP=4" in n and "ran TP=" in n and "4x h100-sxm" in n for n in exports["notes"])
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -98,6 +100,7 @@ def test_lab_commands(stack: str, keys: Path) -> None:
     # The spec reaches smoke as --stack (load and gates from it); only the calibrated floor is added.
     assert "smoke --stack test --endpoint" in smoke
     assert f"--min-output-tok-s {CALIBRATED_FLOOR}" in smoke
+    assert f"--expect-stream-tok-s {CALIBRATED_STREAM} --expect-source" in smoke  # the calibration is the prediction
     assert "--concurrency" not in smoke and "--requests" not in smoke
     assert "--json" in smoke and smoke.endswith("/.tierkit/test/smoke.json")
     assert result.named("smoke").plain("delete").startswith("rm -f ")
@@ -111,6 +114,7 @@ def test_baremetal_gate_is_the_plan(keys: Path) -> None:
     result = run(spec_dict)
     smoke = result.named("smoke").plain("create")
     assert "smoke --stack test --endpoint" in smoke and "--min-output-tok-s" not in smoke  # the plan's, from the spec
+    assert "--expect-stream-tok-s" not in smoke  # the plan's prediction, from the spec
     assert "calibrate" not in {r.name for r in result.registrations}
     assert not smoke.startswith("ip netns")
     hosts = json.loads(result.named("wait-ssh").plain("stdin"))
@@ -131,7 +135,7 @@ def test_secrets_stay_secret(provider: str, keys: Path) -> None:
     assert smoke_cmd.plain("environment") == {"OPENAI_API_KEY": API_KEY}
     assert smoke_cmd.plain("logging") == "stderr"
     for reg in result.registrations:
-        text = json.dumps(rehearsal.reveal({k: v for k, v in reg.inputs.items() if k != "environment"}))
+        text = json.dumps(reveal({k: v for k, v in reg.inputs.items() if k != "environment"}))
         assert API_KEY not in text and HF_TOKEN not in text, f"{reg.name}: a secret outside the environment"
     for name, export in result.exports.items():
         assert API_KEY not in json.dumps(export.value) and HF_TOKEN not in json.dumps(export.value), name
@@ -195,11 +199,11 @@ def test_bad_spec_registers_nothing(mutate: Any, line: str) -> None:
 
 
 def test_missing_or_malformed_spec_registers_nothing() -> None:
-    missing = rehearsal.run_program(program.main, FakeCloud(), project="tierkit", stack="test", config={})
+    missing = run_program(program.main, FakeCloud(), project="tierkit", stack="test", config={})
     assert isinstance(missing.error, program.ProgramError)
     assert missing.error.problems == ["tierkit:tier: missing from the stack's config; add the tier spec (see stacks/)"]
     assert missing.registrations == []
-    broken = rehearsal.run_program(program.main, FakeCloud(), project="tierkit", stack="test",
+    broken = run_program(program.main, FakeCloud(), project="tierkit", stack="test",
                                    config={"tierkit:tier": "{not json"})
     assert isinstance(broken.error, program.ProgramError) and broken.registrations == []
 

@@ -73,3 +73,14 @@ def test_nspawn_boots_systemd_in_the_hosts_namespace_with_net_admin():
     assert "--capability=CAP_NET_ADMIN" in args
     assert "--network-namespace-path=/run/netns/tkh-demo-2" in args
     assert any(a.startswith("--bind-ro=") and a.endswith(":/opt/tierkit") for a in args)
+
+
+@pytest.mark.parametrize("rate", ["100mbit", "1.5gbit", "500kbit"])
+def test_throttle_rates_tc_understands(rate):
+    assert network.check_rate(rate) == rate
+
+
+@pytest.mark.parametrize("rate", ["fast", "100", "0mbit", "100mb", "1gbit; reboot"])
+def test_bad_throttle_rates_are_refused(rate):
+    with pytest.raises(TierkitError, match="--throttle: .* is not a rate; use a number with kbit, mbit or gbit"):
+        network.check_rate(rate)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +167,24 @@ def test_ring_model_on_nvswitch_and_with_an_inactive_link():
     assert ring_busbw(s, 1) == 0.0
     broken = gpu_set("t", "t-1", "h100-sxm", 8, "nvlink", None, [parse_fault("inactive-link=0:3")])
     assert ring_busbw(broken, 8) == pytest.approx(GPUS["h100-sxm"].nccl_busbw_gbs * 17 / 18)
+
+
+def test_persistenced_turns_persistence_on_while_it_runs(host, tmp_path, monkeypatch):
+    run = host("h100-sxm", 2)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\nexec {' '.join(PYTHON)} {SIM['nvidia-smi']} \"$@\"\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    query = ("nvidia-smi", "--query-gpu=persistence_mode", "--format=csv,noheader")
+    daemon = subprocess.Popen([*PYTHON, str(SIM["nvidia-persistenced"]), "--user", "root", "--persistence-mode"])
+    try:
+        deadline = time.monotonic() + 20
+        while run(*query).stdout.split() != ["Enabled"] * 2:
+            assert time.monotonic() < deadline and daemon.poll() is None, "persistence never came on"
+            time.sleep(0.1)
+    finally:
+        daemon.terminate()
+        daemon.wait(10)
+    assert run(*query).stdout.split() == ["Disabled"] * 2

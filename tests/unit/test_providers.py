@@ -99,7 +99,9 @@ def test_baremetal_and_aws_answers(tmp_path):
     bm = parse_spec(baremetal(tmp_path))
     p = providers.get(bm)
     assert p.hosts(bm) == [Host(name="gpu1", address="192.0.2.10", key_path=str(Path("~/k").expanduser()))]
-    assert p.model_path(bm) is None and p.group_vars(bm, p.hosts(bm)) == {} and p.allowed_sources(bm, []) == []
+    assert p.model_path(bm) is None and p.group_vars(bm, p.hosts(bm)) == {}
+    local = [Host(name="gpu1", address="127.0.0.2", key_path="/k")]
+    assert p.allowed_sources(bm, local) == ["127.0.0.1"]  # the operator's machine, as routed
     assert p.derive_source(bm) == "plan"
     with p.configure_services(bm, p.hosts(bm)):
         pass
@@ -109,6 +111,9 @@ def test_baremetal_and_aws_answers(tmp_path):
     cloud = parse_spec(aws(tmp_path))
     a = providers.get(cloud)
     assert a.derive_source(cloud) == "plan" and a.load_balancer
+    in_vpc = Host(name="server1", address="198.51.100.1", private_address="10.20.1.5", private_network="10.20.0.0/16",
+                  key_path="/k")
+    assert a.allowed_sources(cloud, [in_vpc]) == ["10.20.0.0/16", str(cloud.provider.ssh_cidr)]
     with pytest.raises(TierkitError, match="--hosts: aws hosts come from the stack's outputs"):
         a.hosts(cloud)
 
@@ -173,6 +178,9 @@ class Recording(Provider):
     def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         return {"vllm_package": "marker-package", "nccl_version": "9.9.9"}
 
+    def host_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+        return {hosts[0].name: {"vllm_cpu_threads_bind": "marker-bind"}}
+
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
         return ["192.0.2.99"]
 
@@ -193,11 +201,13 @@ def test_inventory_takes_lab_settings_only_from_the_lab_provider(monkeypatch):
     real = inv.render(spec, LAB_HOSTS[:1]).group_vars
     assert real["vllm_package"] == "vllm-cpu" and real["vllm_model"] == "/opt/tierkit/models/tiny-llama"
     monkeypatch.setitem(providers.PROVIDERS, "lab", Recording())
-    gv = inv.render(spec, LAB_HOSTS[:1]).group_vars
+    rendered = inv.render(spec, LAB_HOSTS[:1])
+    gv = rendered.group_vars
     assert gv["vllm_package"] == "marker-package" and gv["nccl_version"] == "9.9.9"
+    assert rendered.hosts[LAB_HOSTS[0].name]["vllm_cpu_threads_bind"] == "marker-bind"
     assert gv["vllm_model"] == "/from/the/provider"
     assert gv["vllm_allowed_sources"] == ["192.0.2.99"]
-    lab_only = {"vllm_wheelhouse", "vllm_env", "nvidia_driver_repo_url", "nccl_all_reduce_perf", "nvidia_driver_version"}
+    lab_only = {"vllm_wheelhouse", "vllm_env", "nvidia_repo_url", "nccl_all_reduce_perf", "nvidia_driver_version"}
     assert lab_only & set(gv) == set()  # none of the lab's settings come from anywhere else
 
 

@@ -24,6 +24,12 @@ argv = sys.argv[1:]
 stdin = sys.stdin.read()
 with open(os.environ["STANDIN_RECORD"], "a") as f:
     f.write(json.dumps({{"argv": argv, "stdin": stdin, "cwd": os.getcwd(), "env": dict(os.environ)}}) + "\\n")
+if "--event-log" in argv:  # the engine's events, as `pulumi up` writes them: two commands, each pre then outputs
+    urn = "urn:pulumi:cloud::tierkit::tierkit:fleet:Ready$command:local:Command::"
+    with open(argv[argv.index("--event-log") + 1], "w") as f:
+        for at, key, name in ((100, "resourcePreEvent", "wait-ssh"), (112.5, "resOutputsEvent", "wait-ssh"),
+                              (113, "resourcePreEvent", "configure"), (413, "resOutputsEvent", "configure")):
+            f.write(json.dumps({{"timestamp": at, key: {{"metadata": {{"type": "command:local:Command", "urn": urn + name}}}}}}) + "\\n")
 if argv[:1] == [os.environ.get("STANDIN_FAIL")]:
     print("error: stand-in failure of " + argv[0])
     sys.exit(255)
@@ -80,22 +86,30 @@ def assert_no_secret_leaks(proc: subprocess.CompletedProcess[str], calls: list[d
 
 
 def test_up_builds_the_exact_invocations(project: Path) -> None:
-    proc, calls = tierkit(project, "up", "--stack", "cloud", "--json")
+    proc, calls = tierkit(project, "up", "--stack", "cloud", "--json", "--junit", str(project / "up.xml"))
     assert proc.returncode == 0, proc.stderr
+    up = calls[3]["argv"]
+    assert up[:4] == ["up", "--yes", "--skip-preview", "--event-log"] and up[-2:] == ["--stack", "cloud"]
     assert [c["argv"] for c in calls] == [
         ["stack", "select", "--create", "--stack", "cloud"],
         ["config", "set", "--secret", "tierkit:apiKey", "--stack", "cloud"],
         ["config", "set", "--secret", "tierkit:hfToken", "--stack", "cloud"],
-        ["up", "--yes", "--skip-preview", "--stack", "cloud"],
+        ["up", "--yes", "--skip-preview", "--event-log", up[4], "--stack", "cloud"],
         ["stack", "output", "--json", "--stack", "cloud"],
     ]
+    assert not Path(up[4]).exists(), "the event log is read, then removed"
+    # The engine's events are the up's step times, in the history and the JUnit report.
+    [run] = [json.loads(line) for line in (project / ".tierkit" / "cloud" / "history.jsonl").read_text().splitlines()]
+    assert run["engine"] == "pulumi" and [(s["name"], s["seconds"]) for s in run["steps"]] == [
+        ("readiness", 12.5), ("configure", 300.0)]
+    assert 'name="configure"' in (project / "up.xml").read_text()
     assert [c["stdin"] for c in calls] == ["", API_KEY, HF_TOKEN, "", ""], "secrets on stdin, nothing else"
     assert {c["cwd"] for c in calls} == {str(project)}, "the project root, whose Pulumi.yaml names stackConfigDir"
     assert yaml.safe_load((project / "Pulumi.yaml").read_text())["stackConfigDir"] == "stacks"
     assert all(c["env"]["PULUMI_CONFIG_PASSPHRASE"] == "standin-passphrase" for c in calls)
     assert_no_secret_leaks(proc, calls)
     assert proc.stderr.splitlines()[0].startswith(f"tierkit up: the Pulumi CLI at {project.parent / 'bin' / 'pulumi'}")
-    assert "stand-in pulumi: recorded `up --yes --skip-preview --stack cloud`; nothing was deployed" in proc.stderr
+    assert f"stand-in pulumi: recorded `up --yes --skip-preview --event-log {up[4]} --stack cloud`; nothing was deployed" in proc.stderr
     assert "rehearsal" not in proc.stderr
     out = json.loads(proc.stdout)
     assert out["engine"] == "pulumi"
@@ -110,6 +124,12 @@ def test_up_without_secrets_sets_none_and_a_failure_is_one_line(project: Path) -
     assert "tierkit:apiKey: $TIERKIT_API_KEY not set" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: pulumi up: exited 255 (error: stand-in failure of up); see the output above")
+
+
+def test_up_refresh_asks_pulumi_to_refresh(project: Path) -> None:
+    proc, calls = tierkit(project, "up", "--stack", "cloud", "--refresh")
+    assert proc.returncode == 0, proc.stderr
+    assert calls[3]["argv"][:4] == ["up", "--yes", "--skip-preview", "--refresh"]
 
 
 def test_down_destroys(project: Path) -> None:

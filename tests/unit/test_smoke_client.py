@@ -1,11 +1,10 @@
-"""The smoke client end to end against the in-test SSE server (tests/unit/smoke_fake_server.py):
+"""The smoke client end to end against the in-test SSE server (tests/support/smoke_fake_server.py):
 every edge case is counted with its reason, prompts have the server's token count, and the load
 has the shape asked for."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,12 +15,6 @@ from tierkit.smoke.gates import Gates
 from tierkit.smoke.run import SmokeReport, SmokeSettings, run_smoke
 
 N, IN, OUT = 6, 24, 8
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeServer]:
-    with FakeServer() as server:
-        yield server
 
 
 def smoke(server: FakeServer, **kw: Any) -> SmokeReport:

@@ -4,6 +4,7 @@ and never accepts a key that does not match."""
 
 from __future__ import annotations
 
+import io
 import json
 import shlex
 import socket
@@ -18,6 +19,7 @@ import paramiko
 import pytest
 
 from tierkit import inventory
+from tierkit.cli import main
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.pins import write_known_hosts
@@ -40,8 +42,16 @@ class _Iface(paramiko.ServerInterface):
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         channel.send_exit_status(0 if command == b"true" else 1)
-        threading.Timer(0.05, channel.close).start()
+        threading.Timer(0.05, _close_quietly, args=(channel,)).start()
         return True
+
+
+def _close_quietly(channel: paramiko.Channel) -> None:
+    """Close the exec channel; the client may have torn the connection down first."""
+    try:
+        channel.close()
+    except (EOFError, OSError, paramiko.SSHException):
+        pass
 
 
 class SshServer:
@@ -198,19 +208,23 @@ def test_wrong_login_key_is_retried_then_reported(server: SshServer, keys: dict,
     assert "AuthenticationException" in info.value.problems[0]
 
 
-def test_cli_reads_stdin_writes_pinned_hosts(server: SshServer, keys: dict, tmp_path: Path) -> None:
+def test_cli_reads_stdin_writes_pinned_hosts(server: SshServer, keys: dict, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The verb as the program calls it (tierkit.cli.main, in this process): hosts on stdin,
+    progress on stderr, the pinned hosts on stdout and in --write."""
     kh, out = tmp_path / "kh", tmp_path / "hosts.json"
     hosts = [host(server.port, keys["client_path"]).model_dump()]
-    proc = subprocess.run(
-        [sys.executable, "-c", "from tierkit.cli import main; main()", "wait-ssh", "--hosts", "-", "--known-hosts",
-         str(kh), "--write", str(out), "--timeout", "10", "--json"],
-        input=json.dumps(hosts), capture_output=True, text=True, timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    printed = json.loads(proc.stdout)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(hosts)))
+    monkeypatch.setattr(sys, "argv", ["tierkit", "wait-ssh", "--hosts", "-", "--known-hosts", str(kh),
+                                      "--write", str(out), "--timeout", "10", "--json"])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    assert exited.value.code == 0, captured.err
+    printed = json.loads(captured.out)
     assert printed == json.loads(out.read_text())
     assert printed[0]["known_hosts"] == str(kh)
-    assert "pinned gpu1" in proc.stderr and "ready gpu1" in proc.stderr
+    assert "pinned gpu1" in captured.err and "ready gpu1" in captured.err
     assert printed[0]["host_key"] == f"ssh-rsa {keys['host_a'].get_base64()}", "the pin travels in the output"
 
 

@@ -242,7 +242,7 @@ H100_NAME = "NVIDIA H100 80GB HBM3"
 def test_hgx_h100_meets_a_tp8_nvlink_tier():
     problems = check_tier(
         parse_topo(HGX), nvlink=parse_nvlink(text("h100-8x-nvlink-status.txt")),
-        gpus=parse_query_gpu(query("h100-8x-query-gpu.csv")), expected_count=8, expected_name=H100_NAME,
+        gpus=parse_query_gpu(query("h100-8x-query-gpu.csv")), expected_count=8, expected_names=[H100_NAME],
         tensor_parallel=8, require_nvlink=True, min_links=18)
     assert problems == []
 
@@ -310,7 +310,7 @@ def test_all_links_inactive_is_named():
 def test_count_model_and_tp_size_mismatches():
     topo = parse_topo(text("rtx3090-4x-two-nvlink-pairs-topo.txt"))
     gpus = parse_query_gpu(query("rtx3090-4x-query-gpu.csv"))
-    problems = check_tier(topo, gpus=gpus[:3], expected_count=8, expected_name=H100_NAME, tensor_parallel=8)
+    problems = check_tier(topo, gpus=gpus[:3], expected_count=8, expected_names=[H100_NAME], tensor_parallel=8)
     assert problems == [
         "GPU count: found 4, expected 8",
         "GPU count: nvidia-smi --query-gpu lists 3, topo -m lists 4",
@@ -319,8 +319,20 @@ def test_count_model_and_tp_size_mismatches():
         f"GPU2: NVIDIA GeForce RTX 3090, expected {H100_NAME}",
         "tensor_parallel=8: needs 8 GPUs, found 4",
     ]
-    assert check_tier(topo, expected_name=H100_NAME) == [
-        f"GPU model: no nvidia-smi --query-gpu reading to compare with {H100_NAME!r}"]
+    assert check_tier(topo, expected_names=[H100_NAME]) == [
+        f"GPU model: no nvidia-smi --query-gpu reading to compare with {H100_NAME}"]
+
+
+def test_every_edition_name_of_a_catalog_gpu_passes():
+    from tierkit.catalog import GPUS
+
+    names = GPUS["rtx-pro-6000"].smi_names
+    topo = parse_topo(L40S)
+    editions = [names[i % len(names)] for i in range(topo.gpu_count)]
+    rows = "".join(f"{i}, {name}, GPU-{i}, 97887, 580.159.03, 00000000:0{i}:00.0\n" for i, name in enumerate(editions))
+    gpus = parse_query_gpu(rows)
+    assert check_tier(topo, gpus=gpus, expected_names=names) == []
+    assert check_tier(topo, gpus=gpus, expected_names=names[:1])[0].startswith(f"GPU1: {names[1]}, expected")
 
 
 def test_bad_expectations_are_a_problem_not_a_crash():

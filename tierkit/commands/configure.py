@@ -16,7 +16,7 @@ def configure_command(
     stack: StackOpt = None,
     file: FileOpt = None,
     hosts: HostsOpt = None,
-    playbook: Annotated[str, typer.Option("--playbook", help="site (all stages), or one stage: drivers, nccl, topology, vllm, failover; or a playbook path.")] = "site",
+    playbook: Annotated[str, typer.Option("--playbook", help="site (all stages), or one stage: preflight, drivers, nccl, topology, vllm, failover; or a playbook path.")] = "site",
     as_json: Annotated[bool, typer.Option("--json", help="Print the recap and failures as JSON (progress goes to stderr).")] = False,
 ) -> None:
     """Configure the stack's hosts: NVIDIA driver, NCCL gate, topology gate, vLLM (and failover).

@@ -99,7 +99,7 @@ def status(
         for column in ("host", "address", "state", "link", "ssh", "memory"):
             table.add_column(column)
         for s in states:
-            table.add_row(s.name, s.address, s.state, s.link,
+            table.add_row(s.name, s.address, s.state, f"{s.link} ({s.throttle})" if s.throttle else s.link,
                           "-" if s.ssh is None else ("ok" if s.ssh else "no answer"),
                           "-" if s.memory_mib is None else f"{s.memory_mib:.0f} MiB")
         console.print(table)
@@ -158,17 +158,21 @@ def fault(
     kill: Annotated[bool, typer.Option("--kill", help="Kill every process of the host at once "
                                        "(a power cut).")] = False,
     cut_link: Annotated[bool, typer.Option("--cut-link", help="Unplug its network cable.")] = False,
-    restore: Annotated[bool, typer.Option("--restore", help="Plug the cable back in and boot "
-                                          "the host if it is down; waits for SSH.")] = False,
+    throttle: Annotated[Optional[str], typer.Option(
+        "--throttle", metavar="RATE", help="Limit its cable to RATE both ways (tc token bucket), "
+        "e.g. 100mbit, 1gbit.")] = None,
+    restore: Annotated[bool, typer.Option("--restore", help="Plug the cable back in at full speed "
+                                          "and boot the host if it is down; waits for SSH.")] = False,
 ) -> None:
-    """Inject a server fault into a lab host, or restore it (failover tests use these)."""
+    """Inject a server fault into a lab host, or restore it (failover and multi-server tests)."""
     chosen = [action for action, on in (("stop", stop), ("kill", kill), ("cut-link", cut_link),
-                                        ("restore", restore)) if on]
+                                        ("throttle", throttle is not None), ("restore", restore)) if on]
     if len(chosen) != 1:
-        raise TierkitError("fault: choose exactly one of --stop, --kill, --cut-link, --restore")
+        raise TierkitError("fault: choose exactly one of --stop, --kill, --cut-link, --throttle RATE, --restore")
     lab, target = Lab.of_host(host)
-    lab.fault(target.name, chosen[0])  # type: ignore[arg-type]
-    err_console.print(f"{target.name}: {chosen[0]} done")
+    lab.fault(target.name, chosen[0], throttle)  # type: ignore[arg-type]
+    done = f"link throttled to {throttle}" if throttle else f"{chosen[0]} done"
+    err_console.print(f"{target.name}: {done}")
 
 
 @image_app.command("build")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from tierkit import catalog, planner
+from tierkit.compare import CompareRow, compare
 from tierkit.console import console, print_json
 from tierkit.errors import TierkitError
 
 QUANTS = list(catalog.BYTES_PER_PARAM)
+MAX_SERVERS = 8
+COMPARE_GPUS = 4  # the published comparison's multi-GPU server
+COMPARE_SERVERS = 2
+COMPARE_WIDTH = 116  # the comparison's ten columns unwrapped
 
 
 def _model(model_key: str | None, params_b: float | None) -> catalog.Model:
@@ -19,9 +26,15 @@ def _model(model_key: str | None, params_b: float | None) -> catalog.Model:
         raise TierkitError("--model/--params-b: give exactly one; e.g. --model llama-3.3-70b or --params-b 70")
     if model_key is not None:
         return catalog.lookup_model(model_key, "--model")
+    assert params_b is not None
     # A bare parameter count: borrow the shape of the catalog model closest in size.
     nearest = min((m for m in catalog.MODELS.values() if m.key != "tiny-llama"), key=lambda m: abs(m.params_b - params_b))
     return nearest.model_copy(update={"key": f"{params_b:g}b (shaped like {nearest.key})", "params_b": params_b})
+
+
+def _positive(flag: str, value: float | None, example: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise TierkitError(f"{flag}: must be a finite number above 0, got {value:g}; e.g. {flag} {example}")
 
 
 def render(plan: planner.Plan) -> None:
@@ -29,17 +42,21 @@ def render(plan: planner.Plan) -> None:
     table = Table(title=f"{plan.model} {plan.quantization} on {plan.gpu}", show_header=False)
     table.add_column(style="bold")
     table.add_column()
+    shape = "" if plan.servers == 1 else f" ({'one copy split over them' if plan.shape == 'split' else 'a full replica on each'})"
     rows = [
         ("fits", "[green]yes[/]" if plan.fits else "[red]no[/]"),
         ("tier", plan.tier),
-        ("servers x GPUs", f"{plan.servers} x {plan.gpus_per_server}"),
+        ("servers x GPUs", f"{plan.servers} x {plan.gpus_per_server}{shape}"),
         ("parallelism", f"TP={plan.tensor_parallel} PP={plan.pipeline_parallel}"),
         ("weights", f"{plan.weights_gib:.1f} GiB"),
         ("KV cache", f"{plan.kv_cache_gib:.1f} GiB"),
         ("max users", f"{plan.max_users} at {plan.context} tokens"),
         ("expected decode", f"{plan.expected_tok_s:.0f} tok/s ({plan.single_stream_tok_s:.0f} per replica, single stream)"),
-        ("largest FP16 model", f"{plan.max_fp16_params_b:.0f}B on these GPUs"),
+        ("aggregate decode", f"{plan.aggregate_tok_s:.0f} tok/s with {plan.max_users} users"),
+        ("largest FP16 model", f"{plan.max_fp16_params_b:.0f}B on {'these GPUs' if plan.shape == 'split' or plan.servers == 1 else 'each server'}"),
     ]
+    if plan.network_gbps:
+        rows.append(("network between servers", f"{plan.network_gbps:.0f} Gbit/s per hop"))
     for key, value in rows:
         table.add_row(key, value)
     console.print(table)
@@ -47,25 +64,88 @@ def render(plan: planner.Plan) -> None:
         console.print(f"note: {note}", markup=False)
 
 
+def render_shapes(replicas: planner.Plan, split: planner.Plan, recommended: planner.Shape) -> None:
+    """Both shapes of 2+ servers side by side, the recommendation, and the recommended plan's notes."""
+    table = Table(title=f"{replicas.model} {replicas.quantization} on {replicas.servers} servers of {replicas.gpu}")
+    table.add_column("")
+    table.add_column("replicas")
+    table.add_column("split")
+
+    def both(label: str, fmt: str, key: str) -> None:
+        table.add_row(label, fmt.format(getattr(replicas, key)), fmt.format(getattr(split, key)))
+
+    both("tier", "{}", "tier")
+    table.add_row("fits", *("[green]yes[/]" if p.fits else "[red]no[/]" for p in (replicas, split)))
+    table.add_row("GPUs per server", str(replicas.gpus_per_server), str(split.gpus_per_server))
+    table.add_row("parallelism", *(f"TP={p.tensor_parallel} PP={p.pipeline_parallel}" for p in (replicas, split)))
+    table.add_row("largest FP16 model", f"{replicas.max_fp16_params_b:.0f}B (per server)", f"{split.max_fp16_params_b:.0f}B")
+    both("users", "{}", "max_users")
+    both("single-stream decode", "{:.0f} tok/s", "single_stream_tok_s")
+    both("aggregate decode", "{:.0f} tok/s", "aggregate_tok_s")
+    table.add_row(
+        "network between servers",
+        "requests only",
+        f"{split.network_gbps:.0f} Gbit/s per hop",
+    )
+    console.print(table)
+    chosen = replicas if recommended == "replicas" else split
+    why = (
+        "each server holds the model: replicas add throughput and survive a server's loss"
+        if recommended == "replicas" and replicas.fits
+        else "only the servers together hold the model"
+        if split.fits
+        else "neither shape fits"
+    )
+    console.print(f"recommended: {recommended} (tier {chosen.tier}): {why}; --shape picks one", markup=False)
+    for note in chosen.notes:
+        console.print(f"note: {note}", markup=False)
+
+
+def render_compare(rows: list[CompareRow], title: str) -> None:
+    table = Table(title=title, caption="tok/s: one stream / all users at once; $ with --gpu-hour-usd")
+    for column in ("setup", "tier", "fits", "max FP16", "tok/s 1", "tok/s all", "users", "link", "$/hour", "$/M tok"):
+        table.add_column(column, no_wrap=column in ("tier", "link"))
+    for r in rows:
+        table.add_row(
+            r.setup, r.tier, "yes" if r.fits else "no", f"{r.max_fp16_params_b:.0f}B",
+            f"{r.single_stream_tok_s:.0f}", f"{r.aggregate_tok_s:.0f}", str(r.max_users), r.interconnect,
+            "-" if r.usd_per_hour is None else f"{r.usd_per_hour:.2f}",
+            "-" if r.usd_per_million_tokens is None else f"{r.usd_per_million_tokens:.2f}",
+        )
+    Console(width=max(console.width, COMPARE_WIDTH), highlight=False, file=console.file).print(table)
+
+
 def plan_command(
     model: Annotated[Optional[str], typer.Option("--model", help=f"Catalog model: {', '.join(catalog.MODELS)}.")] = None,
-    params_b: Annotated[Optional[float], typer.Option("--params-b", help="Model size in billions of parameters, for a model outside the catalog.", min=0.001)] = None,
+    params_b: Annotated[Optional[float], typer.Option("--params-b", help="Model size in billions of parameters, for a model outside the catalog.")] = None,
     quant: Annotated[str, typer.Option("--quant", help=f"Weights precision: {', '.join(QUANTS)}.")] = "bf16",
     gpu: Annotated[str, typer.Option("--gpu", help=f"Catalog GPU: {', '.join(catalog.GPUS)}.")] = "rtx-pro-6000",
     gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPUs per server (1-8). Omit to get the smallest set that fits.", min=1, max=8)] = None,
-    servers: Annotated[int, typer.Option("--servers", help="Servers, each serving a full replica (2 = failover tier).", min=1, max=2)] = 1,
+    servers: Annotated[Optional[int], typer.Option("--servers", help=f"Servers (1-{MAX_SERVERS}). With 2 or more, --shape says how they serve.", min=1, max=MAX_SERVERS)] = None,
+    shape: Annotated[Optional[str], typer.Option("--shape", help="With 2+ servers: replicas (a full copy per server: failover tier) or split (one copy over all: multi-server tier). Omit to see both.")] = None,
     users: Annotated[Optional[int], typer.Option("--users", help="Concurrent users the tier must carry.", min=1)] = None,
     context: Annotated[Optional[int], typer.Option("--context", help=f"Tokens of context per user. Default {planner.DEFAULT_CONTEXT}, or the model's own when shorter.", min=1)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys).")] = False,
+    compare_all: Annotated[bool, typer.Option("--compare", help=f"Compare single GPU, multi-GPU, replicas and split (default {COMPARE_SERVERS} x {COMPARE_GPUS} GPUs).")] = False,
+    gpu_hour_usd: Annotated[Optional[float], typer.Option("--gpu-hour-usd", help="Price of one GPU-hour in USD: adds cost per hour and per million output tokens to --compare.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys); with 2+ servers and no --shape, the recommended shape's plan; with --compare, the rows.")] = False,
 ) -> None:
     """Size a deployment: memory fit, tier, TP/PP, users and expected decode tokens/second.
 
     Exits 0 when the model fits, 1 when it does not (the notes name the smallest fix), 2 on bad flags.
 
-    Example: tierkit plan --model llama-3.3-70b --quant awq --gpu rtx-pro-6000 --gpus 4
+    Examples:
+      tierkit plan --model llama-3.3-70b --quant awq --gpu rtx-pro-6000 --gpus 4
+      tierkit plan --params-b 300 --quant fp16 --gpus 4 --servers 2
+      tierkit plan --model llama-3.3-70b --quant awq --compare --gpu-hour-usd 2.5
     """
+    _positive("--params-b", params_b, "70")
+    _positive("--gpu-hour-usd", gpu_hour_usd, "2.5")
     if quant not in catalog.BYTES_PER_PARAM:
         raise TierkitError(catalog.unknown_key("quantization", "--quant", quant, catalog.BYTES_PER_PARAM))
+    if shape is not None and shape not in planner.SHAPES:
+        raise TierkitError(f"--shape: unknown shape {shape!r}; choose one of: {', '.join(planner.SHAPES)}")
+    if gpu_hour_usd is not None and not compare_all:
+        raise TierkitError("--gpu-hour-usd: prices the --compare table; add --compare")
     m = _model(model, params_b)
     g = catalog.lookup_gpu(gpu, "--gpu")
     context = context or planner.default_context(m)
@@ -74,18 +154,65 @@ def plan_command(
     need_cc = catalog.MIN_COMPUTE_CAPABILITY.get(quant)
     if need_cc and g.compute_capability < need_cc:
         raise TierkitError(f"--quant: {quant} needs compute capability {need_cc}+ (Ada or newer), {g.key} has {g.compute_capability}; use int8 or awq")
-    if gpus is None:
-        result = planner.recommend(m, quant, g, servers, context, users)
+    if compare_all:
+        _compare(m, quant, g, gpus, servers, shape, users, context, gpu_hour_usd, as_json)
+        return
+    n_servers = servers or 1
+    if n_servers == 1 and shape is not None:
+        raise TierkitError("--shape: says how 2 or more servers serve; add --servers 2 (or more), or drop --shape")
+    if n_servers > 1 and shape is None:
+        both = {s: _sized(m, quant, g, gpus, n_servers, context, users, s) for s in planner.SHAPES}
+        chosen = planner.recommended_shape(both["replicas"], both["split"])
+        result = both[chosen]
+        if as_json:
+            print_json(result.to_json())
+        else:
+            render_shapes(both["replicas"], both["split"], chosen)
     else:
-        result = planner.plan(m, quant, g, gpus, servers, context, users)
-        if not result.fits:
-            fix = planner.smallest_fix(m, quant, g, gpus, context, planner.DEFAULT_UTILIZATION)
-            result = result.model_copy(update={"notes": [*result.notes, fix]})
-    if as_json:
-        print_json(result.to_json())
-    else:
-        render(result)
+        result = _sized(m, quant, g, gpus, n_servers, context, users, shape or "replicas")
+        if as_json:
+            print_json(result.to_json())
+        else:
+            render(result)
     if not result.fits:
+        raise typer.Exit(1)
+
+
+def _sized(
+    m: catalog.Model, quant: str, g: catalog.Gpu, gpus: int | None, servers: int, context: int,
+    users: int | None, shape: planner.Shape,
+) -> planner.Plan:
+    """The plan for these GPUs, or the smallest GPU set that fits; a misfit names the smallest fix."""
+    if gpus is None:
+        return planner.recommend(m, quant, g, servers, context, users, shape)
+    result = planner.plan(m, quant, g, gpus, servers, context, users, shape=shape)
+    if result.fits:
+        return result
+    fix = planner.smallest_fix(m, quant, g, gpus, context, planner.DEFAULT_UTILIZATION, servers, shape)
+    return result.model_copy(update={"notes": [*result.notes, fix]})
+
+
+def _compare(
+    m: catalog.Model, quant: str, g: catalog.Gpu, gpus: int | None, servers: int | None, shape: str | None,
+    users: int | None, context: int, gpu_hour_usd: float | None, as_json: bool,
+) -> None:
+    if shape is not None or users is not None:
+        raise TierkitError(f"{'--shape' if shape is not None else '--users'}: --compare shows every setup; drop it, or drop --compare")
+    per_server = gpus or COMPARE_GPUS
+    n_servers = servers or COMPARE_SERVERS
+    if per_server < 2:
+        raise TierkitError("--gpus: --compare needs 2 or more GPUs per server for its multi-GPU rows; e.g. --gpus 4")
+    if n_servers < 2:
+        raise TierkitError("--servers: --compare needs 2 or more servers for its replicas and split rows; e.g. --servers 2")
+    rows = compare(m, quant, g, per_server, n_servers, context, gpu_hour_usd)
+    if as_json:
+        print_json({
+            "model": m.key, "quantization": quant, "gpu": g.key, "context": context, "gpu_hour_usd": gpu_hour_usd,
+            "rows": [r.model_dump() for r in rows],
+        })
+    else:
+        render_compare(rows, f"{m.key} {quant} on {g.key}, {context} tokens of context")
+    if not any(r.fits for r in rows):
         raise typer.Exit(1)
 
 

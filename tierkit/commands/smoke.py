@@ -15,11 +15,12 @@ from tierkit.errors import TierkitError
 from tierkit.smoke import defaults
 from tierkit.smoke.endpoint import CLIENT_API_KEY_ENV, load_api_key, parse_endpoint
 from tierkit.smoke.from_spec import smoke_settings
-from tierkit.smoke.report import LiveProgress, show, write_json
+from tierkit.smoke.report import LiveProgress, show, write_json, write_junit
 from tierkit.smoke.run import SmokeSettings, smoke
 
 # Settings fields whose flag is not simply --field-name.
-FLAGS = {"duration_s": "--duration", "timeout_s": "--timeout", "api_key": "--api-key-file"}
+FLAGS = {"duration_s": "--duration", "timeout_s": "--timeout", "api_key": "--api-key-file",
+         "per_stream_tok_s": "--expect-stream-tok-s", "expected": "--expect-stream-tok-s"}
 
 
 def _flag(loc: tuple[Any, ...]) -> str:
@@ -63,6 +64,9 @@ def smoke_command(
     file: FileOpt = None,
     api_key_file: Annotated[Optional[Path], typer.Option("--api-key-file", help=f"File holding the API key (first line). Default: ${CLIENT_API_KEY_ENV}. The key is never printed or written.")] = None,
     json_file: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to FILE as JSON: vllm bench serve's key names plus gates and passed.")] = None,
+    junit_file: Annotated[Optional[Path], typer.Option("--junit", help="Also write FILE as JUnit XML for a CI test reporter: one test case per gate, a failed gate's message carrying measured and required values.")] = None,
+    expect_stream_tok_s: Annotated[Optional[float], typer.Option("--expect-stream-tok-s", help="The plan's single-stream decode tok/s: the report shows it next to the measured per-stream rate (1000 / mean TPOT) with the error in percent. --stack fills it from the plan.")] = None,
+    expect_source: Annotated[str, typer.Option("--expect-source", help="Where --expect-stream-tok-s comes from, named in the report.")] = "the command line",
 ) -> None:
     """Stream load at an OpenAI-compatible endpoint, measure it as `vllm bench serve` does, and gate.
 
@@ -78,8 +82,9 @@ def smoke_command(
     """
     if api not in ("completions", "chat"):
         raise TierkitError(f"--api: {api!r} is not an API; use completions or chat")
-    if json_file is not None and not json_file.parent.is_dir():
-        raise TierkitError(f"--json: {json_file.parent} is not a directory; write the file somewhere that exists")
+    for flag, path in (("--json", json_file), ("--junit", junit_file)):
+        if path is not None and not path.parent.is_dir():
+            raise TierkitError(f"{flag}: {path.parent} is not a directory; write the file somewhere that exists")
     given = {
         "endpoint": parse_endpoint(endpoint), "model": model, "api": api, "concurrency": concurrency,
         "requests": requests, "duration_s": duration, "request_rate": request_rate, "input_len": input_len,
@@ -87,6 +92,8 @@ def smoke_command(
         "api_key": load_api_key(str(api_key_file) if api_key_file else None),
         "min_output_tok_s": min_output_tok_s, "max_p99_ttft_ms": max_p99_ttft_ms,
         "max_p99_tpot_ms": max_p99_tpot_ms, "max_failed": max_failed,
+        "expected": None if expect_stream_tok_s is None else {"per_stream_tok_s": expect_stream_tok_s,
+                                                              "source": expect_source},
     }
     settings = _settings(given, stack, file)
     try:
@@ -100,6 +107,8 @@ def smoke_command(
     show(console, report)
     if json_file is not None:
         write_json(json_file, report)
+    if junit_file is not None:
+        write_junit(junit_file, report)
     if not report.reached_server:
         reason = next(iter(report.failures), "nothing was sent")
         raise TierkitError(f"--endpoint: no request reached {settings.endpoint.url} ({reason}); check that the server is up")

@@ -11,7 +11,6 @@ import typer
 from tierkit.console import err_console, print_json
 from tierkit.errors import TierkitError
 from tierkit.hosts import read_hosts
-from tierkit.ssh_wait import pinned_hosts, wait_for_ssh
 
 
 def wait_ssh_command(
@@ -29,6 +28,8 @@ def wait_ssh_command(
     names the key's fingerprint). Lab hosts are waited for inside their network namespace.
     Progress goes to stderr; exits 1 when a host does not answer in time.
     """
+    from tierkit.ssh_wait import pinned_hosts, wait_for_ssh  # paramiko: only when the verb runs
+
     wanted = read_hosts(hosts)
     if not wanted:
         raise TierkitError("--hosts: no hosts listed; nothing to wait for")

@@ -37,8 +37,8 @@ PCI_BUSES = ("18", "2A", "3A", "5D", "9A", "AB", "BA", "DB")
 
 FABRIC_MANAGER_UNIT = "nvidia-fabricmanager.service"
 
-# NCCL model (simulation choices): a PCIe hop carries the PCIe-only box figure of DESIGN.md
-# ("28-35 GB/s on PCIe-only consumer boxes"), 0.7 of it across sockets (SYS); every size pays a
+# NCCL model (simulation choices, docs/topology.md#the-labs-simulation-choices): a PCIe hop carries
+# the PCIe-only box figure (28-35 GB/s), 0.7 of it across sockets (SYS); every size pays a
 # fixed latency.
 PCIE_BUSBW_GBS = 28.0
 SYS_FACTOR = 0.7

@@ -34,6 +34,8 @@ IMAGE_PACKAGES: tuple[str, ...] = (
     "curl", "ca-certificates", "gnupg",
     # the failover role
     "keepalived", "haproxy", "nftables",
+    # the network gate of the multi-server tier
+    "iperf3",
 )
 
 # Run on the finished tree ("$1" is its root). mmdebstrap copies this machine's /etc/hostname and

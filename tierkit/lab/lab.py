@@ -32,14 +32,14 @@ from tierkit.lab import cgroups, keys, mounts, network, share
 from tierkit.lab.gpuset import GpuFault, check_topology, gpu_set, parse_fault
 from tierkit.lab.image import ensure_image, image_ready
 from tierkit.lab.machine import Machine
-from tierkit.lab.sim import GPU_SET_PATH, SIMULATORS
+from tierkit.lab.sim import GPU_SET_PATH, PERSISTENCED_UNIT_PATH, SIMULATORS, persistenced_unit
 from tierkit.lab.state import (
     HostRecord, LabRecord, check_name, host_name, lab_dir, lab_of_host, load, locked, names,
     save, settings, share_dir,
 )
 
-FaultAction = Literal["stop", "kill", "cut-link", "restore"]
-FAULT_ACTIONS: tuple[str, ...] = ("stop", "kill", "cut-link", "restore")
+FaultAction = Literal["stop", "kill", "cut-link", "throttle", "restore"]
+FAULT_ACTIONS: tuple[str, ...] = ("stop", "kill", "cut-link", "throttle", "restore")
 SSH_READY_TIMEOUT_S = 90.0
 MACHINE_LOCK = "_machine"  # subnets and the shared mounts; not a valid lab name
 
@@ -68,6 +68,7 @@ class HostStatus(BaseModel):
     address: str
     state: Literal["running", "stopped"]
     link: Literal["up", "cut"]
+    throttle: str | None = None  # the rate its cable is limited to (`lab fault --throttle`)
     ssh: bool | None  # None when the host is stopped
     memory_mib: float | None
 
@@ -177,9 +178,12 @@ class Lab:
                 if existing.settings() != asked or wanted_subnet not in (None, lab.subnet):
                     raise TierkitError(f"--name: lab {name} exists with other settings; run "
                                        f"`tierkit lab down {name}` first, or use another name")
+                down = [m.name for m in lab.machines.values() if not m.running()]
+                for host in down:  # killed or stopped: `up` makes the lab whole again
+                    lab.relaunch(host)
                 if not quiet:
-                    err_console.print(f"lab {name} is up already ({len(lab.hosts)} hosts); "
-                                      f"nothing to do")
+                    again = f"; booted {', '.join(down)} again" if down else "; nothing to do"
+                    err_console.print(f"lab {name} is up already ({len(lab.hosts)} hosts){again}")
                 return lab
             if existing is not None or lab_dir(name).exists():
                 cls._teardown(name)  # what a crashed `lab up` (or a machine reboot) left
@@ -255,6 +259,7 @@ class Lab:
             machine.write(GPU_SET_PATH, json.dumps(gpu_sets[host.name], indent=1) + "\n")
             for source, installed in SIMULATORS.items():
                 machine.write(installed, source.read_text(), 0o755)
+            machine.write(PERSISTENCED_UNIT_PATH, persistenced_unit(), 0o644)
         self.known_hosts.write_text("\n".join(known) + "\n")
         self.hosts_file.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
@@ -295,9 +300,10 @@ class Lab:
         self.host(host_name)
         return self.machines[host_name]
 
-    def fault(self, host_name: str, action: FaultAction) -> None:
+    def fault(self, host_name: str, action: FaultAction, rate: str | None = None) -> None:
         """stop: clean shutdown; kill: SIGKILL the whole host; cut-link: unplug its cable;
-        restore: plug it back in and boot it if it is down (waits for SSH)."""
+        throttle: limit its cable to `rate` (e.g. 100mbit) both ways; restore: plug it back in at
+        full speed and boot it if it is down (waits for SSH)."""
         machine = self.machine(host_name)
         if action == "stop":
             machine.stop()
@@ -305,8 +311,13 @@ class Lab:
             machine.kill()
         elif action == "cut-link":
             network.set_link(self.name, machine.index, up=False)
+        elif action == "throttle":
+            if rate is None:
+                raise TierkitError("--throttle: give a rate, e.g. --throttle 100mbit")
+            network.throttle(self.name, host_name, machine.index, rate)
         elif action == "restore":
             network.set_link(self.name, machine.index, up=True)
+            network.unthrottle(self.name, host_name, machine.index)
             self.relaunch(host_name)
         else:
             raise TierkitError(f"fault: {action!r} is not a fault; use one of "
@@ -335,6 +346,7 @@ class Lab:
                 name=host.name, address=host.address,
                 state="running" if running else "stopped",
                 link="up" if network.link_up(self.name, machine.index) else "cut",
+                throttle=network.throttled(self.name, machine.index),
                 ssh=ssh_ok,
                 memory_mib=round(machine.memory_bytes() / 2**20, 1) if running else None,
             )

@@ -11,6 +11,8 @@ which lets software that probes for a default route find one without reaching an
 
 from __future__ import annotations
 
+import re
+import subprocess
 from ipaddress import IPv4Address, IPv4Network
 
 from tierkit import netns
@@ -121,6 +123,47 @@ def link_up(lab: str, index: int) -> bool:
     proc = netns.ip("-o", "link", "show", port(index), netns=switch_netns(lab), check=False)
     flags = proc.stdout.partition("<")[2].partition(">")[0].split(",")
     return proc.returncode == 0 and "UP" in flags
+
+
+RATE_PATTERN = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?(kbit|mbit|gbit)$")
+
+
+def check_rate(rate: str) -> str:
+    """A link rate for `--throttle`, as tc writes it: e.g. 100mbit, 1.5gbit, 500kbit."""
+    if not RATE_PATTERN.match(rate):
+        raise TierkitError(f"--throttle: {rate!r} is not a rate; use a number with kbit, mbit or gbit, e.g. 100mbit")
+    return rate
+
+
+def _tc(netns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = ["tc", "-n", netns, *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if check and proc.returncode != 0:
+        raise TierkitError(f"network: `{' '.join(argv)}` failed ({proc.stderr.strip()}); check the lab with "
+                           f"`tierkit lab status`")
+    return proc
+
+
+def throttle(lab: str, host: str, index: int, rate: str) -> None:
+    """Limit the host's cable to `rate` both ways: a token bucket on each end of its veth (the
+    switch's port sends towards the host, the host's eth0 away from it)."""
+    check_rate(rate)
+    for ns, dev in ((switch_netns(lab), port(index)), (host_netns(host), "eth0")):
+        _tc(ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "64kb", "latency", "100ms")
+
+
+def unthrottle(lab: str, host: str, index: int) -> None:
+    """Remove a throttle (nothing when there is none)."""
+    for ns, dev in ((switch_netns(lab), port(index)), (host_netns(host), "eth0")):
+        if "tbf" in _tc(ns, "qdisc", "show", "dev", dev, check=False).stdout:
+            _tc(ns, "qdisc", "del", "dev", dev, "root")
+
+
+def throttled(lab: str, index: int) -> str | None:
+    """The rate the host's cable is throttled to, or None."""
+    out = _tc(switch_netns(lab), "qdisc", "show", "dev", port(index), check=False).stdout
+    match = re.search(r"\btbf\b.*?\brate (\S+)", out)
+    return match.group(1) if match else None
 
 
 def forget_neighbour(lab: str, address: IPv4Address) -> None:

@@ -1,17 +1,24 @@
 """A local apt repository standing in for NVIDIA's CUDA repository, for lab hosts.
 
 Lab hosts have no GPU and reach no registry, yet the nvidia_driver and nccl roles install for
-real: from this repository, built here with dpkg-deb under the names NVIDIA uses and served over
-http inside the lab's switch namespace. It holds
+real: from this repository, built here with dpkg-deb and served over http inside the lab's
+switch namespace. Lab hosts run Debian 12, so it is NVIDIA's debian12 repository: its package
+names come from the support matrix's debian12 entry (tierkit/support.py), the same names the
+role installs on a real Debian 12 server. It holds
 
 - cuda-keyring: the repository's signing key (/usr/share/keyrings/cuda-archive-keyring.gpg) and
-  its `deb [signed-by=...] URL /` entry, as NVIDIA's keyring package does; Release is signed
-  (InRelease, Release.gpg) with a key generated at build time, so apt verifies it;
-- nvidia-driver-<branch>-open / nvidia-driver-<branch>: the lab's simulated nvidia-smi. Like a
-  real driver it answers only once its kernel module is loaded: a unit the package enables runs at
-  the next boot, so an install needs the role's reboot;
-- nvidia-fabricmanager-<branch>: nv-fabricmanager (`--version` as the real one prints it; refuses
-  to run beside another driver version) and its nvidia-fabricmanager.service;
+  its `deb [signed-by=...] URL /` entry in /etc/apt/sources.list.d/cuda-debian12-<arch>.list, as
+  NVIDIA's keyring package does (its apt preference file is left out: its content is
+  unconfirmed); Release is signed (InRelease, Release.gpg) with a key generated at build time;
+- nvidia-driver-pinning-<branch>: the branch lock (an apt preference for the branch's versions);
+- nvidia-driver-cuda (compute only): the lab's simulated nvidia-smi, which answers only once the
+  kernel module is loaded; nvidia-kernel-open-dkms / nvidia-kernel-dkms: the "module", a unit the
+  package enables that runs at the next boot, so an install needs the role's reboot;
+  nvidia-open / cuda-drivers: the full driver metapackages;
+- nvidia-persistenced: a daemon that turns persistence on while it runs with --persistence-mode,
+  under a unit that (like NVIDIA's) starts it with --no-persistence-mode;
+- nvidia-fabricmanager: nv-fabricmanager (`--version` as the real one prints it; refuses to run
+  beside another driver version) and its unit; libnvidia-nscq, at the same version;
 - libnccl2, libnccl-dev at <nccl>-1+cuda<cuda> (nccl.h with the version macros);
 - linux-headers-<this kernel>: lab hosts share this machine's kernel, whose headers no mirror has.
 
@@ -37,15 +44,18 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from tierkit import support
 from tierkit.cache import ensure_dir, keyed_path
 from tierkit.errors import TierkitError
 from tierkit.lab.gpuset import FABRIC_MANAGER_UNIT
-from tierkit.lab.sim import SIM_CUDA_VERSION as CUDA_VERSION
-from tierkit.lab.sim import SIM_DRIVER_BRANCH
+from tierkit.lab.sim import PERSISTENCED_UNIT_PATH, SIM_DRIVER_BRANCH, persistenced_unit
 from tierkit.lab.sim import SIM_DRIVER_VERSION as DRIVER_VERSION
 
 SIM_DIR = Path(__file__).resolve().parent / "sim"
 NCCL_VERSION = "2.26.2"
+NCCL_CUDA_VERSION = "12.8"
+# The lab's hosts run Debian 12, so the stand-in is NVIDIA's debian12 repository.
+REPO_OS = "debian12"
 KEYRING_DEB = "cuda-keyring_1.1-1_all.deb"
 KEYRING_PATH = "/usr/share/keyrings/cuda-archive-keyring.gpg"
 MODULE_UNIT = "tierkit-standin-nvidia-module.service"
@@ -108,6 +118,13 @@ Restart=on-failure
 WantedBy=multi-user.target
 """
 
+# What a pinning package does (its real content is unconfirmed): prefer the branch's versions.
+PINNING_TEXT = """# tierkit stand-in for NVIDIA's driver branch lock
+Package: nvidia-* libnvidia-* libcuda* firmware-nvidia-*
+Pin: version {branch}.*
+Pin-Priority: 1000
+"""
+
 NCCL_H = """/* tierkit stand-in for NCCL's header: the version macros only. */
 #ifndef NCCL_H_
 #define NCCL_H_
@@ -146,42 +163,65 @@ def repo_arch() -> str:
     return {"aarch64": "sbsa"}.get(platform.machine(), platform.machine())
 
 
+def _names(kind: str) -> list[str]:
+    """The debian12 package names of `kind` for the simulated branch, from the support matrix."""
+    matrix = support.load()
+    names = support.nvidia_packages(matrix["support_naming"][matrix["os"][REPO_OS]["naming"]], SIM_DRIVER_BRANCH, kind)
+    return [names] if isinstance(names, str) else names
+
+
 def packages(url: str, keyring: bytes, kernel: str) -> list[Package]:
     """Every package of the repository; `keyring` is the binary public key (a signed-by keyring)."""
     branch = SIM_DRIVER_BRANCH
     arch = deb_arch()
-    nccl = f"{NCCL_VERSION}-1+cuda{CUDA_VERSION}"
+    version = f"{DRIVER_VERSION}-1"
+    exact = f"(= {version})"
+    nccl = f"{NCCL_VERSION}-1+cuda{NCCL_CUDA_VERSION}"
     major, minor, patch = (int(p) for p in NCCL_VERSION.split("."))
     smi = (SIM_DIR / "nvidia_smi.py").read_text()
-    driver_files = {
-        "/usr/lib/tierkit-standin/nvidia-smi": (smi, 0o755),
-        "/usr/bin/nvidia-smi": (NVIDIA_SMI_WRAPPER, 0o755),
-        f"/lib/systemd/system/{MODULE_UNIT}": (MODULE_UNIT_TEXT, 0o644),
-    }
-    enable = f"#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then systemctl enable {MODULE_UNIT} >/dev/null 2>&1 || true; fi\n"
-    drivers = [
-        Package(name, f"{DRIVER_VERSION}-1", f"NVIDIA driver {branch} ({flavour} kernel modules; tierkit stand-in)",
-                arch, dict(driver_files), {"Conflicts": other, "Provides": "nvidia-driver"}, enable)
-        for name, flavour, other in (
-            (f"nvidia-driver-{branch}-open", "open", f"nvidia-driver-{branch}"),
-            (f"nvidia-driver-{branch}", "proprietary", f"nvidia-driver-{branch}-open"),
-        )
+    (pinning,) = _names("pinning")
+    tools, open_module = _names("compute_open")
+    _, closed_module = _names("compute_proprietary")
+    (full_open,) = _names("full_open")
+    (full_closed,) = _names("full_proprietary")
+    fabricmanager, nscq = _names("fabricmanager")
+    enable = "#!/bin/sh\nset -e\nif [ \"$1\" = configure ]; then systemctl enable {unit} >/dev/null 2>&1 || true; fi\n"
+    modules = [
+        Package(name, version, f"NVIDIA {flavour} kernel module, branch {branch} (tierkit stand-in: loads at the next boot)",
+                arch, {f"/lib/systemd/system/{MODULE_UNIT}": (MODULE_UNIT_TEXT, 0o644)},
+                {"Conflicts": other}, enable.format(unit=MODULE_UNIT))
+        for name, flavour, other in ((open_module, "open", closed_module), (closed_module, "proprietary", open_module))
     ]
     source = f"deb [signed-by={KEYRING_PATH}] {url.rstrip('/')}/ /\n"
     return [
         Package("cuda-keyring", "1.1-1", "GPG keyring and source of the CUDA repository (tierkit stand-in)",
                 "all", {KEYRING_PATH: (keyring, 0o644),
-                        f"/etc/apt/sources.list.d/cuda-debian12-{repo_arch()}.list": (source, 0o644)}),
-        *drivers,
-        Package(f"nvidia-fabricmanager-{branch}", f"{DRIVER_VERSION}-1",
-                "NVIDIA fabric manager for NVSwitch systems (tierkit stand-in)", arch, {
+                        f"/etc/apt/sources.list.d/cuda-{REPO_OS}-{repo_arch()}.list": (source, 0o644)}),
+        Package(pinning, version, f"Keeps apt on NVIDIA driver branch {branch} (tierkit stand-in)", "all",
+                {f"/etc/apt/preferences.d/{pinning}": (PINNING_TEXT.format(branch=branch), 0o644)}),
+        Package(tools, version, f"NVIDIA driver {branch}, compute only: nvidia-smi (tierkit stand-in)", arch, {
+                    "/usr/lib/tierkit-standin/nvidia-smi": (smi, 0o755),
+                    "/usr/bin/nvidia-smi": (NVIDIA_SMI_WRAPPER, 0o755),
+                }, {"Depends": f"nvidia-persistenced {exact}"}),
+        Package("nvidia-persistenced", version, "NVIDIA persistence daemon (tierkit stand-in)", arch, {
+                    "/usr/bin/nvidia-persistenced": ((SIM_DIR / "nvidia_persistenced.py").read_text(), 0o755),
+                    PERSISTENCED_UNIT_PATH: (persistenced_unit(after=MODULE_UNIT), 0o644),
+                }, postinst=enable.format(unit="nvidia-persistenced.service")),
+        *modules,
+        Package(full_open, version, f"NVIDIA driver {branch}, open modules, full (tierkit stand-in)", arch,
+                control={"Depends": f"{tools} {exact}, {open_module} {exact}"}),
+        Package(full_closed, version, f"NVIDIA driver {branch}, proprietary modules, full (tierkit stand-in)", arch,
+                control={"Depends": f"{tools} {exact}, {closed_module} {exact}"}),
+        Package(fabricmanager, version, "NVIDIA fabric manager for NVSwitch systems (tierkit stand-in)", arch, {
                     "/usr/bin/nv-fabricmanager": (FABRIC_MANAGER.format(version=DRIVER_VERSION), 0o755),
                     f"/lib/systemd/system/{FABRIC_MANAGER_UNIT}": (
                         FABRIC_MANAGER_UNIT_TEXT.format(module=MODULE_UNIT), 0o644),
                     "/usr/share/nvidia/nvswitch/fabricmanager.cfg": ("LOG_LEVEL=4\n", 0o644),
                 }),
+        Package(nscq, version, "NVSwitch query library (tierkit stand-in)", arch,
+                {f"/usr/share/doc/{nscq}/VERSION": (f"{DRIVER_VERSION}\n", 0o644)}),
         Package("libnccl2", nccl, "NVIDIA Collective Communication Library runtime (tierkit stand-in)", arch,
-                {"/usr/share/doc/libnccl2/VERSION": (f"{NCCL_VERSION} cuda{CUDA_VERSION}\n", 0o644)}),
+                {"/usr/share/doc/libnccl2/VERSION": (f"{NCCL_VERSION} cuda{NCCL_CUDA_VERSION}\n", 0o644)}),
         Package("libnccl-dev", nccl, "NVIDIA Collective Communication Library headers (tierkit stand-in)", arch,
                 {"/usr/include/nccl.h": (NCCL_H.format(major=major, minor=minor, patch=patch,
                                                        code=major * 10000 + minor * 100 + patch), 0o644)},
@@ -283,8 +323,9 @@ def repo_recipe(url: str, kernel: str) -> dict[str, Any]:
     """What the repository's content depends on (its cache key)."""
     sources = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12] for p in sorted(SIM_DIR.glob("*.py"))}
     this = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-    return {"url": url, "kernel": kernel, "driver": DRIVER_VERSION, "cuda": CUDA_VERSION,
-            "nccl": NCCL_VERSION, "arch": deb_arch(), "sim": sources, "builder": this}
+    matrix = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(support.MATRIX_DIR.rglob("*.yml")))).hexdigest()[:12]
+    return {"url": url, "kernel": kernel, "driver": DRIVER_VERSION, "nccl": f"{NCCL_VERSION}+cuda{NCCL_CUDA_VERSION}",
+            "arch": deb_arch(), "sim": sources, "builder": this, "matrix": matrix}
 
 
 def ensure_repo(url: str, kernel: str | None = None) -> Path:

@@ -69,7 +69,7 @@ def calibrate(endpoint: str, spec: TierSpec, api_key: SecretStr | None) -> Calib
         raise TierkitError(f"calibrate: the probe of {endpoint} failed ({why}); the endpoint is not serving properly",
                            exit_code=1)
     single = report.metrics["output_throughput"]
-    replicas = spec.server_count
+    replicas = spec.replicas  # a model split over servers is one replica
     c = Calibration(
         endpoint=endpoint,
         single_stream_tok_s=round(single, 1),

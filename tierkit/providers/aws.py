@@ -139,9 +139,17 @@ def default_vpc(region: str, ids: list[str]) -> str:
     return ids[0]
 
 
+def zones_needed(spec: TierSpec) -> int:
+    """Copies of the model spread over zones, one each (a zone's outage takes one copy); a model
+    split over servers keeps them in one zone, its stages exchange activations every step (a zone
+    boundary adds latency and per-GB charges to every hop)."""
+    return 1 if spec.tier == "multi-server" else spec.server_count
+
+
 def place(spec: TierSpec, itype: str, subnets: list[str], zones: list[str], offered: list[str]) -> list[str]:
-    """One subnet per server, each in a distinct zone that offers `itype` (and that the spec
-    allows): the spec's subnets in its order, else the VPC's by zone name."""
+    """A subnet per server: each copy of the model in a distinct zone that offers `itype` (and
+    that the spec allows), a split model's servers all in the first; the spec's subnets in its
+    order, else the VPC's by zone name."""
     p = config_of(spec)
     allowed = set(offered) & set(p.availability_zones or offered)
     pairs = list(zip(subnets, zones))
@@ -157,21 +165,28 @@ def place(spec: TierSpec, itype: str, subnets: list[str], zones: list[str], offe
     for subnet, zone in pairs:
         if zone in allowed and zone not in chosen:
             chosen[zone] = subnet
-    n = spec.server_count
+    n = zones_needed(spec)
     if len(chosen) < n:
         where = ", ".join(f"{z} ({s})" for z, s in sorted(chosen.items())) or "none"
         raise placement_error(
             f"provider: {itype} is offered in {len(offered)} zone(s) of {p.region} "
-            f"({', '.join(sorted(offered)) or 'none'}) and the usable subnets cover {where}; {n} server(s) need {n} "
-            f"zone(s): add subnets in other offering zones (provider.subnet_ids), or pick another region or instance type"
+            f"({', '.join(sorted(offered)) or 'none'}) and the usable subnets cover {where}; {spec.server_count} "
+            f"server(s) need {n} zone(s): add subnets in other offering zones (provider.subnet_ids), or pick another "
+            f"region or instance type"
         )
-    return list(chosen.values())[:n]
+    picked = list(chosen.values())[:n]
+    return [picked[i % n] for i in range(spec.server_count)]
 
 
 class AwsProvider(RealServers):
     kind: ClassVar[str] = "aws"
     config: ClassVar[type[BaseModel]] = AwsConfig
     load_balancer: ClassVar[bool] = True
+
+    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
+        """The servers' VPC (the load balancer, its health checks, the peers; each host carries the
+        VPC's CIDR) and the operator's ssh_cidr."""
+        return [*{h.private_network for h in hosts if h.private_network}, str(config_of(spec).ssh_cidr)]
 
     def problems(self, spec: TierSpec) -> list[str]:
         p = config_of(spec)
@@ -192,18 +207,18 @@ class AwsProvider(RealServers):
                 f"gpu: {itype} carries {count}x {model}, the spec asks for {spec.gpu.count}x {spec.gpu.model} "
                 f"(the driver check would fail); set gpu: {{model: {model}, count: {count}}} or another instance type"
             )
-        zones = p.availability_zones
-        if zones is not None and len(set(zones)) < spec.server_count:
+        zones, n = p.availability_zones, zones_needed(spec)
+        if zones is not None and len(set(zones)) < n:
             found.append(
                 f"provider.availability_zones: {spec.server_count} servers need "
-                f"{spec.server_count} distinct zones, got {zones}; list one zone per server"
+                f"{n} distinct zones, got {zones}; list one zone per server"
             )
         if p.subnet_ids is not None:
             if p.vpc_id is None:
                 found.append(f"provider.subnet_ids: set provider.vpc_id to the subnets' VPC too "
                              f"(the security groups and the target group live in it)")
-            if len(set(p.subnet_ids)) < spec.server_count:
-                found.append(f"provider.subnet_ids: {spec.server_count} servers need {spec.server_count} "
+            if len(set(p.subnet_ids)) < n:
+                found.append(f"provider.subnet_ids: {spec.server_count} servers need {n} "
                              f"subnets in distinct zones, got {len(set(p.subnet_ids))}; list one subnet per server")
         for key in ("public_key_path", "private_key_path"):
             path = Path(getattr(p, key)).expanduser()
@@ -273,6 +288,10 @@ class AwsProvider(RealServers):
         aws.vpc.SecurityGroupIngressRule("vllm-from-peer", security_group_id=servers_sg.id, ip_protocol="tcp",
                                          from_port=port, to_port=port, referenced_security_group_id=servers_sg.id,
                                          description="vLLM from the peer server", **rule)
+        if spec.tier == "multi-server":  # one model over the servers: rendezvous, message queues, gloo/NCCL
+            aws.vpc.SecurityGroupIngressRule("cluster-from-peers", security_group_id=servers_sg.id, ip_protocol="tcp",
+                                             from_port=1024, to_port=65535, referenced_security_group_id=servers_sg.id,
+                                             description="multi-node vLLM between the servers", **rule)
         aws.vpc.SecurityGroupIngressRule("vllm-from-lb", security_group_id=servers_sg.id, ip_protocol="tcp",
                                          from_port=port, to_port=port, referenced_security_group_id=lb_sg.id,
                                          description="vLLM and its health checks from the load balancer", **rule)
@@ -288,6 +307,9 @@ class AwsProvider(RealServers):
         # A looked-up AMI is kept once an instance runs it (a newer DLAMI would replace the instance);
         # an AMI the spec names is followed, so changing it is the explicit way to move.
         instance_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=None if p.ami else ["ami"]))
+        # A split model's servers close together on the network (one zone, a cluster placement group).
+        group = (aws.ec2.PlacementGroup("cluster", strategy="cluster", region=region, tags=tags, opts=opts).name
+                 if zones_needed(spec) < spec.server_count else None)
         instances = [
             aws.ec2.Instance(
                 f"server{i + 1}",
@@ -295,6 +317,7 @@ class AwsProvider(RealServers):
                 instance_type=itype,
                 subnet_id=placed.apply(lambda s, i=i: s[i]),
                 vpc_security_group_ids=[servers_sg.id],
+                placement_group=group,
                 key_name=key.key_name,
                 associate_public_ip_address=True,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
@@ -310,7 +333,8 @@ class AwsProvider(RealServers):
             for i in range(spec.server_count)
         ]
 
-        lb = aws.lb.LoadBalancer("lb", load_balancer_type="network", internal=False, subnets=placed,
+        lb = aws.lb.LoadBalancer("lb", load_balancer_type="network", internal=False,
+                                 subnets=placed.apply(lambda s: list(dict.fromkeys(s))),  # one per zone
                                  security_groups=[lb_sg.id], region=region, tags=tags, opts=opts)
         targets = aws.lb.TargetGroup(
             "vllm", port=port, protocol="TCP", vpc_id=vpc_id, target_type="instance", preserve_client_ip="false",
@@ -319,7 +343,7 @@ class AwsProvider(RealServers):
                                                            unhealthy_threshold=2),
             region=region, tags=tags, opts=opts,
         )
-        for i, inst in enumerate(instances):
+        for i, inst in enumerate(instances[: spec.replicas]):  # a split model answers on its head only
             aws.lb.TargetGroupAttachment(f"vllm-server{i + 1}", target_group_arn=targets.arn, target_id=inst.id,
                                          port=port, region=region, opts=opts)
         aws.lb.Listener("vllm", load_balancer_arn=lb.arn, port=port, protocol="TCP",
@@ -364,4 +388,5 @@ class AwsProvider(RealServers):
         return answers[token]
 
     def hosts(self, spec: TierSpec) -> list[Host]:
-        raise TierkitError("--hosts: aws hosts come from the stack's outputs; pass --hosts FILE")
+        raise TierkitError("--hosts: aws hosts come from the stack's outputs; pass --hosts FILE, or pipe "
+                           "`pulumi stack output hosts --json --stack NAME` into --hosts -")

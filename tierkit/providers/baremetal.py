@@ -9,11 +9,13 @@ plan's figure.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.providers.base import Provisioned, RealServers, StackContext
 
@@ -54,10 +56,26 @@ def listed_hosts(spec: TierSpec) -> list[Host]:
             for h in config_of(spec).hosts]
 
 
+def source_address(destination: str) -> str:
+    """The address this machine reaches `destination` from (a UDP connect is a route lookup: no
+    packet is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((destination, 9))
+            return str(probe.getsockname()[0])
+    except OSError as exc:
+        raise TierkitError(f"serving.allowed_sources: cannot tell which address of this machine reaches "
+                           f"{destination} ({exc.strerror}); set serving.allowed_sources") from None
+
+
 class BaremetalProvider(RealServers):
     kind: ClassVar[str] = "baremetal"
     config: ClassVar[type[BaseModel]] = BaremetalConfig
     load_balancer: ClassVar[bool] = False
+
+    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
+        """Off the failover tier, the operator's machine (smoke test, clients) by default."""
+        return [] if spec.failover is not None else [source_address(hosts[0].address)]
 
     def problems(self, spec: TierSpec) -> list[str]:
         listed = config_of(spec).hosts

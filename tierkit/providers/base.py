@@ -6,8 +6,9 @@ A provider is one module under tierkit/providers/ with one `Provider` subclass. 
 - `problems(spec)`: what it cannot serve, one line each, paths relative to the spec's root;
 - `provision(spec, ctx, opts)`: registers its Pulumi resources and returns `Provisioned`;
 - `hosts(spec)`: the hosts of a running stack when no hosts file is given;
-- `model_path(spec)` and `group_vars(spec, hosts)`: what the roles need that differs on its
-  servers (the core renders the rest of the inventory);
+- `model_path(spec)`, `group_vars(spec, hosts)` and `host_vars(spec, hosts)`: what the roles
+  need that differs on its servers, for all of them and per host (the core renders the rest of
+  the inventory);
 - `configure_services(spec, hosts)`: what must run on this machine while `configure` runs;
 - `derive_source(spec)` and `notes(...)`: where `min_output_tok_s: derive` takes its figure, and
   what a reader of the outputs must know about how the deploy was tested.
@@ -109,6 +110,10 @@ class Provider(ABC):
         """Role variables this provider sets over the core's (role-prefixed names)."""
 
     @abstractmethod
+    def host_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+        """Role variables this provider sets per host, by host name (hosts it leaves alone absent)."""
+
+    @abstractmethod
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
         """Addresses beyond the peers and the VIP that must reach vLLM (e.g. the lab's clients)."""
 
@@ -143,8 +148,8 @@ class RealServers(Provider, ABC):
     def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         return {}
 
-    def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        return []
+    def host_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+        return {}
 
     def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
         return nullcontext()

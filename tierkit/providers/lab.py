@@ -27,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tierkit.hosts import Host, HostList
 from tierkit.lab import network, share
+from tierkit.lab.cpu_ranks import lab_ranks
 from tierkit.lab.gpuset import FAULT_HELP
 from tierkit.lab.image import ensure_image, image_path, image_ready
-from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_CUDA_VERSION, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
+from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSION
 from tierkit.localvllm.vllm_venv import REMOVED_PACKAGES
 from tierkit.localvllm.wheelhouse import VLLM_REQUIREMENT
 from tierkit.providers.base import DeriveSource, Provider, Provisioned, StackContext
@@ -46,7 +47,7 @@ __all__ = ["FAULT_HELP", "Lab", "LabConfig", "LabProvider", "ensure_image", "ima
 TINY_MODEL_KEY = "tiny-llama"
 # nspawn guests share the kernel's boot_id; PID 1's start time tells one boot from the next.
 BOOT_TIME_COMMAND = "cut -d' ' -f22 /proc/1/stat"
-# vLLM on the CPU: its KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, vLLM's CPU installation guide),
+# vLLM on the CPU: its KV cache in GiB (VLLM_CPU_KVCACHE_SPACE, docs/vllm.md#vllm-on-the-cpu),
 # nothing fetched from the Hugging Face hub, and no telemetry from the lab.
 VLLM_ENV = {
     "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -102,6 +103,20 @@ def lab_up_args(spec: TierSpec) -> list[str]:
     return [*args, "--runtime", "--json"]
 
 
+def parallelism_note(spec: TierSpec) -> str:
+    """What the lab simulated (GPUs, NVLink) and what vLLM really ran on the CPU."""
+    ran = lab_ranks(spec)
+    lab = config_of(spec)
+    gpus = f"{spec.gpu.count}x {spec.gpu.model}" + (f" per server on {spec.server_count} servers" if spec.server_count > 1 else "")
+    if spec.tier == "multi-server":
+        how = f"over gloo across {spec.server_count} lab hosts (a stage per host, each host its own /dev/shm)"
+    else:
+        how = "over shared memory (gloo) on one host"
+    return (f"lab: simulated {gpus} ({lab.topology}); the topology gate checked them for TP={spec.tensor_parallel} "
+            f"PP={spec.pipeline_parallel}; vLLM on the CPU ran TP={ran.tensor_parallel} PP={ran.pipeline_parallel} {how}, "
+            f"one rank per core")
+
+
 def hosts_from_lab_json(stdout: str) -> list[dict]:
     """The hosts of `tierkit lab up --json` output, validated against the Host contract."""
     doc = json.loads(stdout)
@@ -152,17 +167,18 @@ class LabProvider(Provider):
         return share.guest_path(share.TINY_MODEL_AT) if spec.model.key == TINY_MODEL_KEY else None
 
     def group_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
-        from tierkit.lab.standin_repo import NCCL_VERSION, repo_url
+        from tierkit.lab.standin_repo import NCCL_CUDA_VERSION, NCCL_VERSION, repo_url
 
         package, version = VLLM_REQUIREMENT.split("==")
+        ranks = lab_ranks(spec)
         out: dict[str, Any] = {
             "nvidia_driver_branch": SIM_DRIVER_BRANCH,
             "nvidia_driver_version": SIM_DRIVER_VERSION,
-            "nvidia_driver_repo_url": repo_url(client_address(hosts)),
+            "nvidia_repo_url": repo_url(client_address(hosts)),
             "nvidia_driver_reboot_boot_time_command": BOOT_TIME_COMMAND,
             "nvidia_driver_update_initramfs": False,  # nspawn guests boot without an initramfs
             "nccl_version": NCCL_VERSION,
-            "nccl_cuda_version": SIM_CUDA_VERSION,
+            "nccl_cuda_version": NCCL_CUDA_VERSION,
             "nccl_tests_build": False,
             "nccl_all_reduce_perf": ALL_REDUCE_PERF,
             "vllm_package": package,
@@ -170,17 +186,22 @@ class LabProvider(Provider):
             "vllm_wheelhouse": share.guest_path(share.WHEELHOUSE_AT),
             "vllm_remove_packages": list(REMOVED_PACKAGES),
             "vllm_env": dict(VLLM_ENV),
-            # vLLM on the CPU: one process, bfloat16; the topology gate still checks the real TP.
+            # vLLM on the CPU, bfloat16, a rank per core (tierkit.lab.cpu_ranks); the topology gate
+            # still checks the simulated GPUs for the spec's TP.
             "vllm_dtype": "bfloat16",
             "vllm_quantization": "",
-            "vllm_tensor_parallel_size": 1,
-            "vllm_pipeline_parallel_size": 1,
+            "vllm_tensor_parallel_size": ranks.tensor_parallel,
+            "vllm_pipeline_parallel_size": ranks.pipeline_parallel,
             "vllm_health_timeout": VLLM_HEALTH_TIMEOUT,
         }
         subnet = config_of(spec).subnet
         if spec.failover is not None and subnet is not None:
             out["failover_virtual_prefix"] = subnet.prefixlen
         return out
+
+    def host_vars(self, spec: TierSpec, hosts: list[Host]) -> dict[str, dict[str, Any]]:
+        """Each host's cores (the hosts share this machine's): VLLM_CPU_OMP_THREADS_BIND."""
+        return {h.name: {"vllm_cpu_threads_bind": bind} for h, bind in zip(hosts, lab_ranks(spec).binds, strict=True)}
 
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
         return [client_address(hosts)]
@@ -204,10 +225,7 @@ class LabProvider(Provider):
         said = [f"lab: vLLM runs on the CPU serving tierkit's tiny model; the smoke gate comes from a CPU calibration, "
                 f"not the plan's {plan.expected_tok_s:,.0f} tok/s for {spec.gpu.count}x {spec.gpu.model}"]
         if spec.tensor_parallel * spec.pipeline_parallel > 1:
-            said.append(
-                f"lab: vLLM serves with TP=1 (vllm-cpu); the topology gate checked the simulated {spec.gpu.count}x "
-                f"{spec.gpu.model} ({lab.topology}) for TP={spec.tensor_parallel} PP={spec.pipeline_parallel}"
-            )
+            said.append(parallelism_note(spec))
         spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
         if spaces:
             said.append(f"lab: {endpoint} is reachable inside network namespace {spaces[0]}: "

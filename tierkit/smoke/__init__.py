@@ -14,8 +14,9 @@ Modules, one job each:
   gates     thresholds and their verdicts
   defaults  each setting's default, written once
   from_spec a tier spec -> smoke settings (load and gates): the one mapping
+  expected  the plan's predicted figure held against the measured one
   run       one smoke run end to end
-  report    the rich table, live progress, verdict line and JSON file
+  report    the rich table, live progress, verdict line, JSON file and JUnit XML
 
 It knows nothing of Pulumi: the Pulumi program's Smoke step runs `tierkit smoke --stack NAME`.
 """

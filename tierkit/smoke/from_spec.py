@@ -3,7 +3,8 @@
 `tierkit smoke --stack`, the Pulumi program's Smoke step (which runs that command) and the lab's
 calibration probe all take their settings from `smoke_settings`. `min_output_tok_s: derive`
 asks the planner: the tier's expected tok/s (single-stream decode per replica x replicas) times
-`PLAN_FRACTION`.
+`PLAN_FRACTION`. The plan's single-stream decode rate is the figure the report holds against
+the measured one (tierkit/smoke/expected.py), unless the caller gives its own prediction.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def smoke_settings(spec: TierSpec | None, given: dict[str, Any], gates: Gates | 
     load = {k: v for k, v in given.items() if k not in GATE_FIELDS and v is not None}
     gate_values = {k: given[k] for k in GATE_FIELDS if given.get(k) is not None}
     if spec is not None:
+        if load.get("expected") is None:
+            plan = plan_for_spec(spec)
+            load["expected"] = {"per_stream_tok_s": plan.single_stream_tok_s,
+                                "source": f"the plan: {plan.model} {plan.quantization} on "
+                                          f"{plan.tensor_parallel * plan.pipeline_parallel}x {plan.gpu}"}
         base = gates_from_spec(spec).model_dump()
         overridden = " with command-line overrides" if gate_values else ""
         gate_values = {**base, **gate_values, "source": base["source"] + overridden}

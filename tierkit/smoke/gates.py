@@ -3,8 +3,9 @@
 Given on the command line, or taken from a tier spec (tierkit/smoke/from_spec.py, the one place
 that maps a spec to gates). `min_output_tok_s: derive` asks the planner: the tier's expected tok/s
 (single-stream decode per replica x replicas) times `PLAN_FRACTION`. The planner's estimate
-already assumes 50-70% of peak memory bandwidth; the fraction leaves room for run-to-run noise
-without letting a tier that misses its promise by more than a fifth through.
+already assumes 70% of peak memory bandwidth (docs/planner.md#decode-speed); the fraction
+leaves room for run-to-run noise without letting a tier that misses its promise by more than a
+fifth through.
 The text sanity check is always a gate.
 """
 

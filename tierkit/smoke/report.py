@@ -6,15 +6,20 @@ import json
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from tierkit.smoke.expected import describe
 from tierkit.smoke.metrics import LATENCIES, STATISTICS, output_tokens
 from tierkit.smoke.run import SmokeReport
 from tierkit.smoke.stream import RequestResult
+
+if TYPE_CHECKING:
+    from tierkit import junit
 
 LATENCY_LABELS = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2el": "E2EL"}
 
@@ -104,6 +109,17 @@ def gates_table(report: SmokeReport) -> Table:
     return table
 
 
+def plan_table(report: SmokeReport) -> Table:
+    table = Table(title="plan vs measured", title_justify="left")
+    for column in ("figure", "predicted", "measured", "error", "predicted by"):
+        table.add_column(column)
+    for c in report.plan_vs_measured:
+        measured = "-" if c.measured is None else f"{c.measured:,.1f} {c.unit}"
+        error = "-" if c.error_pct is None else f"{c.error_pct:+.1f}%"
+        table.add_row(c.name, f"{c.predicted:,.1f} {c.unit}", measured, error, Text(c.source))
+    return table
+
+
 def verdict_line(report: SmokeReport) -> str:
     """`PASS: ...` or `FAIL: <gate> <measured>, required <op> <limit>; ...` (plain text)."""
     if report.passed:
@@ -125,6 +141,8 @@ def show(console: Console, report: SmokeReport) -> None:
     console.print(f"stream: {stream}", markup=False, highlight=False)
     for note in report.notes:
         console.print(f"note: {note}", markup=False, highlight=False)
+    if report.plan_vs_measured:
+        console.print(plan_table(report))
     console.print(gates_table(report))
     style = "bold green" if report.passed else "bold red"
     console.print(verdict_line(report), style=style, markup=False, highlight=False, soft_wrap=True)
@@ -132,3 +150,30 @@ def show(console: Console, report: SmokeReport) -> None:
 
 def write_json(path: Path, report: SmokeReport) -> None:
     path.write_text(json.dumps(report.as_json(), indent=2) + "\n")
+
+
+def junit_suite(report: SmokeReport) -> junit.Suite:
+    """One JUnit test case per gate: measured and required in the output, and in a failed gate's
+    message, so a CI report shows why the deploy did not count."""
+    from tierkit import junit  # XML only when a report is asked for (the CLI starts without it)
+
+    cases = []
+    for gate in report.gates:
+        figures = f"measured {gate.measured_text()}, required {gate.required_text()}"
+        cases.append(junit.Case(
+            name=gate.name,
+            classname="tierkit.smoke.gates",
+            outcome="passed" if gate.passed else "failure",
+            message=gate.describe() if not gate.passed else "",
+            detail=f"{figures}\ngates from {report.settings.gates.source}" if not gate.passed else "",
+            output=f"{figures} ({report.settings.endpoint.url}, model {report.model})",
+        ))
+    plan = "\n".join(f"plan vs measured: {describe(c)}" for c in report.plan_vs_measured)
+    return junit.Suite(name=f"tierkit smoke {report.settings.endpoint.url}", cases=cases,
+                       wall_s=float(report.metrics["duration"]), output=plan)
+
+
+def write_junit(path: Path, report: SmokeReport) -> None:
+    from tierkit import junit
+
+    junit.write(path, [junit_suite(report)])

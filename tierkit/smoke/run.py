@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from tierkit.smoke import defaults
 from tierkit.smoke.endpoint import Endpoint
+from tierkit.smoke.expected import Comparison, Expected, compare
 from tierkit.smoke.gates import GateResult, Gates, evaluate
 from tierkit.smoke.http import ConnectionPool, build_request
 from tierkit.smoke.load import LoadShape, Prepared, run_load
@@ -52,6 +53,7 @@ class SmokeSettings(BaseModel):
                                   "in the server's prefix cache from an earlier one")
     api_key: SecretStr | None = Field(None, exclude=True, repr=False)
     gates: Gates = Field(default_factory=Gates)
+    expected: Expected | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -86,6 +88,11 @@ class SmokeReport(BaseModel):
     def failed_gates(self) -> list[GateResult]:
         return [g for g in self.gates if not g.passed]
 
+    @property
+    def plan_vs_measured(self) -> list[Comparison]:
+        expected = self.settings.expected
+        return compare(expected, self.metrics) if expected is not None else []
+
     def as_json(self) -> dict[str, Any]:
         s = self.settings
         return {
@@ -105,6 +112,7 @@ class SmokeReport(BaseModel):
             "warmup": s.warmup,
             "seed": s.seed,
             "gate_source": s.gates.source,
+            "plan_vs_measured": [c.model_dump() for c in self.plan_vs_measured],
             "failures": self.failures,
             "stream": self.stream,
             "usage_fallbacks": self.usage_fallbacks,

@@ -19,9 +19,10 @@ options:
   expected_count:
     description: GPU count the host must have. Not checked when omitted.
     type: int
-  expected_name:
-    description: GPU name every GPU must report (C(--query-gpu=name)). Not checked when omitted.
-    type: str
+  expected_names:
+    description: Names a GPU may report (C(--query-gpu=name)); every GPU must report one of them. Not checked when omitted.
+    type: list
+    elements: str
   tensor_parallel:
     description: Tensor-parallel size; TP groups are consecutive GPUs [0..tp-1], [tp..2tp-1], ...
     type: int
@@ -47,7 +48,7 @@ EXAMPLES = r"""
 - name: Read the topology and check it for TP=4 over NVLink
   nvidia_topology:
     expected_count: 4
-    expected_name: NVIDIA H100 80GB HBM3
+    expected_names: [NVIDIA H100 80GB HBM3]
     tensor_parallel: 4
     require_nvlink: true
     min_nvlinks: 18
@@ -117,7 +118,7 @@ def main():
     module = AnsibleModule(
         argument_spec={
             "expected_count": {"type": "int"},
-            "expected_name": {"type": "str"},
+            "expected_names": {"type": "list", "elements": "str", "default": []},
             "tensor_parallel": {"type": "int", "default": 1},
             "require_nvlink": {"type": "bool", "default": False},
             "min_nvlinks": {"type": "int", "default": 0},
@@ -133,7 +134,7 @@ def main():
                                      "--format=csv,noheader,nounits"], parse_query_gpu)
     problems = check_tier(
         topo, nvlink=nvlink, gpus=gpus, expected_count=params["expected_count"],
-        expected_name=params["expected_name"], tensor_parallel=params["tensor_parallel"],
+        expected_names=params["expected_names"], tensor_parallel=params["tensor_parallel"],
         require_nvlink=params["require_nvlink"], min_links=params["min_nvlinks"])
     module.exit_json(
         changed=False,

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A simulated nccl-tests `all_reduce_perf` for tierkit lab hosts (no GPU).
 
-Installed as /usr/local/bin/all_reduce_perf. Standard library only, Python 3.8+. It prints
+Installed as /usr/bin/all_reduce_perf. Standard library only, Python 3.8+. It prints
 nccl-tests' own format, with timings from the host's simulated topology (/etc/tierkit-lab.json):
 a ring over the GPUs used, NCCL's best ring, runs at the bandwidth of its slowest hop. An NVLink
 hop runs at the GPU's NVLink bus bandwidth scaled by its share of active links; a PCIe hop at the

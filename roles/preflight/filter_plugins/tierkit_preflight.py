@@ -1,0 +1,1 @@
+../../../tierkit/preflight.py

@@ -1,0 +1,1 @@
+../../../tierkit/support.py
