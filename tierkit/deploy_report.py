@@ -34,7 +34,7 @@ class Step:
 
 class EngineEvents:
     """Steps from the Pulumi engine's events (the JSON objects `pulumi up --event-log FILE` writes,
-    one per line, and the Automation API parses): a command's time from its resourcePreEvent to
+    one per line; tierkit/pulumi_cli.py hands them over): a command's time from its resourcePreEvent to
     its resOutputsEvent, and a failed one's reason from the last error diagnostic on its URN."""
 
     COMMAND = "command:local:Command"
@@ -65,22 +65,6 @@ class EngineEvents:
         diagnostic = event.get("diagnosticEvent") or {}
         if diagnostic.get("urn") and diagnostic.get("severity") == "error":
             self._errors[diagnostic["urn"]] = " ".join(str(diagnostic.get("message", "")).split())[:500]
-
-
-def sdk_event(event: Any) -> dict[str, Any]:
-    """An Automation API `EngineEvent` as the JSON object the event log holds (the fields
-    EngineEvents reads)."""
-    out: dict[str, Any] = {"timestamp": getattr(event, "timestamp", 0)}
-    for key, attr in (("resourcePreEvent", "resource_pre_event"), ("resOutputsEvent", "res_outputs_event"),
-                      ("resOpFailedEvent", "res_op_failed_event")):
-        step = getattr(event, attr, None)
-        if step is not None:
-            meta = step.metadata
-            out[key] = {"metadata": {"type": meta.type, "urn": meta.urn}, "planning": getattr(step, "planning", None)}
-    diagnostic = getattr(event, "diagnostic_event", None)
-    if diagnostic is not None:
-        out["diagnosticEvent"] = {"urn": diagnostic.urn, "severity": diagnostic.severity, "message": diagnostic.message}
-    return out
 
 
 def _steps(ran: list[Step], planned: list[str]) -> list[tuple[str, float, str, bool]]:
