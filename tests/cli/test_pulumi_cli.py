@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytestmark = pytest.mark.cli
+
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "sk-standin-0123456789"
 HF_TOKEN = "hf_standin_abcdef"
