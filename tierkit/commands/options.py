@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-STACK_HELP = "Stack name: reads <stackConfigDir>/Pulumi.NAME.yaml (stacks/: single-gpu, multi-gpu, failover)."
+STACK_HELP = "Stack name: reads <stackConfigDir>/Pulumi.NAME.yaml (stacks/: single-gpu, multi-gpu, failover, multi-server)."
 FILE_HELP = "Any stack file, instead of --stack."
 HOSTS_HELP = ("Hosts JSON (as `tierkit lab up --json` or `tierkit wait-ssh --json` writes), or - for standard "
               "input. Default: what the "
