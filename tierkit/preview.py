@@ -25,7 +25,7 @@ from tierkit.spec import TierSpec, load_stack, plan_for_spec
 
 # The inputs worth a column, in this order, when a resource has them (nested keys dotted).
 KEY_INPUTS = (
-    "instanceType", "ami", "subnetId", "rootBlockDevice.volumeSize", "metadataOptions.httpTokens",
+    "instanceType", "ami", "subnetId", "placementGroup", "rootBlockDevice.volumeSize", "metadataOptions.httpTokens",
     "loadBalancerType", "subnets", "protocol", "port", "targetType", "preserveClientIp", "healthCheck.path",
     "ipProtocol", "fromPort", "toPort", "cidrIpv4", "referencedSecurityGroupId", "targetId", "vpcId", "create",
 )

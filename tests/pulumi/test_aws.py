@@ -163,6 +163,22 @@ def test_own_subnets_follow_the_spec_order_and_must_exist(keys: Path) -> None:
                                      "vpc-0123456789abcdef0; list subnets of provider.vpc_id"]
 
 
+def test_a_split_model_needs_one_zone_a_pair_two(keys: Path) -> None:
+    """One subnet holds a multi-server model's servers; the failover pair needs two zones."""
+    one = {"vpc_id": "vpc-0123456789abcdef0", "subnet_ids": ["subnet-0ddddddddddddddd4"]}
+    split = aws_block("multi-server")
+    split["provider"] |= one
+    result = run(split, cloud=FakeCloud(offered={"p5.48xlarge": ["us-east-1c"]}))
+    assert result.error is None
+    assert [s.inputs["subnetId"] for s in instances(result)] == ["subnet-0ddddddddddddddd4"] * 2
+    pair = aws_block("failover")
+    pair["provider"] |= one
+    refused = run(pair)
+    assert isinstance(refused.error, program.ProgramError)
+    assert refused.error.problems == ["tierkit:tier.provider.subnet_ids: 2 servers need 2 subnets in distinct zones, "
+                                      "got 1; list one subnet per server"]
+
+
 def test_default_vpc_uses_its_default_subnets(keys: Path) -> None:
     cloud = FakeCloud()
     run(aws_block("single-gpu"), cloud=cloud)
