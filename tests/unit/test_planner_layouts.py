@@ -90,3 +90,16 @@ def test_plan_table_and_json_say_the_layout_and_its_alternative() -> None:
                             "--shape", "replicas", "--data-parallel", "2", "--json")
     p = json.loads(out)
     assert code == 0 and (p["tensor_parallel"], p["data_parallel"], p["engines"]) == (2, 2, 4)
+
+
+def test_plan_of_a_stack_file_adds_the_planners_layout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "Pulumi.pcie.yaml"
+    f.write_text("config:\n  tierkit:tier:\n    tier: multi-gpu\n    provider: {kind: lab, name: pcie}\n"
+                 "    gpu: {model: rtx-pro-6000, count: 4}\n    model: {key: llama-3.3-70b, quantization: awq}\n"
+                 "    serving: {allow_pcie_tensor_parallel: true}\n")
+    code, out, _ = run_plan("--file", str(f), "--json")
+    p = json.loads(out)
+    assert code == 0 and (p["tensor_parallel"], p["data_parallel"]) == (4, 1)  # the spec's layout, as it stands
+    assert any(n.startswith("the planner recommends TP=1 PP=1 DP=4") for n in p["notes"])
+    code, _, err = run_plan("--file", str(f), "--gpus", "2")
+    assert code == 2 and err.strip() == "error: --gpus: --stack/--file plan the spec as it stands; drop --gpus, or drop --stack/--file"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -10,11 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from tierkit import catalog, planner
+from tierkit.commands.options import FileOpt
 from tierkit.compare import CompareRow, compare
 from tierkit.console import console, print_json
 from tierkit.errors import TierkitError
 
 QUANTS = list(catalog.BYTES_PER_PARAM)
+DEFAULT_QUANT = "bf16"
+DEFAULT_GPU = "rtx-pro-6000"
 MAX_SERVERS = 8
 COMPARE_GPUS = 4  # the published comparison's multi-GPU server
 COMPARE_SERVERS = 2
@@ -59,7 +63,8 @@ def render(plan: planner.Plan) -> None:
         ("KV cache", f"{plan.kv_cache_gib:.1f} GiB"),
         ("max users", f"{plan.max_users} at {plan.context} tokens"),
         ("single-stream decode", f"{plan.single_stream_tok_s:.0f} tok/s (one stream on one engine)"),
-        ("expected decode", f"{plan.expected_tok_s:.0f} tok/s (one stream on each of {plan.engines} engine{'s' if plan.engines > 1 else ''})"),
+        ("expected decode", f"{plan.expected_tok_s:.0f} tok/s ("
+                            + (f"one stream on each of {plan.engines} engines" if plan.engines > 1 else "one engine, one stream") + ")"),
         ("aggregate decode", f"{plan.aggregate_tok_s:.0f} tok/s with {plan.max_users} users"),
         ("largest FP16 model", f"{plan.max_fp16_params_b:.0f}B on {'these GPUs' if plan.shape == 'split' or plan.servers == 1 else 'each server'}"),
     ]
@@ -141,8 +146,8 @@ def render_compare(rows: list[CompareRow], title: str) -> None:
 def plan_command(
     model: Annotated[Optional[str], typer.Option("--model", help=f"Catalog model: {', '.join(catalog.MODELS)}.")] = None,
     params_b: Annotated[Optional[float], typer.Option("--params-b", help="Model size in billions of parameters, for a model outside the catalog.")] = None,
-    quant: Annotated[str, typer.Option("--quant", help=f"Weights precision: {', '.join(QUANTS)}.")] = "bf16",
-    gpu: Annotated[str, typer.Option("--gpu", help=f"Catalog GPU: {', '.join(catalog.GPUS)}.")] = "rtx-pro-6000",
+    quant: Annotated[Optional[str], typer.Option("--quant", help=f"Weights precision: {', '.join(QUANTS)}. Default {DEFAULT_QUANT}.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", help=f"Catalog GPU: {', '.join(catalog.GPUS)}. Default {DEFAULT_GPU}.")] = None,
     gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPUs per server (1-8). Omit to get the smallest set that fits.", min=1, max=8)] = None,
     servers: Annotated[Optional[int], typer.Option("--servers", help=f"Servers (1-{MAX_SERVERS}). With 2 or more, --shape says how they serve.", min=1, max=MAX_SERVERS)] = None,
     shape: Annotated[Optional[str], typer.Option("--shape", help="With 2+ servers: replicas (a full copy per server: failover tier) or split (one copy over all: multi-server tier). Omit to see both.")] = None,
@@ -152,6 +157,8 @@ def plan_command(
     compare_all: Annotated[bool, typer.Option("--compare", help=f"Compare single GPU, multi-GPU, replicas and split (default {COMPARE_SERVERS} x {COMPARE_GPUS} GPUs).")] = False,
     gpu_hour_usd: Annotated[Optional[float], typer.Option("--gpu-hour-usd", help="Price of one GPU-hour in USD: adds cost per hour and per million output tokens to --compare.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON (fixed keys); with 2+ servers and no --shape, the recommended shape's plan; with --compare, the rows.")] = False,
+    stack: Annotated[Optional[str], typer.Option("--stack", help="Plan a stack's tier spec as it stands (its GPUs, layout, context), with the planner's layout when it differs; no sizing flags.")] = None,
+    file: FileOpt = None,
 ) -> None:
     """Size a deployment: memory fit, tier, TP/PP, users and expected decode tokens/second.
 
@@ -162,7 +169,18 @@ def plan_command(
       tierkit plan --model llama-3.3-70b --quant awq --gpu rtx-pro-6000 --gpus 4 --data-parallel 1
       tierkit plan --params-b 300 --quant fp16 --gpus 4 --servers 2
       tierkit plan --model llama-3.3-70b --quant awq --compare --gpu-hour-usd 2.5
+      tierkit plan --stack multi-gpu
     """
+    sizing = {"--model": model, "--params-b": params_b, "--quant": quant, "--gpu": gpu, "--gpus": gpus,
+              "--servers": servers, "--shape": shape, "--data-parallel": data_parallel, "--users": users,
+              "--context": context, "--compare": compare_all or None, "--gpu-hour-usd": gpu_hour_usd}
+    if stack is not None or file is not None:
+        given = next((flag for flag, value in sizing.items() if value is not None), None)
+        if given:
+            raise TierkitError(f"{given}: --stack/--file plan the spec as it stands; drop {given}, or drop --stack/--file")
+        _plan_spec(stack, file, as_json)
+        return
+    quant, gpu = quant or DEFAULT_QUANT, gpu or DEFAULT_GPU
     _positive("--params-b", params_b, "70")
     _positive("--gpu-hour-usd", gpu_hour_usd, "2.5")
     if quant not in catalog.BYTES_PER_PARAM:
@@ -204,6 +222,21 @@ def plan_command(
             render(result)
     if not result.fits:
         raise typer.Exit(1)
+
+
+def _plan_spec(stack: str | None, file: Path | None, as_json: bool) -> None:
+    """A stack's plan, its notes, and the planner's layout when the spec's differs."""
+    from tierkit import spec as tier_spec, stackfiles
+
+    spec = stackfiles.load(stack, file)
+    result = tier_spec.plan_for_spec(spec)
+    advice = tier_spec.layout_advice(spec)
+    if advice:
+        result = result.model_copy(update={"notes": [*result.notes, advice]})
+    if as_json:
+        print_json(result.to_json())
+    else:
+        render(result)
 
 
 def _check_data_parallel(data_parallel: int | None, gpus: int | None, servers: int, shape: str | None) -> None:
