@@ -111,7 +111,7 @@ class FakeCloud(Backend):
         if reg.name == "smoke":
             return json.dumps({"passed": True, "completed": 48, "failed": 0, "output_throughput": 900.0,
                                "gates": [{"name": "output_throughput", "passed": True, "measured": 900.0,
-                                          "op": ">=", "required": 1.0}], "gate_source": "command line"})
+                                          "op": ">=", "required": 1.0, "unit": "tok/s"}], "gate_source": "command line"})
         return "configured"
 
     def invoke(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
