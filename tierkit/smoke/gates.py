@@ -2,7 +2,7 @@
 
 Given on the command line, or taken from a tier spec (tierkit/smoke/from_spec.py, the one place
 that maps a spec to gates). `min_output_tok_s: derive` asks the planner: the tier's expected tok/s
-(single-stream decode per replica x replicas) times `PLAN_FRACTION`. The planner's estimate
+(single-stream decode of one engine x engines, every replica's data-parallel engines) times `PLAN_FRACTION`. The planner's estimate
 is fitted to measured decode speeds (docs/planner-fit.md); the fraction leaves room for run-to-run noise without letting a tier that misses its promise by more than a
 fifth through.
 The text sanity check is always a gate.
