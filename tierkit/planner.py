@@ -463,7 +463,7 @@ def plan(
         )
     elif users and chosen.max_users < users:
         notes.append(f"carries {chosen.max_users} users at {context} tokens of context, {users} asked for")
-    if layout.data_parallel > 1 and other is not None and other.data_parallel == 1:
+    if engine.fits and layout.data_parallel > 1 and other is not None and other.data_parallel == 1:
         notes.append(_layout_note(gpu, chosen, other, context))
     if tp > 1 and gpu.nvlink == "none":
         notes.append(

@@ -103,3 +103,10 @@ def test_plan_of_a_stack_file_adds_the_planners_layout(tmp_path) -> None:  # typ
     assert any(n.startswith("the planner recommends TP=1 PP=1 DP=4") for n in p["notes"])
     code, _, err = run_plan("--file", str(f), "--gpus", "2")
     assert code == 2 and err.strip() == "error: --gpus: --stack/--file plan the spec as it stands; drop --gpus, or drop --stack/--file"
+
+
+def test_forced_engines_too_small_name_fewer_engines() -> None:
+    code, out, _ = run_plan("--model", "llama-3.3-70b", "--gpus", "4", "--data-parallel", "4", "--json")
+    p = json.loads(out)
+    assert code == 1 and not p["fits"] and p["notes"][-1] == "needs --data-parallel 2 (fewer, larger engines)"
+    assert not any("engines of 1 GPU per server" in n for n in p["notes"])  # no layout rationale for a misfit

@@ -258,11 +258,16 @@ def _sized(
     """The plan for these GPUs, or the smallest GPU set that fits; a misfit names the smallest fix."""
     if gpus is None:
         return planner.recommend(m, quant, g, servers, context, users, shape)
-    result = planner.plan(m, quant, g, gpus, servers, context, users, shape=shape,
-                          data_parallel=data_parallel if shape == "replicas" else None)
+    dp = data_parallel if shape == "replicas" else None
+    result = planner.plan(m, quant, g, gpus, servers, context, users, shape=shape, data_parallel=dp)
     if result.fits:
         return result
-    fix = planner.smallest_fix(m, quant, g, gpus, context, planner.DEFAULT_UTILIZATION, servers, shape)
+    fewer = next((d for d in reversed(planner.divisors(gpus)) if dp and d < dp
+                  and planner.plan(m, quant, g, gpus, servers, context, users, shape=shape, data_parallel=d).fits), None)
+    if fewer is not None:
+        fix = f"needs --data-parallel {fewer} (fewer, larger engines)"
+    else:
+        fix = planner.smallest_fix(m, quant, g, gpus, context, planner.DEFAULT_UTILIZATION, servers, shape)
     return result.model_copy(update={"notes": [*result.notes, fix]})
 
 
