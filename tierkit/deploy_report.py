@@ -17,6 +17,7 @@ from typing import Any
 from tierkit import history, junit
 from tierkit.ansible import RunResult, result_file
 from tierkit.paths import StackPaths
+from tierkit.smoke import junit_suite as smoke_suite
 
 # Program resources -> the flow's step names; every other resource belongs to "servers".
 STEP_OF = {"wait-ssh": "readiness", "configure": "configure", "calibrate": "calibrate", "smoke": "smoke"}
@@ -92,17 +93,6 @@ def _configure_suite(stack: str, result: RunResult) -> junit.Suite:
     return junit.Suite(f"tierkit up {stack}: configure", cases, wall_s=result.elapsed_s)
 
 
-def _smoke_suite(stack: str, report: dict[str, Any]) -> junit.Suite:
-    cases = []
-    for g in report.get("gates", []):
-        figures = f"measured {g['measured']}, required {(g['op'] + ' ') if g.get('op') else ''}{g['required']}"
-        cases.append(junit.Case(g["name"], "tierkit.smoke.gates", 0.0, "passed" if g["passed"] else "failure",
-                                "" if g["passed"] else f"{g['name']} {figures}", "", figures))
-    plan = "\n".join(f"plan vs measured: {c['name']}: predicted {c['predicted']}, measured {c['measured']} "
-                     f"({c['error_pct']}%) (from {c['source']})" for c in report.get("plan_vs_measured", []))
-    return junit.Suite(f"tierkit up {stack}: smoke", cases, wall_s=float(report.get("duration", 0.0)), output=plan)
-
-
 def suites(stack: str, ran: list[Step], planned: list[str], configure: RunResult | None,
            smoke: dict[str, Any] | None, up_log: str, failure: str | None = None) -> list[junit.Suite]:
     """The JUnit suites of one up: steps, then configure's plays and gates, then the smoke gates.
@@ -121,7 +111,7 @@ def suites(stack: str, ran: list[Step], planned: list[str], configure: RunResult
     if configure is not None:
         out.append(_configure_suite(stack, configure))
     if smoke is not None:
-        out.append(_smoke_suite(stack, smoke))
+        out.append(smoke_suite.from_json(f"tierkit up {stack}: smoke", smoke))
     return out
 
 

@@ -31,6 +31,7 @@ from tierkit.inventory import HF_TOKEN_ENV, VLLM_API_KEY_ENV
 from tierkit.planner import Plan
 from tierkit.providers import StackContext
 from tierkit.smoke.endpoint import CLIENT_API_KEY_ENV
+from tierkit.smoke.gates import from_report
 from tierkit.spec import TierSpec
 
 READY_TIMEOUT_S = 600  # a cloud instance can take minutes to boot; the lab answers in seconds
@@ -137,19 +138,11 @@ class Configure(pulumi.ComponentResource):
         self.register_outputs({})
 
 
-def _figure(value: Any) -> str:
-    return f"{value:,.1f}".removesuffix(".0") if isinstance(value, (int, float)) else str(value)
-
-
 def summarize(report: dict[str, Any], gate_source: str | None) -> dict[str, Any]:
     """The smoke report's headline figures and verdicts (the full report stays in its JSON file)."""
     keys = ("passed", "completed", "failed", "output_throughput", "total_token_throughput", "p99_ttft_ms", "p99_tpot_ms")
     summary = {k: report.get(k) for k in keys}
-    summary["gates"] = [
-        f"{g['name']} {'pass' if g['passed'] else 'FAIL'}: measured {_figure(g['measured'])}, "
-        f"required {(g['op'] + ' ') if g['op'] else ''}{_figure(g['required'])}"
-        for g in report.get("gates", [])
-    ]
+    summary["gates"] = [g.verdict() for g in from_report(report)]
     summary["gate_source"] = gate_source or report.get("gate_source")
     return summary
 

@@ -47,11 +47,9 @@ DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
 QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
 
 # The network gate's default floor per link between the servers of a split (docs/multi-server.md):
-# the published minimum for tensor parallelism across servers (tierkit's tier comparison: "25 Gbps
-# Ethernet being the minimum for cross-server tensor parallelism"), applied when each stage runs
-# tensor parallel; and tierkit's lower floor for a pipeline-only split (TP=1 per server), where
-# only one stage's activations cross the link per step.
-TP_SPLIT_FLOOR_GBPS = 25.0
+# planner.CROSS_SERVER_TP_MIN_GBPS (the published minimum for tensor parallelism across servers),
+# applied when each stage runs tensor parallel; and tierkit's lower floor for a pipeline-only split
+# (TP=1 per server), where only one stage's activations cross the link per step.
 PIPELINE_SPLIT_FLOOR_GBPS = 10.0
 
 # Environment variables the roles' secrets are read from (the Pulumi program passes its secrets the
@@ -180,6 +178,7 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_port": vllm_port(spec),
         "vllm_tensor_parallel_size": spec.tensor_parallel,
         "vllm_pipeline_parallel_size": spec.pipeline_parallel,
+        "vllm_data_parallel_size": spec.data_parallel,
         "vllm_quantization": QUANTIZATION_FLAG.get(quant, ""),
         "vllm_dtype": DTYPE.get(quant, ""),
         "vllm_max_model_len": spec.context,
@@ -218,7 +217,7 @@ def network_gate_floor_gbps(spec: TierSpec) -> float:
     """The spec's floor per link, or the default for its split (docs/multi-server.md)."""
     if spec.network_gate.min_gbps is not None:
         return spec.network_gate.min_gbps
-    return TP_SPLIT_FLOOR_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
+    return planner.CROSS_SERVER_TP_MIN_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
 
 
 def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.paths import StackPaths
 from tierkit.probe import ProbeReport, ProbeRequest, probe
+from tierkit.smoke.gates import from_report
 from tierkit.spec import TierSpec, plan_for_spec
 
 PROBE_TIMEOUT_S = 3.0
@@ -60,10 +61,8 @@ def _last_smoke(path: Path) -> LastSmoke | None:
         at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
     except (FileNotFoundError, ValueError):
         return None
-    gates = [f"{g['name']} {'pass' if g['passed'] else 'FAIL'}: measured {g['measured']}, required "
-             f"{(g['op'] + ' ') if g.get('op') else ''}{g['required']}" for g in report.get("gates", [])]
     return LastSmoke(at=at, endpoint=report.get("endpoint"), passed=bool(report.get("passed")), output_throughput=report.get("output_throughput"),
-                     gates=gates, gate_source=report.get("gate_source"),
+                     gates=[g.verdict() for g in from_report(report)], gate_source=report.get("gate_source"),
                      plan_vs_measured=report.get("plan_vs_measured", []))
 
 

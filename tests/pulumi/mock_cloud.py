@@ -121,7 +121,7 @@ class FakeCloud(Backend):
         if reg.name == "smoke":
             return json.dumps({"passed": True, "completed": 48, "failed": 0, "output_throughput": 900.0,
                                "gates": [{"name": "output_throughput", "passed": True, "measured": 900.0,
-                                          "op": ">=", "required": 1.0}], "gate_source": "command line"})
+                                          "op": ">=", "required": 1.0, "unit": "tok/s"}], "gate_source": "command line"})
         return "configured"
 
     def __init__(self, offered: dict[str, list[str]] | None = None, default_vpc: bool = True) -> None:

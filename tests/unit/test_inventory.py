@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tierkit import inventory as inv
+from tierkit import inventory as inv, planner
 from tierkit.catalog import GPUS
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
@@ -181,7 +181,7 @@ def test_multi_server_has_a_head_ranks_and_a_network_gate():
     assert gv["network_gate_nodes"] == [{"name": "h0", "address": "10.211.7.11"}, {"name": "h1", "address": "10.211.7.12"}]
 
 
-@pytest.mark.parametrize(("gpus", "floor"), [(1, inv.PIPELINE_SPLIT_FLOOR_GBPS), (4, inv.TP_SPLIT_FLOOR_GBPS)])
+@pytest.mark.parametrize(("gpus", "floor"), [(1, inv.PIPELINE_SPLIT_FLOOR_GBPS), (4, planner.CROSS_SERVER_TP_MIN_GBPS)])
 def test_network_floor_follows_the_split(gpus, floor):
     spec = parse_spec({"tier": "multi-server", "provider": {"kind": "baremetal", "hosts": [
         {"name": "a", "address": "192.0.2.10", "key_path": "/k"}, {"name": "b", "address": "192.0.2.11", "key_path": "/k"}]},

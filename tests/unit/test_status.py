@@ -47,7 +47,7 @@ def test_everything_answers(tmp_path: Path, vllm: int) -> None:
     assert report.ok, report.problems
     assert report.probe.hosts[0].vllm_version == "0.32.0" and report.probe.hosts[0].models == ["tiny"]
     assert report.last_smoke is not None and report.last_smoke.gates == [
-        "output_throughput pass: measured 50.0, required >= 40.0"]
+        "output_throughput pass: measured 50 tok/s, required >= 40 tok/s"]
     assert report.plan["tier"] == "single-gpu" and [r.steps[0].name for r in report.runs] == ["configure"]
     assert report.vip_holders is None
 

@@ -32,8 +32,9 @@ def _show(report) -> None:  # a tierkit.status.StatusReport
         for gate in s.gates:
             console.print(Text(f"  {gate}"))
     p = report.plan
+    dp = p.get("data_parallel", 1)  # plans recorded before data-parallel engines have none
     console.print(Text(f"plan: {p['tier']} {p['servers']}x{p['gpus_per_server']} GPUs, TP={p['tensor_parallel']} "
-                       f"PP={p['pipeline_parallel']}, expected {p['expected_tok_s']:,.0f} tok/s, {p['max_users']} users"))
+                       f"PP={p['pipeline_parallel']}{f' DP={dp}' if dp > 1 else ''}, expected {p['expected_tok_s']:,.0f} tok/s, {p['max_users']} users"))
     if report.runs:
         runs = Table(title="last runs of `tierkit up`", title_justify="left")
         for column in ("at", "engine", "ok", "seconds", "steps", "output tok/s", "decode predicted/measured"):

@@ -192,6 +192,7 @@ class LabProvider(Provider):
             "vllm_quantization": "",
             "vllm_tensor_parallel_size": ranks.tensor_parallel,
             "vllm_pipeline_parallel_size": ranks.pipeline_parallel,
+            "vllm_data_parallel_size": 1,  # one engine: data parallelism is not run in the lab (docs/vllm.md)
             "vllm_health_timeout": VLLM_HEALTH_TIMEOUT,
         }
         subnet = config_of(spec).subnet
@@ -226,6 +227,9 @@ class LabProvider(Provider):
                 f"not the plan's {plan.expected_tok_s:,.0f} tok/s for {spec.gpu.count}x {spec.gpu.model}"]
         if spec.tensor_parallel * spec.pipeline_parallel > 1:
             said.append(parallelism_note(spec))
+        if spec.data_parallel > 1:
+            said.append(f"lab: vLLM ran one engine, not the spec's {spec.data_parallel} (data parallelism is checked "
+                        f"against vLLM's documents only, never run: docs/vllm.md#data-parallelism)")
         spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
         if spaces:
             said.append(f"lab: {endpoint} is reachable inside network namespace {spaces[0]}: "
