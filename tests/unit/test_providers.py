@@ -238,3 +238,12 @@ def test_fleet_notes_are_the_providers(monkeypatch):
     spec = load_stack("single-gpu", ROOT)
     monkeypatch.setitem(providers.PROVIDERS, "lab", Recording())
     assert fleet.notes(spec, plan_for_spec(spec), [], "http://x:1") == ["marker note"]
+
+
+def test_lab_hosts_of_a_stack_not_deployed_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIERKIT_LAB_DIR", str(tmp_path))  # no lab recorded there
+    spec = load_stack("single-gpu", ROOT)
+    with pytest.raises(TierkitError) as info:
+        LabProvider().hosts(spec)
+    assert info.value.problems == [f"--hosts: this stack's lab {spec.provider.name!r} is not up; deploy the stack "
+                                   f"(`tierkit up --stack NAME`), or pass --hosts FILE"]

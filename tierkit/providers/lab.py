@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tierkit.errors import TierkitError
 from tierkit.hosts import Host, HostList
 from tierkit.lab import network, share
 from tierkit.lab.cpu_ranks import lab_ranks
@@ -161,7 +162,12 @@ class LabProvider(Provider):
     def hosts(self, spec: TierSpec) -> list[Host]:
         from tierkit.lab.lab import Lab
 
-        return Lab.get(config_of(spec).name).hosts
+        name = config_of(spec).name  # valid: the spec checked it
+        try:
+            return Lab.get(name).hosts
+        except TierkitError:
+            raise TierkitError(f"--hosts: this stack's lab {name!r} is not up; deploy the stack (`tierkit up --stack "
+                               f"NAME`), or pass --hosts FILE") from None
 
     def model_path(self, spec: TierSpec) -> str | None:
         return share.guest_path(share.TINY_MODEL_AT) if spec.model.key == TINY_MODEL_KEY else None
