@@ -298,3 +298,21 @@ def test_refresh_runs_unchanged_commands_again_in_place(project: Path) -> None:
     assert count.read_text() == "x\nx\n", "ran again, and its delete never ran"
     assert [name for name, _ in result.ran] == ["tick"] and result.unchanged == []
     assert "+ tick: unchanged; --refresh runs it again (it checks the servers and repairs drift)" in log.lines
+
+
+def test_a_record_without_inputs_hashes_runs_again_in_place(project: Path) -> None:
+    """A record from before the hashes: its commands run again, none is deleted as a replacement."""
+    count = project / "count"
+
+    def program() -> None:
+        local.Command("tick", create=f"echo x >> {count}", delete=f"rm -f {count}")
+
+    rehearsal.up(program, project, STACK, {}, Lines())
+    path = record_path(project, STACK)
+    doc = json.loads(path.read_text())
+    for entry in doc["commands"]:
+        entry.pop("inputs_hash")
+    path.write_text(json.dumps(doc))
+    rehearsal.up(program, project, STACK, {}, Lines())
+    assert count.read_text() == "x\nx\n", "ran again, and the old one's delete never ran"
+    assert json.loads(path.read_text())["commands"][0]["inputs_hash"], "hashed from now on"

@@ -43,9 +43,7 @@ class RecordedCommand(BaseModel):
     secret_environment: list[str] = Field(description="names of secret variables; values are never written")
     stdout: str | None = Field(description="the command's stdout, `fernet:...` when secret; None: not kept")
     stderr: str | None = Field(description="the command's stderr, `fernet:...` when secret; None: not kept")
-    secret_outputs: list[str] = Field(default_factory=list, description="which outputs the program marked secret")
-    inputs_hash: str | None = Field(None, description="salted sha256 of every input; None: always re-run")
-    delete_before_replace: bool = False
+    inputs_hash: str | None = Field(None, description="salted sha256 of every input; None (an older record): run again in place")
     dependencies: list[str]
     created: str
 

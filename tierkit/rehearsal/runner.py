@@ -96,8 +96,9 @@ class CommandRunner(Backend):
         rid = hashlib.sha256(reg.urn.encode()).hexdigest()[:16]
         old = self.store.get(reg.urn) if self.store is not None else None
         digest = inputs_hash(reg, self.store.record.salt) if self.store is not None else None
-        changed = old is not None and old.inputs_hash != digest
-        if old is not None and not changed:
+        # A record written before inputs were hashed (None) runs its command again in place.
+        changed = old is not None and old.inputs_hash not in (None, digest)
+        if old is not None and old.inputs_hash == digest:
             stdout, stderr = open_text(old.stdout), open_text(old.stderr)
             if stdout is None:
                 self.log(f"+ {reg.name}: unchanged, but its recorded outputs cannot be opened ({key_path()}); running it again")
@@ -148,9 +149,7 @@ class CommandRunner(Backend):
                     secret_environment=secret_names,
                     stdout=seal_text(result.stdout) if "stdout" in reg.secret_outputs else result.stdout,
                     stderr=seal_text(result.stderr) if "stderr" in reg.secret_outputs else result.stderr,
-                    secret_outputs=sorted(set(reg.secret_outputs) & {"stdout", "stderr"}),
                     inputs_hash=digest,
-                    delete_before_replace=reg.delete_before_replace,
                     dependencies=reg.dependencies,
                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 )
