@@ -269,7 +269,8 @@ def test_a_command_the_program_drops_is_deleted(project: Path) -> None:
     assert [c["name"] for c in json.loads(record_path(project, STACK).read_text())["commands"]] == ["keep"]
 
 
-def test_secret_outputs_without_the_key_run_again(project: Path) -> None:
+def test_secret_outputs_without_their_key_stop_the_up(project: Path) -> None:
+    """As Pulumi without the stack's passphrase: nothing runs again to re-trust what was sealed."""
     count = project / "count"
 
     def program() -> None:
@@ -278,10 +279,12 @@ def test_secret_outputs_without_the_key_run_again(project: Path) -> None:
 
     rehearsal.up(program, project, STACK, {}, Lines())
     sealed.key_path().unlink()
-    log = Lines()
-    rehearsal.up(program, project, STACK, {}, log)
-    assert count.read_text() == "x\nx\n"
-    assert any("recorded outputs cannot be opened" in line for line in log.lines)
+    with pytest.raises(TierkitError) as info:
+        rehearsal.up(program, project, STACK, {}, Lines())
+    assert count.read_text() == "x\n"
+    assert info.value.exit_code == 1 and info.value.problems == [
+        f"pins: its recorded secret outputs do not open with {sealed.key_path()} (not the key that sealed them); put "
+        f"that key there (or point $XDG_STATE_HOME at it), as Pulumi needs the stack's passphrase"]
 
 
 def test_refresh_runs_unchanged_commands_again_in_place(project: Path) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from tierkit.errors import TierkitError
 from tierkit.rehearsal.execute import CommandFailed, CommandResult, Log, execute
 from tierkit.rehearsal.record import RecordedCommand, RecordStore
 from tierkit.rehearsal.runtime import Backend, Registration, has_secret, is_sealed, reveal
@@ -100,9 +101,12 @@ class CommandRunner(Backend):
         changed = old is not None and old.inputs_hash not in (None, digest)
         if old is not None and old.inputs_hash == digest:
             stdout, stderr = open_text(old.stdout), open_text(old.stderr)
-            if stdout is None:
-                self.log(f"+ {reg.name}: unchanged, but its recorded outputs cannot be opened ({key_path()}); running it again")
-            elif self.refresh:
+            if stdout is None:  # running it again would trust what the record holds (pinned keys) anew
+                raise TierkitError(
+                    f"{reg.name}: its recorded secret outputs do not open with {key_path()} (not the key that sealed "
+                    f"them); put that key there (or point $XDG_STATE_HOME at it), as Pulumi needs the stack's "
+                    f"passphrase", exit_code=1)
+            if self.refresh:
                 self.log(f"+ {reg.name}: unchanged; --refresh runs it again (it checks the servers and repairs drift)")
             else:
                 self.log(f"= {reg.name}: unchanged since {old.created} (its recorded outputs stand)")

@@ -3,7 +3,9 @@ project, as Pulumi's passphrase secrets provider keeps them out of a state in pl
 
 The key is `$XDG_STATE_HOME/tierkit/rehearsal.key` (default `~/.local/state/...`, 0600, made on
 first use): a checkout, or a copy of the record, holds only ciphertext. A machine without the key
-cannot open a sealed value; the rehearsal then runs the command again instead of trusting it."""
+cannot open a sealed value, and the rehearsal's `up` stops there (as Pulumi does without the
+stack's passphrase) rather than running the command again, which would trust anew what the record
+pinned."""
 
 from __future__ import annotations
 
