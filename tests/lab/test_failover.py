@@ -119,9 +119,9 @@ def test_each_node_fails_closed(pair: Pair) -> None:
     the peer only, and keepalived and HAProxy require that firewall."""
     for node in pair.nodes:
         address, peer = pair.lab.host(node).address, pair.lab.host(pair.peer(node)).address
-        listening = pair.ssh(node, f"ss -Hltn 'sport = :{pair.backend_port}'").split()
-        assert f"{address}:{pair.backend_port}" in listening, listening
-        assert not any(w.startswith(("0.0.0.0:", "*:", "[::]:")) for w in listening), listening
+        # `ss -Hltn` columns: state, recv-q, send-q, local address:port, peer address:port
+        listening = [line.split()[3] for line in pair.ssh(node, f"ss -Hltn 'sport = :{pair.backend_port}'").splitlines()]
+        assert listening == [f"{address}:{pair.backend_port}"], listening
         assert "vllm-firewall.service" in pair.ssh(node, "systemctl show --property=Requires vllm")
         for service in ("keepalived", "haproxy"):
             assert "tierkit-failover-firewall.service" in pair.ssh(node, f"systemctl show --property=Requires {service}")

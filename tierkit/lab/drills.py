@@ -35,10 +35,11 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
@@ -71,6 +72,7 @@ STOP_TIMEOUT_S = 300
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
 DownFault = Literal["kill", "cut-link"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,24 @@ async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIM
     return reason is None and sink.status == 200
 
 
+async def smoke_around(settings: SmokeSettings, after_s: float, fault: Callable[[], T]) -> tuple[list[RequestResult], T]:
+    """A smoke run with `fault` run (in a thread) `after_s` into its measured load: every
+    request's result, and what `fault` returned."""
+    results: list[RequestResult] = []
+    running = asyncio.Event()
+
+    def on_result(result: RequestResult) -> None:
+        results.append(result)
+        running.set()
+
+    smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
+    await running.wait()  # the measured load is under way
+    await asyncio.sleep(after_s)
+    value = await asyncio.to_thread(fault)
+    await smoke
+    return results, value
+
+
 # ---------------------------------------------------------------------------------------------
 # Drill 1: steady state.
 
@@ -413,18 +433,7 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
         return stopping
 
     async def drill() -> tuple[list[RequestResult], dict[str, ServerStats], subprocess.Popen[str]]:
-        results: list[RequestResult] = []
-        running = asyncio.Event()
-
-        def on_result(result: RequestResult) -> None:
-            results.append(result)
-            running.set()
-
-        smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
-        await running.wait()  # the measured load is under way
-        await asyncio.sleep(stop_after_s)
-        stopping = await asyncio.to_thread(stop)
-        await smoke
+        results, stopping = await smoke_around(settings, stop_after_s, stop)
         return results, await asyncio.to_thread(backend_stats, pair, holder), stopping
 
     results, end_stats, stopping = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
@@ -520,23 +529,8 @@ def hang_engine(pair: Pair, node: str, *, concurrency: int = 8, duration_s: floa
         marks["t1"] = time.perf_counter()
         marks["health"] = health_status(address, pair.backend_port)
 
-    async def drill() -> list[RequestResult]:
-        results: list[RequestResult] = []
-        running = asyncio.Event()
-
-        def on_result(result: RequestResult) -> None:
-            results.append(result)
-            running.set()
-
-        smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
-        await running.wait()
-        await asyncio.sleep(hang_after_s)
-        await asyncio.to_thread(hang)
-        await smoke
-        return results
-
     try:
-        results = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
+        results, _ = netns.call_in(pair.lab.netns, lambda: asyncio.run(smoke_around(settings, hang_after_s, hang)))
     finally:
         signal_engine(pair, node, "CONT")
     for observer in pair.nodes:
