@@ -196,6 +196,11 @@ class ServerStats:
     responses_2xx: int
     retries: int  # wretr
     redispatches: int  # wredis
+    # The longest queue wait, connect and response (to the first byte of the answer's head)
+    # times in ms since HAProxy started or `clear counters` (its admin socket) reset them.
+    qtime_max: int = 0
+    ctime_max: int = 0
+    rtime_max: int = 0
 
 
 def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
@@ -213,6 +218,9 @@ def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
             responses_2xx=int(row["hrsp_2xx"] or 0),
             retries=int(row["wretr"] or 0),
             redispatches=int(row["wredis"] or 0),
+            qtime_max=int(row.get("qtime_max") or 0),
+            ctime_max=int(row.get("ctime_max") or 0),
+            rtime_max=int(row.get("rtime_max") or 0),
         )
         for row in rows
         if row["pxname"] == HAPROXY_BACKEND and row["svname"] not in ("BACKEND", "FRONTEND")
