@@ -22,14 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from dataclasses import asdict
-from pathlib import Path
 
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
-from tierkit.lab.drills import Pair, deploy, lab_spec
-from tierkit.lab.lab import Lab
+from tierkit.lab.drills import Pair, bench_pair
 from tierkit.lab.stalls import StallOutcome, short_completions, targets
 
 KINDS = ("vllm", "haproxy", "vip")
@@ -51,15 +48,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.loops < 1 or args.requests < 1 or not 0 < args.slow < args.timeout:
         p.error("--loops and --requests must be at least 1, and 0 < --slow < --timeout")
     return args
-
-
-def pair_for(args: argparse.Namespace) -> Pair:
-    if args.no_deploy:
-        lab = Lab.get(args.lab)
-        return Pair.of(lab, lab_spec(lab.name, lab.subnet, args.stack))
-    with tempfile.TemporaryDirectory(prefix="tierkit-bench-stalls-") as workdir:
-        err_console.print(f"deploying the {args.stack} stack on lab {args.lab} (minutes when cold)")
-        return deploy(args.lab, Path(workdir), args.stack, playbooks=("vllm", "failover"))
 
 
 def measure(pair: Pair, args: argparse.Namespace) -> list[StallOutcome]:
@@ -87,7 +75,7 @@ def show(results: list[StallOutcome], args: argparse.Namespace) -> None:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
-        results = measure(pair_for(args), args)
+        results = measure(bench_pair(args.lab, args.stack, as_is=args.no_deploy), args)
     except TierkitError as exc:
         for problem in exc.args:
             err_console.print(f"error: {problem}")

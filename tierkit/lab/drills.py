@@ -26,6 +26,7 @@ import http.client
 import json
 import shlex
 import subprocess
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -131,6 +132,19 @@ def deploy(lab_name: str, workdir: Path, stack: str = "failover",
         if not result.ok:
             raise TierkitError(*(f"{playbook}: {f.host}: {f.task}: {f.message}" for f in result.failures))
     return Pair.of(lab, spec)
+
+
+def bench_pair(lab_name: str, stack: str = "failover", *, as_is: bool = False) -> Pair:
+    """The pair a bench measures: lab `lab_name` as it is (`as_is`: a pair `tierkit up` or an
+    earlier run made), else deployed by `deploy` with its files in a temporary directory."""
+    if as_is:
+        lab = Lab.get(lab_name)
+        return Pair.of(lab, lab_spec(lab.name, lab.subnet, stack))
+    from tierkit.console import err_console
+
+    with tempfile.TemporaryDirectory(prefix="tierkit-bench-") as workdir:
+        err_console.print(f"deploying the {stack} stack on lab {lab_name} (minutes when cold)")
+        return deploy(lab_name, Path(workdir), stack, playbooks=("vllm", "failover"))
 
 
 # ---------------------------------------------------------------------------------------------
