@@ -62,6 +62,7 @@ VERBS: tuple[str, ...] = (
     "wait_ssh",
     "calibrate",
     "up",
+    "preview",
     "lab",
     "collection",
     "status",

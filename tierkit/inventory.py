@@ -1,8 +1,9 @@
 """Hosts + tier spec -> Ansible inventory and group vars: the only bridge between tierkit and the roles.
 
 `render(spec, hosts)` gives an `Inventory`: the `gpu_servers` group and the `failover` group (the
-pair on the failover tier, empty on the others, so site.yml's failover play matches no host
-rather than an unknown pattern) with each host's SSH settings, host keys pinned through its
+pair behind a failover tier's virtual IP; empty on the other tiers and on aws, where the load
+balancer fronts the pair, so site.yml's failover play matches no host rather than an unknown
+pattern) with each host's SSH settings, host keys pinned through its
 known_hosts file, and the group vars of every role, prefixed with the role's name.
 `write(inventory, dir)` lays it out as `hosts.yml` + `group_vars/gpu_servers.yml`, which
 `ansible-playbook -i DIR/hosts.yml` reads.
@@ -46,11 +47,9 @@ DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
 QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
 
 # The network gate's default floor per link between the servers of a split (docs/multi-server.md):
-# the published minimum for tensor parallelism across servers (tierkit's tier comparison: "25 Gbps
-# Ethernet being the minimum for cross-server tensor parallelism"), applied when each stage runs
-# tensor parallel; and tierkit's lower floor for a pipeline-only split (TP=1 per server), where
-# only one stage's activations cross the link per step.
-TP_SPLIT_FLOOR_GBPS = 25.0
+# planner.CROSS_SERVER_TP_MIN_GBPS (the published minimum for tensor parallelism across servers),
+# applied when each stage runs tensor parallel; and tierkit's lower floor for a pipeline-only split
+# (TP=1 per server), where only one stage's activations cross the link per step.
 PIPELINE_SPLIT_FLOOR_GBPS = 10.0
 
 # Environment variables the roles' secrets are read from (the Pulumi program passes its secrets the
@@ -155,10 +154,11 @@ def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
 
 
 def vllm_port(spec: TierSpec) -> int:
-    """vLLM's port: the serving port, except on the failover tier, where HAProxy serves that port
-    on the VIP and each vLLM sits behind it on the next one (the one before, for 65535)."""
+    """vLLM's port: the serving port, except behind a failover VIP, where HAProxy serves that port
+    and each vLLM sits behind it on the next one (the one before, for 65535). Without a VIP (aws:
+    the load balancer fronts the servers) vLLM serves the serving port itself."""
     port = spec.serving.port
-    if spec.tier != "failover":
+    if spec.failover is None:
         return port
     return port + 1 if port < 65535 else port - 1
 
@@ -166,7 +166,7 @@ def vllm_port(spec: TierSpec) -> int:
 def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     sv = spec.serving
     quant = spec.model.quantization
-    sources = [h.address for h in hosts] if len(hosts) > 1 else []
+    sources = [h.inside_address for h in hosts] if len(hosts) > 1 else []
     if spec.failover is not None:
         # Clients reach vLLM only through HAProxy (on the VIP and both nodes) and the peers.
         sources.append(str(spec.failover.virtual_ip))
@@ -178,6 +178,7 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_port": vllm_port(spec),
         "vllm_tensor_parallel_size": spec.tensor_parallel,
         "vllm_pipeline_parallel_size": spec.pipeline_parallel,
+        "vllm_data_parallel_size": spec.data_parallel,
         "vllm_quantization": QUANTIZATION_FLAG.get(quant, ""),
         "vllm_dtype": DTYPE.get(quant, ""),
         "vllm_max_model_len": spec.context,
@@ -202,7 +203,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     if fo is None:
         return {}
     return {
-        "failover_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "failover_nodes": [{"name": h.name, "address": h.inside_address} for h in hosts],
         "failover_virtual_ip": str(fo.virtual_ip),
         "failover_virtual_prefix": VIP_PREFIX,
         "failover_router_id": fo.router_id,
@@ -216,7 +217,7 @@ def network_gate_floor_gbps(spec: TierSpec) -> float:
     """The spec's floor per link, or the default for its split (docs/multi-server.md)."""
     if spec.network_gate.min_gbps is not None:
         return spec.network_gate.min_gbps
-    return TP_SPLIT_FLOOR_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
+    return planner.CROSS_SERVER_TP_MIN_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
 
 
 def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
@@ -224,7 +225,7 @@ def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     if spec.tier != "multi-server":
         return {}
     return {
-        "network_gate_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "network_gate_nodes": [{"name": h.name, "address": h.inside_address} for h in hosts],
         "network_gate_min_gbps": network_gate_floor_gbps(spec),
         "network_gate_seconds": spec.network_gate.iperf_seconds,
     }
@@ -262,7 +263,9 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
         group_vars |= build(spec, hosts)
     group_vars |= providers.get(spec).group_vars(spec, hosts)  # what differs on its servers
     names = [h.name for h in hosts]
-    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else [],
+    # The failover play (keepalived + HAProxy) runs where there is a VIP: not on aws, whose load
+    # balancer fronts the pair.
+    groups = {GROUP: names, FAILOVER_GROUP: names if spec.failover is not None else [],
               MULTI_SERVER_GROUP: names if spec.tier == "multi-server" else []}
     per_host = node_vars(spec, hosts)
     return Inventory(hosts={h.name: host_vars(h) | per_host[h.name] for h in hosts}, groups=groups,

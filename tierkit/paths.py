@@ -1,14 +1,14 @@
 """What tierkit keeps on this machine for a stack: the one definition of `.tierkit/<stack>/`.
 
     .tierkit/<stack>/
-        known_hosts        host keys pinned by `tierkit wait-ssh`
-        hosts.json         the hosts, pinned, for the steps after readiness
+        known_hosts        host keys pinned by `tierkit wait-ssh` (a cache: the pins travel in its output)
         inventory/         the rendered Ansible inventory (`tierkit inventory`, `tierkit configure`)
         logs/              one log per playbook run
         smoke.json         the smoke report of the last deploy
-        rehearsal.json     what the rehearsal ran, for `tierkit down`
+        rehearsal.json     the rehearsal's state: each command's inputs hash and outputs (secret ones encrypted)
 
-None of it is a Pulumi state; `tierkit down` removes it.
+None of it is a Pulumi state; `tierkit down` removes it. Everything but rehearsal.json is a
+cache the steps rebuild from their inputs.
 """
 
 from __future__ import annotations
@@ -39,10 +39,6 @@ class StackPaths:
     @property
     def known_hosts(self) -> Path:
         return self.state_dir / "known_hosts"
-
-    @property
-    def hosts_file(self) -> Path:
-        return self.state_dir / "hosts.json"
 
     @property
     def inventory_dir(self) -> Path:

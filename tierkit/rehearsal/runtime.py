@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -69,6 +69,8 @@ class Registration:
     custom: bool
     inputs: dict[str, Any]
     secret_outputs: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     def plain(self, key: str, default: Any = None) -> Any:
         value = self.inputs.get(key)
@@ -128,6 +130,8 @@ class RecordingMonitor(mocks.MockMonitor):
             custom=bool(request.custom),
             inputs=rpc.deserialize_properties(request.object),
             secret_outputs=list(request.additionalSecretOutputs),
+            ignore_changes=list(request.ignoreChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
         )
         with self._lock:
             self.registrations.append(reg)
