@@ -5,9 +5,7 @@ both hosts, keepalived and HAProxy), then the tests run in order, each leaving t
 next expects:
 
 1. steady state: requests through the VIP are answered by both vLLMs (each vLLM's /metrics);
-   a second run of failover.yml changes nothing; four loops of short completions through the
-   VIP, a new connection each, wait nowhere in HAProxy (its queue and connect maxima) and all
-   get their answer;
+   a second run of failover.yml changes nothing;
 2. vLLM stops on the VIP holder during a smoke run: no request sent after its engine went
    fails (streams in flight on it may), the peer serves the rest, the VIP stays;
 3. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
@@ -15,6 +13,9 @@ next expects:
 4. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
 5. split brain: the holder is split off the switch with its carrier up, so both nodes hold the
    VIP; once the path is back, one holder within 5 s.
+
+In steady state, four loops of short completions through the VIP, a new connection each, wait
+nowhere in HAProxy (its queue and connect maxima) and all get their answer.
 """
 
 from __future__ import annotations
@@ -70,14 +71,6 @@ def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
     assert all(n > 0 for n in outcome.served.values()), outcome.served
 
 
-def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
-    pair, workdir = deployed
-    result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, StackPaths(workdir, "failover"),
-                       "failover", quiet=True)
-    assert result.ok, [f.model_dump() for f in result.failures]
-    assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
-
-
 def test_short_completions_wait_nowhere_in_haproxy(pair: Pair) -> None:
     """Four loops of 40 two-token completions, a new connection each, through the VIP: every one
     is answered within 3 s, and HAProxy itself queued none and connected to a vLLM within
@@ -98,6 +91,14 @@ def test_short_completions_wait_nowhere_in_haproxy(pair: Pair) -> None:
         assert server.qtime_max == 0, f"HAProxy queued a request for {name} {server.qtime_max} ms"
         assert server.ctime_max <= HAPROXY_CONNECT_MAX_MS, f"HAProxy took {server.ctime_max} ms to connect to {name}"
         assert server.retries == 0 and server.redispatches == 0, server
+
+
+def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
+    pair, workdir = deployed
+    result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, StackPaths(workdir, "failover"),
+                       "failover", quiet=True)
+    assert result.ok, [f.model_dump() for f in result.failures]
+    assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
 
 
 def test_vllm_stop_on_the_holder_fails_no_new_request(pair: Pair) -> None:
