@@ -1,13 +1,18 @@
-"""Failover bench: repeat the failover tier's two fault drills and print the figures.
+"""Failover bench: repeat the failover tier's three fault drills and print the figures.
 
 Each round, on a lab pair serving the failover stack:
+  0. The engine of the VIP holder's vLLM hangs (its engine core stopped with SIGSTOP; /health
+     still 200) during a smoke run through the VIP: the time until both HAProxies have it out
+     of the pool, and the failed requests by when they started (before it left the pool: sent
+     to it while hung; after: new). Then the engine resumes (SIGCONT) and rejoins.
   1. vLLM stops on the VIP holder during a smoke run through the VIP; failed requests are
      counted by when they started (before the stop, while stopping, after it had stopped); then
      vLLM starts again and the round waits until HAProxy has it back.
   2. The VIP holder goes down (`kill`: SIGKILL and cable pulled, or `cut-link`); takeover is
      the time from the fault to the first success through the VIP; the node then comes back
      and the round waits until it serves again.
-At the end: takeover min / median / max and the failed-request counts.
+At the end: hung-engine time out of the pool and takeover, min / median / max, and the
+failed-request counts.
 
     .venv/bin/python bench/failover.py                  # the lab `tkfo-bench`, deployed if needed
     .venv/bin/python bench/failover.py --lab ha --no-deploy   # a pair `tierkit up --stack failover` made
@@ -28,8 +33,8 @@ from rich.table import Table
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
 from tierkit.lab.drills import (
-    Pair, StopVllmOutcome, TakedownOutcome, bench_pair, restore, start_vllm, stop_vllm, take_down,
-    wait_for_single_holder, wait_until_up,
+    HungEngineOutcome, Pair, StopVllmOutcome, TakedownOutcome, bench_pair, hang_engine, restore, start_vllm,
+    stop_vllm, take_down, wait_for_single_holder, wait_until_up,
 )
 
 VLLM_START_TIMEOUT_S = 900
@@ -42,8 +47,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-deploy", action="store_true", help="use the lab as it is; do not run site.yml")
     p.add_argument("--rounds", type=int, default=5, help="rounds of both drills (default: 5)")
     p.add_argument("--fault", choices=("kill", "cut-link"), default="kill", help="how the holder goes down (default: kill)")
-    p.add_argument("--concurrency", type=int, default=8, help="smoke concurrency in the vLLM-stop drill (default: 8)")
-    p.add_argument("--duration", type=float, default=20.0, help="smoke run seconds in the vLLM-stop drill (default: 20)")
+    p.add_argument("--concurrency", type=int, default=8, help="smoke concurrency in the hung-engine and vLLM-stop drills (default: 8)")
+    p.add_argument("--duration", type=float, default=20.0, help="smoke run seconds in the hung-engine and vLLM-stop drills (default: 20)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     return p.parse_args(argv)
 
@@ -52,8 +57,12 @@ def pair_for(args: argparse.Namespace) -> Pair:
     return bench_pair(args.lab, args.stack, as_is=args.no_deploy)
 
 
-def round_trip(pair: Pair, args: argparse.Namespace, n: int) -> tuple[StopVllmOutcome, TakedownOutcome]:
+def round_trip(pair: Pair, args: argparse.Namespace, n: int) -> tuple[HungEngineOutcome, StopVllmOutcome, TakedownOutcome]:
     holder, _ = wait_for_single_holder(pair, 10)
+    hung = hang_engine(pair, holder, concurrency=args.concurrency, duration_s=args.duration)
+    err_console.print(f"round {n}: engine hung on {holder}: out of the pool after {hung.out_of_pool_s:.2f} s; "
+                      f"{hung.failed_before} sent before and {hung.failed_after} after of {hung.requests} failed "
+                      f"{hung.errors or ''}")
     stopped = stop_vllm(pair, holder, concurrency=args.concurrency, duration_s=args.duration)
     err_console.print(f"round {n}: vLLM stopped on {holder}: {stopped.failed_before} in flight and "
                       f"{stopped.failed_after} new of {stopped.requests} failed {stopped.errors or ''}; restarting it")
@@ -63,34 +72,50 @@ def round_trip(pair: Pair, args: argparse.Namespace, n: int) -> tuple[StopVllmOu
                       f"after {down.takeover_s:.2f} s; bringing {down.node} back")
     restore(pair, down.node)
     wait_until_up(pair, down.new_holder, down.node, VLLM_START_TIMEOUT_S)
-    return stopped, down
+    return hung, stopped, down
 
 
-def summary(stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> dict[str, object]:
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def summary(hungs: list[HungEngineOutcome], stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> dict[str, object]:
     takeovers = [d.takeover_s for d in downs]
     return {
         "rounds": len(downs),
         "fault": downs[0].fault if downs else None,
-        "takeover_s": {"min": min(takeovers), "median": statistics.median(takeovers), "max": max(takeovers)},
+        "hung_out_of_pool_s": spread([h.out_of_pool_s for h in hungs]),
+        "hung_requests": [h.requests for h in hungs],
+        "hung_failed_before_out_of_pool": [h.failed_before for h in hungs],
+        "hung_failed_after_out_of_pool": [h.failed_after for h in hungs],
+        "hung_errors": [h.errors for h in hungs],
+        "takeover_s": spread(takeovers),
         "takeover_runs_s": takeovers,
         "probes_failed_before_takeover": [d.probes_failed for d in downs],
         "vllm_stop_requests": [s.requests for s in stops],
         "vllm_stop_failed_in_flight": [s.failed_before for s in stops],
         "vllm_stop_failed_new": [s.failed_after for s in stops],
         "vllm_stop_errors": [s.errors for s in stops],
-        "runs": {"vllm_stop": [asdict(s) for s in stops], "takedown": [asdict(d) for d in downs]},
+        "runs": {"hung_engine": [asdict(h) for h in hungs], "vllm_stop": [asdict(s) for s in stops],
+                 "takedown": [asdict(d) for d in downs]},
     }
 
 
-def show(figures: dict[str, object], stops: list[StopVllmOutcome], downs: list[TakedownOutcome]) -> None:
+def show(figures: dict[str, object], hungs: list[HungEngineOutcome], stops: list[StopVllmOutcome],
+         downs: list[TakedownOutcome]) -> None:
     table = Table(title=f"failover bench: {len(downs)} rounds, holder down by {figures['fault']}")
-    for column in ("round", "vLLM stop: requests", "failed in flight", "failed new (must be 0)",
-                   "takeover s", "probes failed"):
+    for column in ("round", "hung: out of pool s", "hung: failed before", "hung: failed after (must be 0)",
+                   "vLLM stop: requests", "failed in flight", "failed new (must be 0)", "takeover s", "probes failed"):
         table.add_column(column, justify="right")
-    for n, (s, d) in enumerate(zip(stops, downs), 1):
-        table.add_row(str(n), str(s.requests), str(s.failed_before), str(s.failed_after),
-                      f"{d.takeover_s:.2f}", str(d.probes_failed))
+    for n, (h, s, d) in enumerate(zip(hungs, stops, downs), 1):
+        table.add_row(str(n), f"{h.out_of_pool_s:.2f}", str(h.failed_before), str(h.failed_after),
+                      str(s.requests), str(s.failed_before), str(s.failed_after), f"{d.takeover_s:.2f}", str(d.probes_failed))
     console.print(table)
+    o = figures["hung_out_of_pool_s"]
+    console.print(f"hung engine out of the pool (SIGSTOP -> both HAProxies DOWN): min {o['min']:.2f} s, "  # type: ignore[index]
+                  f"median {o['median']:.2f} s, max {o['max']:.2f} s; failed requests: "  # type: ignore[index]
+                  f"{sum(h.failed_before for h in hungs)} sent before, {sum(h.failed_after for h in hungs)} after, "
+                  f"of {sum(h.requests for h in hungs)}")
     t = figures["takeover_s"]
     console.print(f"takeover (fault -> first success through the VIP): min {t['min']:.2f} s, "  # type: ignore[index]
                   f"median {t['median']:.2f} s, max {t['max']:.2f} s")  # type: ignore[index]
@@ -105,20 +130,21 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         pair = pair_for(args)
-        stops, downs = [], []
+        hungs, stops, downs = [], [], []
         for n in range(1, args.rounds + 1):
-            stopped, down = round_trip(pair, args, n)
+            hung, stopped, down = round_trip(pair, args, n)
+            hungs.append(hung)
             stops.append(stopped)
             downs.append(down)
     except TierkitError as exc:
         for problem in exc.args:
             err_console.print(f"error: {problem}")
         return 2
-    figures = summary(stops, downs)
+    figures = summary(hungs, stops, downs)
     if args.json:
         console.print_json(json.dumps(figures))
     else:
-        show(figures, stops, downs)
+        show(figures, hungs, stops, downs)
     return 0
 
 

@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 # iproute2: the lab's network namespaces; openssh-client: ssh, ssh-keygen for lab host keys;
 # gnupg: signs the stand-in NVIDIA apt repo; curl: health probes; python3-venv: venvs (ours, and
 # bookworm's own in a test); haproxy, keepalived: `haproxy -c` / `keepalived -t` check the failover
-# role's rendered configs in unit tests (the lab hosts have their own copies in the image).
+# role's rendered configs in unit tests (the lab hosts have their own copies in the image);
+# nftables: `nft --check` of the failover role's VRRP table in its tests.
 APT_PACKAGES=(systemd-container mmdebstrap iproute2 openssh-client gnupg curl python3-venv ca-certificates
-  haproxy keepalived)
+  haproxy keepalived nftables)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

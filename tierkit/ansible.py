@@ -3,12 +3,14 @@ streaming each host's task results, ending with a recap per host and every failu
 
 `run_playbook(...)` returns a `RunResult`: `recap` (per host: ok, changed, failed, unreachable,
 skipped, rescued, ignored, as Ansible's PLAY RECAP counts them), `failures` (host, task,
-message) and `ok`. Secrets travel as extra vars in a private directory (mode 0700) that is
-deleted after the run; they never reach the inventory files.
+message) and `ok`. Secrets travel as extra vars in a file (mode 0600) in a private directory
+(mode 0700) that is deleted after the run: never on a command line, never in the inventory files.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import shutil
 import sys
@@ -214,6 +216,20 @@ def playbook_path(name: str) -> Path:
     return path
 
 
+def write_extravars(private: Path, extravars: dict[str, Any]) -> None:
+    """Extra vars (the secrets among them) as `env/extravars`, mode 0600 from its creation, in the
+    run's 0700 private directory: ansible-runner passes that file as `-e @FILE`, so no value
+    reaches ansible-playbook's command line (a dict given to ansible-runner would be written the
+    same way by its dump_artifacts today, but as JSON on argv by its RunnerConfig otherwise)."""
+    if not extravars:
+        return
+    env = private / "env"
+    env.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(env / "extravars", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(extravars, f)
+
+
 def run_playbook(
     playbook: str | Path,
     inventory: Path,
@@ -240,11 +256,11 @@ def run_playbook(
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",
     }
+    write_extravars(private, extravars or {})
     options: dict[str, Any] = {
         "private_data_dir": str(private),
         "inventory": str(inventory.resolve()),
         "envvars": envvars,
-        "extravars": extravars or {},
         "event_handler": collector,
         "quiet": True,
         "project_dir": str(PROJECT_ROOT),

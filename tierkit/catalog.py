@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from tierkit.errors import TierkitError
+from tierkit.safe_yaml import excerpt
 
 NvlinkKind = Literal["none", "bridge", "switch"]
 Quantization = Literal["fp16", "bf16", "fp8", "int8", "awq", "gptq"]
@@ -205,7 +206,7 @@ def unknown_key_hint(key: str, known: dict[str, object]) -> str:
 
 def unknown_key(kind: str, field: str, key: str, known: dict[str, object]) -> str:
     """The one-line problem for a key that is not in `known`: `<field>: unknown <kind> 'x'; <hint>`."""
-    return f"{field}: unknown {kind} {key!r}; {unknown_key_hint(key, known)}"
+    return f"{field}: unknown {kind} {excerpt(key)}; {unknown_key_hint(key[:64], known)}"
 
 
 def lookup_gpu(key: str, field: str = "gpu.model") -> Gpu:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Annotated
 
 import typer
+import typer.main
+from typer._click.core import Command
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 
 from tierkit import __version__
@@ -72,10 +75,18 @@ VERBS: tuple[str, ...] = (
 _mount()
 
 
-def main() -> None:
-    """Console entry point: user errors print one line each and exit 2, never a traceback."""
+@functools.cache
+def command() -> Command:
+    """The click command typer builds from `app` (built once: it inspects every verb's signature)."""
+    return typer.main.get_command(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors print one line each and exit 2, never a traceback.
+
+    `argv`: the arguments after the program name (default: sys.argv[1:])."""
     try:
-        result = app(standalone_mode=False)
+        result = command().main(args=argv, prog_name="tierkit", standalone_mode=False)
     except TierkitError as exc:
         print_errors(exc.problems)
         sys.exit(exc.exit_code)

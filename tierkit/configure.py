@@ -19,6 +19,10 @@ def configure(spec: TierSpec, hosts: list[Host], paths: StackPaths, playbook: st
     hosts = write_known_hosts(hosts, paths.inventory_dir / "known_hosts")
     path = inv.write(inv.render(spec, hosts), paths.inventory_dir)
     show = err_console.print if quiet else console.print
+    extravars = inv.secret_vars()
+    if spec.tier == "failover":
+        extravars["failover_auth_pass"] = inv.vrrp_password(paths.vrrp_password)
+        extravars["failover_api_key"] = extravars["vllm_api_key"]  # the health checks complete a token
     with providers.get(spec).configure_services(spec, hosts):
-        return ansible.run_playbook(playbook, path, hosts, extravars=inv.secret_vars(), show=show,
+        return ansible.run_playbook(playbook, path, hosts, extravars=extravars, show=show,
                                     log_file=paths.playbook_log(playbook))

@@ -12,9 +12,11 @@ import json
 import sys
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from tierkit.errors import TierkitError
+from tierkit.safe_yaml import MAX_BYTES, read_text
+from tierkit.textrules import HostAddress, HostName, PosixUser
 
 
 class Host(BaseModel):
@@ -22,16 +24,16 @@ class Host(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="inventory hostname")
-    address: str = Field(description="IP address or DNS name SSH and the smoke test use")
-    private_address: str | None = Field(
+    name: HostName = Field(description="inventory hostname")
+    address: HostAddress = Field(description="IP address or DNS name SSH and the smoke test use")
+    private_address: HostAddress | None = Field(
         None, description="address peers and a load balancer reach the host at inside its network; None: address"
     )
     private_network: str | None = Field(
         None, description="CIDR of the host's private network (a VPC): the peers and load balancer there may reach vLLM"
     )
-    port: int = Field(22, ge=1, le=65535, description="SSH port")
-    user: str = Field("root", description="SSH user (root, or a user with sudo)")
+    port: int = Field(22, ge=1, le=65535, strict=True, description="SSH port")
+    user: PosixUser = Field("root", description="SSH user (root, or a user with sudo)")
     key_path: str = Field(description="private key file for SSH")
     known_hosts: str | None = Field(
         None, description="known_hosts file holding this host's pinned key (verified, never skipped)"
@@ -63,9 +65,15 @@ def read_hosts(source: str | Path) -> list[Host]:
     """Hosts from a JSON file, or from standard input when `source` is `-`."""
     if str(source) != "-":
         return load_hosts(source)
+    text = sys.stdin.read(MAX_BYTES + 1)
+    if len(text) > MAX_BYTES:
+        raise TierkitError(f"--hosts: standard input is larger than {MAX_BYTES // 1024} KiB; pipe the hosts JSON "
+                           f"`tierkit lab up --json` or `tierkit wait-ssh --json` prints")
     try:
-        raw = json.loads(sys.stdin.read())
+        raw = json.loads(text)
         return HostList.validate_python(raw["hosts"] if isinstance(raw, dict) and "hosts" in raw else raw)
+    except RecursionError:
+        raise TierkitError("--hosts: standard input nests too deeply; pipe the hosts JSON `tierkit lab up --json` prints") from None
     except ValueError as exc:
         raise TierkitError(f"--hosts: standard input is not a hosts JSON list ({str(exc).splitlines()[0]}); "
                            f"pipe what `tierkit lab up --json` or `tierkit wait-ssh --json` prints") from None
@@ -75,14 +83,19 @@ def load_hosts(path: str | Path) -> list[Host]:
     """Read a hosts JSON file (as `tierkit lab up --json` writes), or fail with one line."""
     p = Path(path)
     try:
-        raw = json.loads(p.read_text())
+        raw = json.loads(read_text(p, kind="hosts JSON file (as `tierkit lab up --json` writes)"))
     except FileNotFoundError:
         raise TierkitError(f"--hosts: {p} does not exist; pass the file `tierkit lab up --json` wrote") from None
+    except TierkitError as exc:
+        raise TierkitError(*(f"--hosts: {problem}" for problem in exc.problems)) from None
     except json.JSONDecodeError as exc:
         raise TierkitError(f"--hosts: {p} is not JSON ({exc.msg} at line {exc.lineno}); fix the file") from None
+    except RecursionError:
+        raise TierkitError(f"--hosts: {p} nests too deeply; pass the file `tierkit lab up --json` wrote") from None
     if isinstance(raw, dict) and "hosts" in raw:
         raw = raw["hosts"]
     try:
         return HostList.validate_python(raw)
-    except Exception as exc:  # pydantic.ValidationError: keep it to one line
-        raise TierkitError(f"--hosts: {p} is not a list of hosts ({str(exc).splitlines()[0]}); fix the file") from None
+    except ValidationError as exc:  # one line per problem, each naming the host and field
+        raise TierkitError(*(f"--hosts: {p}: {'.'.join(map(str, e['loc'])) or 'hosts'}: {str(e['msg'])[:160]}; fix the file"
+                             for e in exc.errors())) from None

@@ -14,6 +14,8 @@ returns them for the runner to pass as extra vars.
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +27,8 @@ from pydantic import BaseModel, ConfigDict
 from tierkit import catalog, planner, providers
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.spec import TierSpec
+from tierkit.secretfile import read_or_create
+from tierkit.spec import HAPROXY_STATS_PORT, TierSpec
 
 GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
@@ -57,6 +60,10 @@ PIPELINE_SPLIT_FLOOR_GBPS = 10.0
 # smoke client's CLIENT_API_KEY_ENV), and a Hugging Face token for gated models.
 VLLM_API_KEY_ENV = "TIERKIT_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
+SECRET_MAX = 4096
+# A bearer token's characters (RFC 6750 b64token): it goes into an env file, HTTP headers and
+# health checks unquoted-safe. Empty: unset.
+SECRET_TEXT = re.compile(rf"[A-Za-z0-9._~+/-]{{0,{SECRET_MAX}}}=*")
 
 
 class Inventory(BaseModel):
@@ -154,13 +161,8 @@ def topology_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
 
 
 def vllm_port(spec: TierSpec) -> int:
-    """vLLM's port: the serving port, except behind a failover VIP, where HAProxy serves that port
-    and each vLLM sits behind it on the next one (the one before, for 65535). Without a VIP (aws:
-    the load balancer fronts the servers) vLLM serves the serving port itself."""
-    port = spec.serving.port
-    if spec.failover is None:
-        return port
-    return port + 1 if port < 65535 else port - 1
+    """vLLM's port (`TierSpec.vllm_port`: behind HAProxy on the failover tier)."""
+    return spec.vllm_port
 
 
 def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
@@ -168,10 +170,11 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     quant = spec.model.quantization
     sources = [h.inside_address for h in hosts] if len(hosts) > 1 else []
     if spec.failover is not None:
-        # Clients reach vLLM only through HAProxy (on the VIP and both nodes) and the peers.
+        # Clients reach vLLM through HAProxy (on the VIP and both nodes) and the peers; the
+        # provider's own clients too (the lab's drills, the operator) unless the spec says who.
         sources.append(str(spec.failover.virtual_ip))
-    elif spec.serving.allowed_sources is not None:
-        sources += [str(net) for net in spec.serving.allowed_sources]
+    if spec.failover is None or spec.serving.allowed_sources is None:
+        sources += client_sources(spec, hosts)
     out: dict[str, Any] = {
         "vllm_model": model_source(spec),
         "vllm_served_model_name": spec.served_model_name,
@@ -187,14 +190,23 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_extra_args": list(sv.extra_args),
         "vllm_nccl_p2p_disable": sv.nccl_p2p_disable,
         "vllm_nnodes": spec.server_count if spec.tier == "multi-server" else 1,
+        # A hung engine: restarted by the watchdog; on the failover tier HAProxy's checks take
+        # the node out of the pool instead.
+        "vllm_watchdog": spec.tier != "failover",
     }
     if spec.tier == "multi-server":
         net = spec.network_gate
         out |= {"vllm_head": hosts[0].name, "vllm_master_port": net.master_port, "vllm_port_base": net.port_range_start}
-    if spec.serving.allowed_sources is None:
-        sources += providers.get(spec).allowed_sources(spec, hosts)
     out["vllm_allowed_sources"] = sorted(set(sources))
     return out
+
+
+def client_sources(spec: TierSpec, hosts: list[Host]) -> list[str]:
+    """Where clients of the serving port come from: `serving.allowed_sources`, else the provider's
+    default (the lab's switch, the operator's machine, the VPC and ssh_cidr)."""
+    if spec.serving.allowed_sources is not None:
+        return sorted({str(net) for net in spec.serving.allowed_sources})
+    return sorted(set(providers.get(spec).allowed_sources(spec, hosts)))
 
 
 def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
@@ -210,6 +222,9 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "failover_advert_int": fo.advert_int,
         "failover_port": spec.serving.port,
         "failover_backend_port": vllm_port(spec),
+        "failover_stats_port": HAPROXY_STATS_PORT,
+        "failover_allowed_sources": client_sources(spec, hosts),
+        "failover_check_model": spec.served_model_name,
     }
 
 
@@ -275,17 +290,33 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
 def write(inventory: Inventory, directory: str | Path) -> Path:
     """Write `hosts.yml` and `group_vars/gpu_servers.yml` under `directory`; returns hosts.yml."""
     root = Path(directory)
-    (root / "group_vars").mkdir(parents=True, exist_ok=True)
     header = "# Rendered by `tierkit inventory` from the tier spec; regenerate rather than edit.\n"
     hosts_file = root / "hosts.yml"
-    hosts_file.write_text(header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
-    (root / "group_vars" / f"{GROUP}.yml").write_text(
-        header + yaml.safe_dump(inventory.group_vars, sort_keys=False)
-    )
+    try:
+        (root / "group_vars").mkdir(parents=True, exist_ok=True)
+        hosts_file.write_text(header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
+        (root / "group_vars" / f"{GROUP}.yml").write_text(
+            header + yaml.safe_dump(inventory.group_vars, sort_keys=False)
+        )
+    except OSError as exc:
+        raise TierkitError(f"{root}: cannot write the inventory there ({exc.strerror}); pick a writable directory") from None
     return hosts_file
 
 
 def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The secrets the roles take as extra vars, read from the environment (empty when unset)."""
+    """The secrets the roles take as extra vars, read from the environment (empty when unset).
+    Each must be printable text: it is written into an env file on the servers."""
     env = os.environ if environ is None else environ
-    return {"vllm_api_key": env.get(VLLM_API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}
+    found = {"vllm_api_key": env.get(VLLM_API_KEY_ENV, ""), "vllm_hf_token": env.get(HF_TOKEN_ENV, "")}
+    for value, name in zip(found.values(), (VLLM_API_KEY_ENV, HF_TOKEN_ENV)):
+        if not SECRET_TEXT.fullmatch(value):
+            raise TierkitError(f"${name}: the secret holds characters a bearer token cannot (letters, digits and "
+                               f"-._~+/ then '=' only) or over {SECRET_MAX} of them; set it to the token itself")
+    return found
+
+
+def vrrp_password(path: Path) -> str:
+    """keepalived's VRRP password for this stack: 8 random characters made on first use and kept
+    in `path` (mode 0600, StackPaths.vrrp_password), so every configure run gives both nodes the same."""
+    # 8 characters: VRRP PASS authentication carries at most 8
+    return read_or_create(path, lambda: secrets.token_urlsafe(6))

@@ -5,6 +5,8 @@
         inventory/         the rendered Ansible inventory (`tierkit inventory`, `tierkit configure`)
         logs/              one log per playbook run
         smoke.json         the smoke report of the last deploy
+        vrrp-password      keepalived's VRRP password on the failover tier (0600, made once; when it
+                           is gone, the next configure makes and installs a new one)
         rehearsal.json     the rehearsal's state: each command's inputs hash and outputs (secret ones encrypted)
 
 None of it is a Pulumi state; `tierkit down` removes it. Everything but rehearsal.json is a
@@ -47,6 +49,10 @@ class StackPaths:
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def vrrp_password(self) -> Path:
+        return self.state_dir / "vrrp-password"
 
     def playbook_log(self, playbook: str) -> Path:
         """`logs/<playbook stem>.log`: the log of one playbook run."""

@@ -4,7 +4,9 @@
 runs it through the rehearsal (tierkit/rehearsal/). Config it reads (namespace `tierkit`):
 
 - `tierkit:tier`    the tier spec (an object; see stacks/), validated before any resource exists;
-- `tierkit:apiKey`  the API key vLLM requires on /v1/* (secret; optional);
+- `tierkit:apiKey`  the API key vLLM requires on /v1/* (secret; optional on the lab; elsewhere,
+                    when unset, one is generated once into the stack's state as a secret output,
+                    shown only by `pulumi stack output apiKey --show-secrets`);
 - `tierkit:hfToken` a Hugging Face token for gated models (secret; optional).
 Set the secrets with `pulumi config set --secret tierkit:apiKey ...`; the rehearsal, which cannot
 decrypt `secure:` values, reads them from $TIERKIT_API_KEY and $HF_TOKEN instead (SECRET_ENV).
@@ -12,9 +14,13 @@ decrypt `secure:` values, reads them from $TIERKIT_API_KEY and $HF_TOKEN instead
 
 from __future__ import annotations
 
-import pulumi
+import shlex
+import sys
 
-from tierkit import fleet
+import pulumi
+from pulumi_command import local
+
+from tierkit import fleet, providers
 from tierkit.errors import TierkitError
 from tierkit.pulumi_cli import SECRET_CONFIG
 from tierkit.providers import StackContext
@@ -44,12 +50,27 @@ def load_spec(config: pulumi.Config) -> TierSpec:
         raise ProgramError(*exc.problems) from None
 
 
+# Run once by the `api-key` Command; its stdout is a secret output kept in the stack's state.
+API_KEY_GENERATOR = "import secrets; print(secrets.token_urlsafe(32))"
+
+
+def generated_api_key() -> pulumi.Output:
+    """An API key made once (a Command with no update trigger) and kept as a secret."""
+    made = local.Command("api-key", create=shlex.join([sys.executable, "-c", API_KEY_GENERATOR]),
+                         logging=local.Logging.NONE, opts=pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
+    return pulumi.Output.secret(made.stdout.apply(lambda out: out.strip()))
+
+
 def main() -> None:
     config = pulumi.Config("tierkit")
     spec = load_spec(config)
     plan = plan_for_spec(spec)
     ctx = StackContext(root=project_root(), stack=pulumi.get_stack())
-    secrets = fleet.Secrets(api_key=config.get_secret("apiKey"), hf_token=config.get_secret("hfToken"))
+    api_key = config.get_secret("apiKey")
+    if api_key is None and providers.get(spec).api_key_required:
+        api_key = generated_api_key()
+        pulumi.export("apiKey", api_key)  # a secret output: printed only with --show-secrets
+    secrets = fleet.Secrets(api_key=api_key, hf_token=config.get_secret("hfToken"))
 
     servers = fleet.Servers(spec, ctx)
     ready = fleet.Readiness(ctx, servers)

@@ -8,16 +8,18 @@ touched before the whole spec is valid.
 
 from __future__ import annotations
 
-import ipaddress
+import math
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from tierkit import catalog, planner, providers
+from tierkit import catalog, planner, providers, safe_yaml
 from tierkit.errors import TierkitError
+from tierkit.safe_yaml import excerpt
 from tierkit.smoke import defaults as smoke_defaults
+from tierkit.textrules import ExtraArg, HfId, IPv4NetText, IPv4Text, Port, ServedName, ServerPath, StrictModel
 
 SPEC_KEY = "tierkit:tier"
 TierKind = Literal["single-gpu", "multi-gpu", "failover", "multi-server"]
@@ -29,66 +31,81 @@ TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 
 TIER_SERVERS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (1, 1), "failover": (2, 2), "multi-server": (2, 8)}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# Ports tierkit's roles use on every server besides the serving ports: SSH, and HAProxy's
+# statistics page on the failover tier (roles/failover, `failover_stats_port`).
+SSH_PORT = 22
+HAPROXY_STATS_PORT = 8404
+# vLLM runs as an unprivileged user: it can bind only ports from here up.
+FIRST_UNPRIVILEGED_PORT = 1024
+# Config keys Pulumi keeps as secrets, with the command that sets each.
+SECRET_CONFIG = {"tierkit:apiKey": "pulumi config set --secret tierkit:apiKey", "tierkit:hfToken": "pulumi config set --secret tierkit:hfToken"}
 
 
 # ---------------------------------------------------------------------------------------------
 # What runs on the servers.
 
 
-class GpuSpec(_Strict):
-    model: str = Field(description="catalog GPU key, e.g. rtx-pro-6000, h100-sxm")
+class GpuSpec(StrictModel):
+    model: str = Field(max_length=64, description="catalog GPU key, e.g. rtx-pro-6000, h100-sxm")
     count: int = Field(ge=1, le=8, description="GPUs per server")
     interconnect: Interconnect = Field("any", description="required link between the GPUs")
 
 
-class ModelSpec(_Strict):
+class ModelSpec(StrictModel):
     """A catalog model (`key`), or one given by its numbers; weights from hf_id or a local path."""
 
-    key: str | None = Field(None, description="catalog model key, e.g. llama-3.3-70b")
-    hf_id: str | None = Field(None, description="Hugging Face id to download (default: the catalog's)")
-    path: str | None = Field(None, description="model directory already on the servers")
-    params_b: float | None = Field(None, gt=0)
-    layers: int | None = Field(None, gt=0)
-    hidden_size: int | None = Field(None, gt=0)
-    attention_heads: int | None = Field(None, gt=0)
-    kv_heads: int | None = Field(None, gt=0)
-    head_dim: int | None = Field(None, gt=0)
+    key: str | None = Field(None, max_length=64, description="catalog model key, e.g. llama-3.3-70b")
+    hf_id: HfId | None = Field(None, description="Hugging Face id to download (default: the catalog's)")
+    path: ServerPath | None = Field(None, description="model directory already on the servers")
+    params_b: float | None = Field(None, gt=0, le=100_000, description="billions of parameters")
+    layers: int | None = Field(None, gt=0, le=4096)
+    hidden_size: int | None = Field(None, gt=0, le=1 << 20)
+    attention_heads: int | None = Field(None, gt=0, le=4096)
+    kv_heads: int | None = Field(None, gt=0, le=4096)
+    head_dim: int | None = Field(None, gt=0, le=65536)
     quantization: catalog.Quantization = "bf16"
-    max_context: int | None = Field(None, gt=0, description="tokens; default: planner.default_context")
+    max_context: int | None = Field(None, gt=0, le=1 << 24, description="tokens; default: planner.default_context")
 
 
-class ServingSpec(_Strict):
+class ServingSpec(StrictModel):
     tensor_parallel: int | None = Field(None, ge=1, le=8, description="default: GPUs per server / (PP x DP)")
     pipeline_parallel: int | None = Field(None, ge=1, le=8, description="default: 1, or the servers on multi-server")
     data_parallel: int = Field(1, ge=1, le=8, description="engines per server, each on TP x PP GPUs (vLLM --data-parallel-size)")
-    port: int = Field(8000, ge=1, le=65535)
-    max_num_seqs: int = Field(64, ge=1)
+    port: Port = 8000
+    max_num_seqs: int = Field(64, ge=1, le=65536)
     gpu_memory_utilization: float = Field(planner.DEFAULT_UTILIZATION, gt=0, le=1)
-    served_model_name: str | None = Field(None, description="default: the model key or directory name")
-    extra_args: list[str] = Field(default_factory=list, description="extra vLLM flags, passed through")
+    served_model_name: ServedName | None = Field(None, description="default: the model key or directory name")
+    extra_args: list[ExtraArg] = Field(default_factory=list, max_length=256,
+                                       description="extra vLLM flags, passed through (not those tierkit sets)")
     allow_pcie_tensor_parallel: bool = Field(False, description="allow TP > 1 without NVLink")
     nccl_p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE=1 (PCIe IOMMU/ACS hangs)")
-    allowed_sources: list[ipaddress.IPv4Network] | None = Field(
-        None, description="CIDRs that may reach vLLM's port off the failover tier; default: the provider's "
-                          "(the operator's address on baremetal, the default VPC and ssh_cidr on aws)")
+    allowed_sources: list[IPv4NetText] | None = Field(
+        None, max_length=256, description="CIDRs that may reach the serving port (the VIP's on the failover tier); default: "
+                          "the provider's (the operator's address on baremetal, the default VPC and ssh_cidr on aws)")
 
 
-class SmokeSpec(_Strict):
-    concurrency: int = Field(smoke_defaults.CONCURRENCY, ge=1)
-    requests: int = Field(smoke_defaults.REQUESTS, ge=1)
-    input_len: int = Field(smoke_defaults.INPUT_LEN, ge=1)
-    output_len: int = Field(smoke_defaults.OUTPUT_LEN, ge=1)
-    warmup: int = Field(smoke_defaults.WARMUP, ge=0)
+class SmokeSpec(StrictModel):
+    concurrency: int = Field(smoke_defaults.CONCURRENCY, ge=1, le=4096)
+    requests: int = Field(smoke_defaults.REQUESTS, ge=1, le=1_000_000)
+    input_len: int = Field(smoke_defaults.INPUT_LEN, ge=1, le=1 << 24)
+    output_len: int = Field(smoke_defaults.OUTPUT_LEN, ge=1, le=1 << 24)
+    warmup: int = Field(smoke_defaults.WARMUP, ge=0, le=10_000)
     min_output_tok_s: float | Literal["derive"] = Field("derive", description="a number, or 'derive' from the plan")
-    max_p99_ttft_ms: float | None = Field(None, gt=0)
-    max_p99_tpot_ms: float | None = Field(None, gt=0)
-    max_failed: int = Field(smoke_defaults.MAX_FAILED, ge=0)
+    max_p99_ttft_ms: float | None = Field(None, gt=0, le=86_400_000)
+    max_p99_tpot_ms: float | None = Field(None, gt=0, le=86_400_000)
+    max_failed: int = Field(smoke_defaults.MAX_FAILED, ge=0, le=1_000_000)
+
+    @field_validator("min_output_tok_s", mode="before")
+    @classmethod
+    def _number_or_derive(cls, value: Any) -> Any:
+        if value == "derive" or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                 and math.isfinite(value) and 0 < value <= 1e9):
+            return value
+        raise ValueError(f"{excerpt(value)} is not a positive number or 'derive'; give tokens/s, or derive (from the plan)")
 
 
-class FailoverSpec(_Strict):
-    virtual_ip: ipaddress.IPv4Address
+class FailoverSpec(StrictModel):
+    virtual_ip: IPv4Text
     router_id: int = Field(51, ge=1, le=255, description="VRRP virtual router id")
     advert_int: int = Field(1, ge=1, le=255, description="VRRP advert interval, seconds")
 
@@ -96,16 +113,16 @@ class FailoverSpec(_Strict):
 PORT_RANGE_SIZE = 100  # ports vLLM's message queues may bind from network.port_range_start
 
 
-class NetworkSpec(_Strict):
+class NetworkSpec(StrictModel):
     """The network gate of a multi-server tier: every pair of servers measured before serving."""
 
-    min_gbps: float | None = Field(None, gt=0, description="floor per link; default from the split (docs/multi-server.md)")
+    min_gbps: float | None = Field(None, gt=0, le=100_000, description="floor per link; default from the split (docs/multi-server.md)")
     iperf_seconds: int = Field(3, ge=1, le=60, description="iperf3 run per link, seconds")
     master_port: int = Field(29501, ge=1024, le=65535, description="torch.distributed rendezvous port on the head")
     port_range_start: int = Field(29600, ge=1024, le=65535 - 99, description="first of 100 ports vLLM's message queues bind (VLLM_PORT)")
 
 
-class TierSpec(_Strict):
+class TierSpec(StrictModel):
     """The whole tier spec (the value of `tierkit:tier`)."""
 
     tier: TierKind
@@ -116,8 +133,8 @@ class TierSpec(_Strict):
     smoke: SmokeSpec = Field(default_factory=SmokeSpec)
     failover: FailoverSpec | None = None
     network: NetworkSpec | None = Field(None, description="multi-server only; default: NetworkSpec()")
-    servers: int | None = Field(None, ge=1, description="default: 1, or 2 for failover and multi-server")
-    users: int | None = Field(None, ge=1, description="concurrent users to size for")
+    servers: int | None = Field(None, ge=1, le=64, description="default: 1, or 2 for failover and multi-server")
+    users: int | None = Field(None, ge=1, le=10_000_000, description="concurrent users to size for")
 
     # Derived views (the rules below guarantee they are well defined on a valid spec).
     @property
@@ -170,6 +187,16 @@ class TierSpec(_Strict):
         return self.model.max_context or planner.default_context(m)
 
     @property
+    def vllm_port(self) -> int:
+        """vLLM's port: the serving port, except behind a failover VIP, where HAProxy serves that port
+        and each vLLM sits behind it on the next one (the one before, for 65535). Without a VIP (aws:
+        the load balancer fronts the servers) vLLM serves the serving port itself."""
+        port = self.serving.port
+        if self.failover is None:
+            return port
+        return port + 1 if port < 65535 else port - 1
+
+    @property
     def served_model_name(self) -> str:
         if self.serving.served_model_name:
             return self.serving.served_model_name
@@ -207,6 +234,11 @@ def resolve_model(m: ModelSpec) -> catalog.Model:
 # Turning pydantic's errors into one line each: `<path>: <what>; <fix>`.
 
 
+def _field_text(text: str) -> str:
+    """A field path or key as users wrote it, escaped and cut short when it is odd or long."""
+    return text if len(text) <= 80 and text.isprintable() else excerpt(text, 80)
+
+
 def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     parts = [prefix] if prefix else []
     for item in loc:
@@ -215,7 +247,7 @@ def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
         elif item in providers.PROVIDERS:  # discriminated-union tags add no information
             continue
         else:
-            parts.append(str(item))
+            parts.append(_field_text(str(item)))
     return ".".join(parts)
 
 
@@ -240,6 +272,21 @@ def _model_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
+PATTERN_HINTS = {
+    "name": "use letters, digits, '_' and '-' (a lab name: up to 12 lower-case letters, digits and '-')",
+    "region": "use an AWS region, e.g. us-east-1",
+    "instance_type": "use an EC2 instance type, e.g. g6e.xlarge",
+    "ami": "use an AMI id, e.g. ami-0123456789abcdef0",
+    "availability_zones": "use zones of the region, e.g. us-east-1a",
+    "subnet_ids": "use subnet ids, e.g. subnet-0123456789abcdef0",
+    "vpc_id": "use a VPC id, e.g. vpc-0123456789abcdef0",
+    "topology": "give nvlink, pcie, pairs or a file path without control characters",
+    "key_path": "give a file path without control characters",
+    "public_key_path": "give a file path without control characters",
+    "private_key_path": "give a file path without control characters",
+}
+
+
 def _describe(err: dict[str, Any], prefix: str) -> str:
     loc = tuple(err["loc"])
     path = _loc(prefix, loc)
@@ -253,20 +300,32 @@ def _describe(err: dict[str, Any], prefix: str) -> str:
         return f"{path}: unknown key; {fix}"
     if kind == "missing":
         return f"{path}: required; add it"
+    if kind == "invalid_key":
+        return f"{path}: a key that is not text; spec keys are names such as tier, gpu, model"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return f"{path}: {given!r} is not allowed; use one of {expected}"
+        return f"{path}: {excerpt(given)} is not allowed; use one of {expected}"
     if kind == "union_tag_invalid":
-        return f"{path}: unknown kind {err.get('ctx', {}).get('tag')!r}; use one of {', '.join(providers.PROVIDERS)}"
+        return f"{path}: unknown kind {excerpt(str(err.get('ctx', {}).get('tag')))}; use one of {', '.join(providers.PROVIDERS)}"
     if kind == "union_tag_not_found":
         return f"{path}: kind is missing; add kind: {' or '.join(providers.PROVIDERS)}"
-    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return f"{path}: {err['msg'].lower()}, got {given!r}; change the value"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"):
+        return f"{path}: {err['msg'].lower()}, got {excerpt(given)}; change the value"
+    if kind == "value_error":
+        return f"{path}: {str(err['msg']).removeprefix('Value error, ')}"
     if kind == "string_pattern_mismatch":
-        return f"{path}: {given!r} is not well formed (expected {err.get('ctx', {}).get('pattern')}); fix the value"
+        hint = PATTERN_HINTS.get(str(next((i for i in reversed(loc) if isinstance(i, str)), "")), "see the README's spec table")
+        return f"{path}: {excerpt(given)} is not in the form this field takes; {hint}"
+    if kind in ("string_too_long", "too_long", "string_too_short", "too_short"):
+        return f"{path}: {err['msg'].lower()}; shorten or lengthen it"
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{path}: {err['msg'].lower()}, got {given!r}; fix the value's type"
-    return f"{path}: {err['msg']}; fix the value"
+        return f"{path}: {err['msg'].lower()}, got {excerpt(given)}; fix the value's type (numbers unquoted, no true/false for a count)"
+    return f"{path}: {_plain_msg(err['msg'])}; fix the value"
+
+
+def _plain_msg(msg: str) -> str:
+    """pydantic's message, cut short: some quote the whole input."""
+    return msg if len(msg) <= 120 else msg[:120] + "..."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,6 +409,25 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
     return problems
 
 
+def _check_ports(spec: TierSpec, prefix: str) -> list[str]:
+    """The serving ports against each other, SSH, HAProxy's stats port and what vLLM may bind."""
+    port, backend = spec.serving.port, spec.vllm_port
+    taken = {SSH_PORT: "SSH"}
+    if spec.failover is not None:  # HAProxy runs beside a VIP only
+        taken[HAPROXY_STATS_PORT] = "HAProxy's statistics page"
+    problems = []
+    for used in dict.fromkeys((port, backend)):
+        if used in taken:
+            what = "the serving port" if used == port else f"vLLM's port behind HAProxy ({port}+1)"
+            problems.append(f"{prefix}.serving.port: {used} is {what} and also {taken[used]}'s; pick another, e.g. 8000")
+    if backend < FIRST_UNPRIVILEGED_PORT:
+        problems.append(
+            f"{prefix}.serving.port: vLLM would listen on {backend}, and it runs as an unprivileged user that can "
+            f"bind only {FIRST_UNPRIVILEGED_PORT}-65535; pick a port from {FIRST_UNPRIVILEGED_PORT} up, e.g. 8000"
+        )
+    return problems
+
+
 def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
     """The failover section on the failover tier only; a VIP unless the provider balances load."""
     if spec.tier != "failover":
@@ -359,6 +437,10 @@ def _check_failover(spec: TierSpec, prefix: str) -> list[str]:
     if spec.failover is None and not providers.get(spec).load_balancer:
         return [f"{prefix}.failover.virtual_ip: the failover tier needs a virtual IP; add failover: {{virtual_ip: <free address in the hosts' subnet>}}"]
     return []
+
+
+# Quantizations vLLM reads from the checkpoint (fp8 also quantizes a 16-bit one as it loads).
+PREQUANTIZED = ("awq", "gptq", "int8")
 
 
 def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
@@ -391,6 +473,11 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
             + f"pipeline_parallel: {tp} with tensor_parallel: 1, or set allow_pcie_tensor_parallel: true"
         )
     quant = spec.model.quantization
+    if quant in PREQUANTIZED and spec.model.key and not (spec.model.hf_id or spec.model.path):
+        problems.append(
+            f"{prefix}.model.quantization: {quant} needs a {quant} checkpoint, and {spec.model.key}'s is "
+            f"{model.hf_id or 'unquantized'}; set model.hf_id (or model.path) to a {quant} checkpoint of it, or use fp8 or bf16"
+        )
     need_cc = catalog.MIN_COMPUTE_CAPABILITY.get(quant)
     if need_cc and gpu.compute_capability < need_cc:
         problems.append(
@@ -492,7 +579,7 @@ def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:
     problems = _check_catalog(spec, prefix)
     if problems:
         return problems
-    problems = _check_shape(spec, prefix) + _check_failover(spec, prefix)
+    problems = _check_shape(spec, prefix) + _check_ports(spec, prefix) + _check_failover(spec, prefix)
     if not problems:
         problems = providers.problems(spec, prefix)
     if not problems:
@@ -500,10 +587,33 @@ def check_rules(spec: TierSpec, prefix: str = SPEC_KEY) -> list[str]:
     return problems
 
 
+_SECRET_WORDS = ("apikey", "api_key", "api-key", "token", "password", "passwd", "secret")
+
+
+def secret_keys(data: Any, prefix: str, depth: int = 0) -> list[str]:
+    """Paths of keys in `data` that name a secret (which belongs in Pulumi's secret config)."""
+    if depth > safe_yaml.MAX_DEPTH:
+        return []
+    found = []
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        path = f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}"
+        if isinstance(key, str) and any(word in key.lower() for word in _SECRET_WORDS):
+            command = SECRET_CONFIG["tierkit:hfToken" if "token" in key.lower() else "tierkit:apiKey"]
+            found.append(f"{_field_text(path)}: a secret does not belong in the spec (the stack file is plain text); "
+                         f"remove it and run `{command}`")
+        else:
+            found += secret_keys(value, path, depth + 1)
+    return found
+
+
 def parse_spec(data: Any, prefix: str = SPEC_KEY) -> TierSpec:
     """Validate a plain dict into a TierSpec, or raise TierkitError with every problem."""
     if not isinstance(data, dict):
-        raise TierkitError(f"{prefix}: expected a mapping (tier:, gpu:, model:, ...), got {type(data).__name__}; see stacks/ for examples")
+        raise TierkitError(f"{prefix}: expected a mapping (tier:, gpu:, model:, ...), got {excerpt(data)}; see stacks/ for examples")
+    secrets = secret_keys(data, prefix)
+    if secrets:
+        raise TierkitError(*secrets)
     try:
         spec = TierSpec.model_validate(data)
     except ValidationError as exc:
@@ -529,39 +639,52 @@ def project_root(start: Path | None = None) -> Path:
 
 def stack_path(name: str, root: Path | None = None) -> Path:
     """`<stackConfigDir>/Pulumi.<name>.yaml`, as Pulumi.yaml's `stackConfigDir` says."""
+    if not STACK_NAME.fullmatch(name):
+        raise TierkitError(f"--stack: {excerpt(name)} is not a stack name; use letters, digits, '.', '_' and '-' (e.g. single-gpu)")
     root = project_root(root)
-    project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
-    return root / project.get("stackConfigDir", ".") / f"Pulumi.{name}.yaml"
+    project = safe_yaml.load_file(root / "Pulumi.yaml") or {}
+    config_dir = project.get("stackConfigDir", ".") if isinstance(project, dict) else "."
+    return root / str(config_dir) / f"Pulumi.{name}.yaml"
+
+
+# Pulumi's stack names: letters, digits, '-', '_' and '.' (an org/project prefix is not a file name).
+STACK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = safe_yaml.read_text(path)
     except FileNotFoundError:
         others = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in path.parent.glob("Pulumi.*.yaml"))
         hint = f"available stacks: {', '.join(others)}" if others else "create it (see stacks/ for examples)"
         raise TierkitError(f"{path}: no such stack file; {hint}") from None
-    except OSError as exc:
-        raise TierkitError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from None
     if not text.strip():
         raise TierkitError(f"{path}: the file is empty; add `config:` with `{SPEC_KEY}:` (see stacks/ for examples)")
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TierkitError(f"{path}{where}: YAML syntax error ({what}); fix the syntax") from None
+    return safe_yaml.load(text, str(path))
+
+
+def plaintext_secrets(config: dict[Any, Any], path: Path) -> list[str]:
+    """Secret config keys given in plain text (Pulumi stores a secret as `{secure: ...}`)."""
+    found = []
+    for key, command in SECRET_CONFIG.items():
+        value = config.get(key)
+        if value is not None and not (isinstance(value, dict) and set(value) == {"secure"}):
+            found.append(f"{path}: config.{key}: a secret in plain text; remove it and run `{command}` "
+                         f"(it stores the value encrypted)")
+    return found
 
 
 def spec_data_from_stack_file(path: Path) -> Any:
-    """The raw `tierkit:tier` value of a stack file."""
+    """The raw `tierkit:tier` value of a stack file (whose secrets must be encrypted)."""
     doc = _read_yaml(path)
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise TierkitError(f"{path}: config: missing or not a mapping; add `config:` with `{SPEC_KEY}:` under it")
+    problems = plaintext_secrets(config, path)
     if SPEC_KEY not in config:
-        raise TierkitError(f"{path}: config.{SPEC_KEY}: missing; add the tier spec under config: {SPEC_KEY}: (see stacks/)")
+        problems.append(f"{path}: config.{SPEC_KEY}: missing; add the tier spec under config: {SPEC_KEY}: (see stacks/)")
+    if problems:
+        raise TierkitError(*problems)
     return config[SPEC_KEY]
 
 

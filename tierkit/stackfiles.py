@@ -16,7 +16,7 @@ def load(stack: str | None, file: Path | None) -> TierSpec:
     """The spec named by --stack or --file (exactly one)."""
     if (stack is None) == (file is None):
         raise TierkitError("--stack/--file: give exactly one; e.g. --stack single-gpu or --file stacks/Pulumi.single-gpu.yaml")
-    return load_stack(stack) if stack else load_spec_file(file)
+    return load_stack(stack) if stack is not None else load_spec_file(file)
 
 
 def paths(stack: str | None, file: Path | None) -> StackPaths:

@@ -87,7 +87,7 @@ def test_refused_endpoint_exits_2(tmp_path: Path) -> None:
         (["--endpoint", "http://x:1", "--requests", "5", "--duration", "3"], "--requests and --duration both given"),
         (["--endpoint", "http://x:1", "--api", "embeddings"], "error: --api: 'embeddings' is not an API"),
         (["--endpoint", "http://x:1", "--api-key-file", "/nonexistent/key"], "error: --api-key-file: cannot read"),
-        (["--endpoint", "http://x:1", "--json", "/nonexistent/dir/r.json"], "error: --json: /nonexistent/dir is not a directory"),
+        (["--endpoint", "http://x:1", "--json", "/nonexistent/dir/r.json"], "error: --json: '/nonexistent/dir' is not a directory"),
     ],
 )
 def test_unusable_arguments_exit_2(args: list[str], message: str) -> None:

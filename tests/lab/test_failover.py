@@ -5,13 +5,19 @@ both hosts, keepalived and HAProxy), then the tests run in order, each leaving t
 next expects:
 
 1. steady state: requests through the VIP are answered by both vLLMs (each vLLM's /metrics);
-   a second run of failover.yml changes nothing;
-2. vLLM stops on the VIP holder during a smoke run: no request sent after its engine went
+   a second run of failover.yml changes nothing; each node fails closed (vLLM on its own
+   address, requiring its firewall; VRRP from the peer only; the VIP's port from the allowed
+   sources only), and a node whose firewall fails to load keeps vLLM stopped; a configure run
+   puts no secret on any command line of this machine or the nodes;
+2. the engine of the VIP holder's vLLM hangs (SIGSTOP of its engine core; /health still 200)
+   during a smoke run: both HAProxies take it out of the pool within 5 s, no request sent after
+   that fails, the VIP stays; resumed, it rejoins;
+3. vLLM stops on the VIP holder during a smoke run: no request sent after its engine went
    fails (streams in flight on it may), the peer serves the rest, the VIP stays;
-3. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
+4. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
    through the VIP succeeds within 5 s of the kill;
-4. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
-5. split brain: the holder is split off the switch with its carrier up, so both nodes hold the
+5. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
+6. split brain: the holder is split off the switch with its carrier up, so both nodes hold the
    VIP; once the path is back, one holder within 5 s.
 
 In steady state, four loops of short completions through the VIP, a new connection each, wait
@@ -20,6 +26,8 @@ nowhere in HAProxy (its queue and connect maxima) and all get their answer.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +35,10 @@ import pytest
 
 from tierkit.configure import configure
 from tierkit.lab.drills import (
-    Pair, deploy, heal, holders, lab_spec, partition, restore, start_vllm, steady_state, stop_vllm,
-    take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
+    VLLM_SERVICE, Pair, deploy, hang_engine, heal, holders, lab_spec, partition, restore, start_vllm, steady_state,
+    stop_vllm, take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
+from tierkit.inventory import secret_vars, vrrp_password
 from tierkit.lab.lab import Lab
 from tierkit.lab.stalls import short_completions, targets
 from tierkit.paths import StackPaths
@@ -38,6 +47,7 @@ pytestmark = pytest.mark.lab
 
 LAB = "tkfo"
 TAKEOVER_TARGET_S = 5.0
+HUNG_OUT_OF_POOL_TARGET_S = 5.0
 VLLM_START_TIMEOUT_S = 900
 # A connect to a vLLM on the lab's switch takes well under a millisecond; CPU contention on this
 # machine adds tens; a lost SYN adds a whole second (the initial retransmission timeout).
@@ -99,6 +109,105 @@ def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
                        "failover", quiet=True)
     assert result.ok, [f.model_dump() for f in result.failures]
     assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
+
+
+def test_each_node_fails_closed(pair: Pair) -> None:
+    """vLLM binds the node's own address only and requires its firewall; VRRP is accepted from
+    the peer only, and keepalived and HAProxy require that firewall."""
+    for node in pair.nodes:
+        address, peer = pair.lab.host(node).address, pair.lab.host(pair.peer(node)).address
+        # `ss -Hltn` columns: state, recv-q, send-q, local address:port, peer address:port
+        listening = [line.split()[3] for line in pair.ssh(node, f"ss -Hltn 'sport = :{pair.backend_port}'").splitlines()]
+        assert listening == [f"{address}:{pair.backend_port}"], listening
+        assert "vllm-firewall.service" in pair.ssh(node, "systemctl show --property=Requires vllm")
+        for service in ("keepalived", "haproxy"):
+            assert "tierkit-failover-firewall.service" in pair.ssh(node, f"systemctl show --property=Requires {service}")
+        table = pair.ssh(node, "nft list table inet tierkit_failover")
+        assert f"ip saddr {peer} accept" in table and "drop" in table, table
+
+
+def test_the_vip_port_answers_the_allowed_sources_only(pair: Pair) -> None:
+    """The lab's clients (the switch's address) reach HAProxy on the VIP; another address on the
+    same segment is dropped by the pair's firewall."""
+    stranger = str(pair.lab.subnet[250])
+    url = f"http://{pair.vip}:{pair.port}/health"
+    pair.lab.run(["ip", "addr", "add", f"{stranger}/{pair.lab.subnet.prefixlen}", "dev", "br0"], check=True)
+    try:
+        allowed = pair.lab.run(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", url],
+                               capture_output=True, text=True, timeout=30)
+        blocked = pair.lab.run(["curl", "-sS", "-m", "5", "--interface", stranger, url], capture_output=True, text=True, timeout=30)
+    finally:
+        pair.lab.run(["ip", "addr", "del", f"{stranger}/{pair.lab.subnet.prefixlen}", "dev", "br0"], check=True)
+    assert allowed.stdout == "200", allowed.stderr
+    assert blocked.returncode == 28, blocked  # curl's timeout: the SYN was dropped
+
+
+def test_a_failed_firewall_leaves_vllm_stopped(pair: Pair) -> None:
+    """On the node without the VIP: its firewall's table fails to load, so vLLM does not start
+    (and the port answers nothing); with the table repaired, both start and it rejoins."""
+    holder, _ = wait_for_single_holder(pair, 10)
+    node = pair.peer(holder)
+    rules = "/etc/vllm/firewall.nft"
+    pair.ssh(node, f"systemctl stop {VLLM_SERVICE} && cp {rules} {rules}.good && echo 'not a table' > {rules}")
+    try:
+        failed = pair.lab.ssh(node, ["systemctl restart vllm-firewall; systemctl start vllm"], capture_output=True, text=True, timeout=120)
+        assert failed.returncode != 0, "vLLM started without its firewall"
+        assert pair.lab.ssh(node, [f"systemctl is-active {VLLM_SERVICE}"], capture_output=True, text=True).stdout.strip() != "active"
+        assert not pair.ssh(node, f"ss -Hltn 'sport = :{pair.backend_port}'").strip()
+    finally:
+        pair.ssh(node, f"mv {rules}.good {rules} && systemctl start vllm-firewall {VLLM_SERVICE}")
+    assert wait_until_up(pair, holder, node, VLLM_START_TIMEOUT_S) >= 0
+
+
+def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Path]) -> None:
+    """While configure runs, no process on this machine or on either node has a secret (the VRRP
+    password, the API key, the HF token: all travel the same way) in its command line."""
+    pair, workdir = deployed
+    paths = StackPaths(workdir, "failover")
+    wanted = [vrrp_password(paths.vrrp_password), *(v for v in secret_vars().values() if v)]
+    seen: dict[str, list[str]] = {"controller": [], **{n: [] for n in pair.nodes}}
+    done = threading.Event()
+
+    def controller() -> None:
+        while not done.is_set():
+            for f in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    seen["controller"].append(f.read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+                except OSError:
+                    continue
+            time.sleep(0.2)
+
+    def node(name: str) -> None:
+        while not done.is_set():
+            out = pair.lab.ssh(name, ["cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\000' ' '"],
+                               capture_output=True, text=True, timeout=30).stdout
+            seen[name].append(out)
+
+    pollers = [threading.Thread(target=controller), *(threading.Thread(target=node, args=(n,)) for n in pair.nodes)]
+    for t in pollers:
+        t.start()
+    try:
+        result = configure(lab_spec(pair.lab.name, pair.lab.subnet), pair.lab.hosts, paths, "failover", quiet=True)
+    finally:
+        done.set()
+        for t in pollers:
+            t.join()
+    assert result.ok, [f.model_dump() for f in result.failures]
+    assert any("ansible-playbook" in line for line in seen["controller"]), "the poll never saw ansible-playbook"
+    assert all(any("python" in line for line in seen[n]) for n in pair.nodes), "the poll never saw Ansible on a node"
+    for where, lines in seen.items():
+        for secret in wanted:
+            assert not any(secret in line for line in lines), f"a secret on a command line on {where}"
+
+
+def test_hung_engine_leaves_the_pool_within_5_s(pair: Pair) -> None:
+    holder, _ = wait_for_single_holder(pair, 10)
+    outcome = hang_engine(pair, holder)
+    print(f"hung engine: {outcome}")
+    assert outcome.health_while_hung == 200  # /health does not see it: the completion checks do
+    assert outcome.out_of_pool_s <= HUNG_OUT_OF_POOL_TARGET_S
+    assert outcome.failed_after == 0, outcome.errors
+    assert outcome.holders_after == [holder]
 
 
 def test_vllm_stop_on_the_holder_fails_no_new_request(pair: Pair) -> None:

@@ -1,17 +1,20 @@
 """`tierkit up --stack single-gpu` end to end on the lab, without the Pulumi CLI (the rehearsal):
 a lab host, the roles, real vLLM (on the CPU), and a smoke gate passed; a second up leaves every
-command as recorded; `tierkit down` leaves nothing. An API key is set, so the secret's whole path is real:
+command as recorded; a hung engine is restarted by the watchdog; `tierkit down` leaves nothing.
+An API key is set, so the secret's whole path is real:
 configure hands it to vLLM, calibrate and smoke authenticate with it, and it is never printed."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tierkit.lab.drills import ENGINE_CORE
 from up_support import (
-    Up, deployed, down_leaves_nothing, lab_name, report_timing, spec_smoke, state_dir, tierkit, up, vllm_main_pid,
+    Up, deployed, down_leaves_nothing, lab_name, on_host, report_timing, spec_smoke, state_dir, tierkit, up, vllm_main_pid,
 )
 
 pytestmark = pytest.mark.lab
@@ -19,6 +22,10 @@ pytestmark = pytest.mark.lab
 STACK = "single-gpu"
 API_KEY = "tk-e2e-2f6c1d9a7b"
 ENV = {"TIERKIT_API_KEY": API_KEY}
+# The watchdog: 3 failed checks 10 s apart, each up to 5 s (roles/vllm/defaults/main.yml), then
+# vLLM's stop; loading the tiny model again on the CPU takes about a minute.
+WATCHDOG_LIMIT_S = 90
+SERVE_AGAIN_LIMIT_S = 600
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +77,32 @@ def test_second_up_changes_nothing(first: Up) -> None:
     assert (state_dir(STACK) / "known_hosts").read_text() == pinned
     assert second.result["outputs"]["smoke"]["passed"] is True  # the recorded verdict
     report_timing(STACK, "warm (second up)", second.seconds)
+
+
+def test_watchdog_restarts_a_hung_engine(first: Up) -> None:
+    """The engine core stopped (SIGSTOP): /health stays 200, completions hang; the watchdog's
+    failed completions (3 in a row, one every 10 s) restart vLLM, which then serves again."""
+    host = first.result["outputs"]["hosts"][0]["name"]
+    pid = vllm_main_pid(host)
+    started = time.monotonic()
+    on_host(host, f"kill -STOP $(pgrep --full '^{ENGINE_CORE}')")
+    while vllm_main_pid(host) in (pid, 0):
+        assert time.monotonic() - started < WATCHDOG_LIMIT_S, "the watchdog did not restart the hung vLLM"
+        time.sleep(2)
+    restarted_s = time.monotonic() - started
+    log = on_host(host, "journalctl -t vllm-watchdog --no-pager -o cat")
+    assert "answers /health but no completion (3 checks in a row): restarting vllm" in log, log
+    base = first.result["outputs"]["endpoint"]
+    body = json.dumps({"model": "tiny-llama", "prompt": "ok", "max_tokens": 1})
+    while True:
+        done = tierkit("lab", "exec", lab_name(STACK), "--", "curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                       "-H", f"Authorization: Bearer {API_KEY}", "-H", "Content-Type: application/json", "-d", body,
+                       f"{base}/v1/completions", timeout=60)
+        if done.stdout == "200":
+            break
+        assert time.monotonic() - started < SERVE_AGAIN_LIMIT_S, f"vLLM does not serve again after the restart ({done.stdout})"
+        time.sleep(5)
+    print(f"watchdog: hung engine restarted after {restarted_s:.0f} s, serving again after {time.monotonic() - started:.0f} s")
 
 
 def test_down_leaves_nothing(first: Up, find_leftovers: Callable[[str], list[str]]) -> None:

@@ -195,7 +195,7 @@ def test_default_vpc_uses_its_default_subnets(keys: Path) -> None:
         (lambda s: s["provider"].update(subnet_ids=["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2"]),
          "tierkit:tier.provider.subnet_ids: set provider.vpc_id to the subnets' VPC too"),
         (lambda s: s["provider"].update(subnet_ids=["subnet-1"]),
-         "tierkit:tier.provider.subnet_ids[0]: 'subnet-1' is not well formed"),
+         "tierkit:tier.provider.subnet_ids[0]: 'subnet-1' is not in the form this field takes"),
         (lambda s: s["provider"].update(ssh_cidr="203.0.113.5/24"),
          "tierkit:tier.provider.ssh_cidr:"),
     ],

@@ -145,10 +145,24 @@ def test_secrets_stay_secret(provider: str, keys: Path) -> None:
     assert not has_secret(result.states[smoke_cmd.urn]["stdout"]), "the smoke summary is exportable"
 
 
-def test_no_secrets_configured_means_no_environment(keys: Path) -> None:
-    result = run(variant("single-gpu", "baremetal", keys), secrets=False)
+def test_no_secrets_configured_on_the_lab_means_no_environment(keys: Path) -> None:
+    result = run(variant("single-gpu", "lab", keys), secrets=False)
     assert result.named("configure").inputs.get("environment") is None
     assert result.named("smoke").inputs.get("environment") is None
+    assert "apiKey" not in result.exports
+
+
+@pytest.mark.parametrize("provider", ["baremetal", "aws"])
+def test_off_the_lab_an_api_key_is_generated_once_and_kept_secret(provider: str, keys: Path) -> None:
+    result = run(variant("single-gpu", provider, keys), secrets=False)
+    made = result.named("api-key")
+    assert "stdout" in made.secret_outputs and made.plain("logging") == "none"
+    assert is_sealed(result.states[made.urn]["stdout"])
+    assert made.inputs.get("triggers") is None  # made once: nothing replaces it
+    assert result.exports["apiKey"].secret
+    env = result.named("configure").plain("environment")
+    assert set(env) == {"TIERKIT_API_KEY"} and is_sealed(result.named("configure").inputs["environment"])
+    assert set(result.named("smoke").plain("environment")) == {"OPENAI_API_KEY"}
 
 
 @pytest.fixture

@@ -47,7 +47,9 @@ def render_play(role: Path, spec: TierSpec, hosts: list[Host], play: str, work: 
     play_file = work / "render.yml"
     play_file.write_text(play)
     extra = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, **extra}
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           # the play is outside the role: its filter plugins are loaded by path
+           "ANSIBLE_FILTER_PLUGINS": str(role / "filter_plugins")}
     proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(hosts_file), str(play_file), "-e", json.dumps(extra)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -44,12 +44,18 @@ PLAY = """\
 """
 
 
-def test_a_real_run_reports_recap_and_named_failures(tmp_path):
+def local_run(tmp_path: Path, play: str, host: str) -> tuple[Path, Path]:
+    """The playbook `play` and an inventory of one local host, written under tmp_path."""
     playbook = tmp_path / "play.yml"
-    playbook.write_text(PLAY)
+    playbook.write_text(play)
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(f"all:\n  hosts:\n    local1:\n      ansible_connection: local\n"
+    inventory.write_text(f"all:\n  hosts:\n    {host}:\n      ansible_connection: local\n"
                          f"      ansible_python_interpreter: {sys.executable}\n")
+    return playbook, inventory
+
+
+def test_a_real_run_reports_recap_and_named_failures(tmp_path):
+    playbook, inventory = local_run(tmp_path, PLAY, "local1")
     lines: list[str] = []
     log = tmp_path / "logs" / "play.log"
     result = ansible.run_playbook(playbook, inventory, [], extravars={"secret": "s3cret"}, show=lines.append,
@@ -86,3 +92,33 @@ def test_private_data_is_removed(tmp_path, monkeypatch):
     inventory.write_text("all:\n  hosts:\n    l:\n      ansible_connection: local\n")
     result = ansible.run_playbook(playbook, inventory, [], extravars={"vllm_api_key": "k"}, show=None)
     assert result.ok and made and not made[0].exists()
+
+
+SNOOP = """\
+- name: Look for the secret on every command line
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Read every process's command line (ansible-playbook's among them)
+      ansible.builtin.shell: "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\\\000' ' '"
+      register: cmdlines
+      changed_when: false
+    - name: The secret arrived, and on no command line
+      ansible.builtin.assert:
+        that:
+          - secret == 'tk-s3cret-' ~ 'cmdline'
+          - "'tk-s3cret-cmdline' not in cmdlines.stdout"
+          - "'ansible-playbook' in cmdlines.stdout"
+"""
+
+
+def test_secrets_never_reach_a_command_line(tmp_path):
+    playbook, inventory = local_run(tmp_path, SNOOP, "l")
+    result = ansible.run_playbook(playbook, inventory, [], extravars={"secret": "tk-s3cret-cmdline"}, show=None)
+    assert result.ok, result.failures
+
+
+def test_extravars_file_is_private(tmp_path):
+    ansible.write_extravars(tmp_path, {"vllm_api_key": "k"})
+    f = tmp_path / "env" / "extravars"
+    assert f.stat().st_mode & 0o777 == 0o600 and (tmp_path / "env").stat().st_mode & 0o777 == 0o700

@@ -24,6 +24,7 @@ import yaml
 from ansible_render import render_play, template_play
 from tierkit import inventory
 from tierkit.hosts import Host
+from tierkit.paths import StackPaths
 from tierkit.providers.lab import host_addresses
 from tierkit.spec import load_stack
 
@@ -37,8 +38,11 @@ FILES = {
     "tierkit-check.sh": "tierkit-check.sh.j2",
     "tierkit-notify.sh": "tierkit-notify.sh.j2",
     "keepalived.default": "keepalived.default.j2",
+    "firewall.nft": "firewall.nft.j2",
+    "tierkit-check.headers": "tierkit-check.headers.j2",
 }
 INTERFACE = "host0"
+API_KEY = "sk-check-0123456789"
 
 def failover_hosts() -> tuple[Any, list[Host]]:
     spec = load_stack("failover", ROOT)
@@ -61,6 +65,10 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     extra = {
         "files": FILES,
         "failover_vrrp_interface": INTERFACE,
+        "failover_auth_pass": inventory.vrrp_password(work / "state" / "vrrp-password"),
+        "failover_api_key": API_KEY,
+        # keepalived's check reads its headers from the rendered file.
+        "failover_check_headers": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.headers",
         # keepalived -t checks that the scripts exist and are safe: point at the rendered ones.
         "failover_check_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.sh",
         "failover_notify_script": f"{out}/{{{{ inventory_hostname }}}}/tierkit-notify.sh",
@@ -246,7 +254,12 @@ def test_haproxy_backend_checks_both_vllms_and_retries_on_the_other(rendered: di
     assert vllm_port != spec.serving.port  # HAProxy owns the serving port
     servers = statements(backend, "server")
     assert servers == [[h.name, f"{h.address}:{vllm_port}"] for h in hosts]
-    assert ["httpchk", "GET", "/health"] in statements(backend, "option")
+    assert ["httpchk"] in statements(backend, "option")
+    # a one-token completion with the API key, not /health (which answers while the engine hangs)
+    (send,) = [" ".join(w) for w in statements(backend, "http-check") if w[0] == "send"]
+    model = spec.served_model_name
+    assert 'meth POST uri /v1/completions' in send and f'hdr Authorization "Bearer {API_KEY}"' in send
+    assert f"""body '{{"model": "{model}", "prompt": "ok", "max_tokens": 1}}'""" in send
     (retry_on,) = statements(backend, "retry-on")
     # refused, closed unanswered, and vLLM's answers once its engine is gone
     assert {"conn-failure", "empty-response", "500", "503"} <= set(retry_on)
@@ -278,11 +291,14 @@ def test_haproxy_stats_listen_on_localhost_only(rendered: dict[str, Any]) -> Non
 # The scripts keepalived runs, against a real HTTP server.
 
 HEALTH_SERVER = textwrap.dedent("""\
-    import http.server, sys, time
-    status = int(sys.argv[2])
+    import http.server, json, sys, time
+    status, key = int(sys.argv[2]), sys.argv[3]
     class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(status if self.path == "/health" else 404)
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            ok = (self.path == "/v1/completions" and body.get("max_tokens") == 1
+                  and self.headers.get("Authorization") == f"Bearer {key}")
+            self.send_response(status if ok else 401)
             self.end_headers()
         def log_message(self, *args):
             pass
@@ -296,11 +312,11 @@ HEALTH_SERVER = textwrap.dedent("""\
 
 def run_check_in_netns(check: Path, port: int, status: int | None, tmp_path: Path) -> int:
     """Exit code of the health script in a private network namespace, where 127.0.0.1:port is a
-    server answering /health with `status` (None: nothing listens)."""
+    server answering a one-token completion carrying the API key with `status` (None: nothing listens)."""
     server = tmp_path / "health_server.py"
     server.write_text(HEALTH_SERVER)
     start = (
-        f"{sys.executable} {server} {port} {status} & server=$!; "
+        f"{sys.executable} {server} {port} {status} {API_KEY} & server=$!; "
         f"for i in $(seq 50); do {sys.executable} -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}))' "
         f"2>/dev/null && break; sleep 0.1; done; "
         if status is not None else "server=; "
@@ -330,3 +346,31 @@ def test_notify_script_logs_each_transition(rendered: dict[str, Any], tmp_path: 
     tag_flag, tag, message = logged.read_text().splitlines()
     assert (tag_flag, tag) == ("-t", "tierkit-failover")
     assert "tierkit_vip is now MASTER" in message and str(rendered["spec"].failover.virtual_ip) in message
+
+
+def test_vrrp_and_the_serving_port_are_accepted_from_their_sources_only(rendered: dict[str, Any]) -> None:
+    addresses = {h.name: h.address for h in rendered["hosts"]}
+    clients = inventory.client_sources(rendered["spec"], rendered["hosts"])
+    assert clients == [str(rendered["spec"].provider.subnet[1])]  # the lab's switch
+    port = rendered["spec"].serving.port
+    for name, files in rendered["nodes"].items():
+        text = files["firewall.nft"].read_text()
+        peers = [a for n, a in addresses.items() if n != name]
+        assert f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept" in text
+        assert addresses[name] not in text
+        rules = [line.strip() for line in text.splitlines() if line.startswith("\t\t")]
+        assert f"elements = {{ 127.0.0.0/8, {', '.join(peers + clients)} }}" in rules
+        assert rules[-5:] == [f'tcp dport {port} iifname "lo" accept', f"tcp dport {port} ip saddr @serving_sources accept",
+                              f"tcp dport {port} drop", f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept",
+                              "ip protocol 112 drop"]
+        if shutil.which("nft"):
+            check = subprocess.run(["nft", "--check", "--file", str(files["firewall.nft"])], capture_output=True, text=True)
+            assert check.returncode == 0, check.stderr
+
+
+def test_the_vrrp_password_is_generated_once_and_private(tmp_path: Path) -> None:
+    path = StackPaths(tmp_path, "s").vrrp_password
+    first = inventory.vrrp_password(path)
+    assert len(first) == 8 and inventory.vrrp_password(path) == first
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert inventory.vrrp_password(StackPaths(tmp_path, "other").vrrp_password) != first

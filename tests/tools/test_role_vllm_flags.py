@@ -27,9 +27,9 @@ HOST = Host(name="gpu-a", address="192.0.2.10", key_path="/nonexistent/key")
 def spec_data(serving: dict[str, Any]) -> dict[str, Any]:
     return {
         "tier": "multi-gpu",
-        "provider": {"kind": "baremetal", "hosts": [{"name": HOST.name, "address": HOST.address, "key_path": "/k"}]},
+        "provider": {"kind": "baremetal", "hosts": [{"name": HOST.name, "address": HOST.address, "key_path": __file__}]},
         "gpu": {"model": "rtx-pro-6000", "count": 4},
-        "model": {"key": "llama-3.3-70b", "quantization": "awq"},
+        "model": {"key": "llama-3.3-70b", "quantization": "awq", "hf_id": "casperhansen/llama-3.3-70b-instruct-awq"},
         "serving": {**serving, "allowed_sources": ["192.0.2.0/24"]},
     }
 

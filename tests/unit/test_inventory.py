@@ -25,7 +25,8 @@ def hosts(n: int, netns: str | None = "tk-lab") -> list[Host]:
 def baremetal(**over) -> dict:
     spec = {
         "tier": "multi-gpu",
-        "provider": {"kind": "baremetal", "hosts": [{"name": "gpu1", "address": "192.0.2.10", "key_path": "/k"}]},
+        # a key file that exists (validate checks it is readable); never read here
+        "provider": {"kind": "baremetal", "hosts": [{"name": "gpu1", "address": "192.0.2.10", "key_path": __file__}]},
         "gpu": {"model": "h100-sxm", "count": 8, "interconnect": "nvlink"},
         "model": {"key": "llama-3.3-70b", "quantization": "fp8"},
         "serving": {"tensor_parallel": 8, "extra_args": ["--enable-prefix-caching"]},
@@ -94,12 +95,25 @@ def test_allowed_sources_from_the_spec_replace_the_default():
     assert gv["vllm_allowed_sources"] == ["10.1.2.3/32", "203.0.113.0/24"]
 
 
+def test_the_vip_port_takes_the_allowed_sources_and_vllm_only_the_pair(monkeypatch):
+    monkeypatch.setattr("tierkit.providers.baremetal.source_address", lambda destination: "198.51.100.7")
+    pair = [{"name": "a", "address": "192.0.2.10", "key_path": __file__}, {"name": "b", "address": "192.0.2.11", "key_path": __file__}]
+    base = {"tier": "failover", "provider": {"kind": "baremetal", "hosts": pair}, "gpu": {"model": "h100-sxm", "count": 1},
+            "model": {"key": "llama-3.1-8b"}, "failover": {"virtual_ip": "192.0.2.100"}}
+    two = [Host(name=h["name"], address=h["address"], key_path="/k") for h in pair]
+    given = inv.render(parse_spec({**base, "serving": {"allowed_sources": ["203.0.113.0/24"]}}), two).group_vars
+    assert given["failover_allowed_sources"] == ["203.0.113.0/24"]
+    assert given["vllm_allowed_sources"] == ["192.0.2.10", "192.0.2.100", "192.0.2.11"]  # HAProxy and the peers only
+    default = inv.render(parse_spec(base), two).group_vars
+    assert default["failover_allowed_sources"] == ["198.51.100.7"]  # the operator's machine
+
+
 def test_operator_address_is_found_on_the_route():
     from tierkit.providers.baremetal import source_address
 
     assert source_address("127.0.0.2") == "127.0.0.1"
     spec = parse_spec(baremetal(provider={"kind": "baremetal", "hosts": [
-        {"name": "gpu1", "address": "127.0.0.2", "key_path": "/k"}]}))
+        {"name": "gpu1", "address": "127.0.0.2", "key_path": __file__}]}))
     gv = inv.render(spec, [Host(name="gpu1", address="127.0.0.2", key_path="/k")]).group_vars
     assert gv["vllm_allowed_sources"] == ["127.0.0.1"]
 
@@ -184,7 +198,7 @@ def test_multi_server_has_a_head_ranks_and_a_network_gate():
 @pytest.mark.parametrize(("gpus", "floor"), [(1, inv.PIPELINE_SPLIT_FLOOR_GBPS), (4, planner.CROSS_SERVER_TP_MIN_GBPS)])
 def test_network_floor_follows_the_split(gpus, floor):
     spec = parse_spec({"tier": "multi-server", "provider": {"kind": "baremetal", "hosts": [
-        {"name": "a", "address": "192.0.2.10", "key_path": "/k"}, {"name": "b", "address": "192.0.2.11", "key_path": "/k"}]},
+        {"name": "a", "address": "192.0.2.10", "key_path": __file__}, {"name": "b", "address": "192.0.2.11", "key_path": __file__}]},
         "gpu": {"model": "h100-sxm", "count": gpus, "interconnect": "nvlink"},
         "model": {"key": "llama-3.3-70b", "quantization": "fp8"}})
     assert spec.pipeline_parallel == 2 and spec.tensor_parallel == gpus
@@ -196,3 +210,9 @@ def test_network_floor_follows_the_split(gpus, floor):
 def test_single_server_tiers_have_one_node():
     gv = inv.render(load_stack("single-gpu", ROOT), hosts(1)).group_vars
     assert gv["vllm_nnodes"] == 1 and "vllm_head" not in gv and "network_gate_nodes" not in gv
+
+
+@pytest.mark.parametrize("value", ["a b", "k\nLD_PRELOAD=/x", 'k"', "k$(id)", "x" * 5000])
+def test_secrets_that_are_no_bearer_token_are_refused(value: str) -> None:
+    with pytest.raises(TierkitError, match=r"\$TIERKIT_API_KEY: the secret holds characters"):
+        inv.secret_vars({"TIERKIT_API_KEY": value})

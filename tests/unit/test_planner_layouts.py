@@ -95,7 +95,7 @@ def test_plan_table_and_json_say_the_layout_and_its_alternative() -> None:
 def test_plan_of_a_stack_file_adds_the_planners_layout(tmp_path) -> None:  # type: ignore[no-untyped-def]
     f = tmp_path / "Pulumi.pcie.yaml"
     f.write_text("config:\n  tierkit:tier:\n    tier: multi-gpu\n    provider: {kind: lab, name: pcie}\n"
-                 "    gpu: {model: rtx-pro-6000, count: 4}\n    model: {key: llama-3.3-70b, quantization: awq}\n"
+                 "    gpu: {model: rtx-pro-6000, count: 4}\n    model: {key: llama-3.3-70b, quantization: awq, hf_id: casperhansen/llama-3.3-70b-instruct-awq}\n"
                  "    serving: {allow_pcie_tensor_parallel: true}\n")
     code, out, _ = run_plan("--file", str(f), "--json")
     p = json.loads(out)

@@ -25,9 +25,10 @@ LAB_HOSTS = [Host(name=f"h{i}", address=f"10.211.7.{11 + i}", key_path="/k", net
 
 
 def baremetal(tmp_path: Path, **over: Any) -> dict:
+    (tmp_path / "k").write_text("private")  # the key must be readable: validate checks it
     spec = {
         "tier": "single-gpu",
-        "provider": {"kind": "baremetal", "hosts": [{"name": "gpu1", "address": "192.0.2.10", "key_path": "~/k"}]},
+        "provider": {"kind": "baremetal", "hosts": [{"name": "gpu1", "address": "192.0.2.10", "key_path": str(tmp_path / "k")}]},
         "gpu": {"model": "l40s", "count": 1},
         "model": {"key": "llama-3.1-8b", "quantization": "fp8"},
     }
@@ -98,7 +99,7 @@ def test_a_spec_without_provider_gets_the_default():
 def test_baremetal_and_aws_answers(tmp_path):
     bm = parse_spec(baremetal(tmp_path))
     p = providers.get(bm)
-    assert p.hosts(bm) == [Host(name="gpu1", address="192.0.2.10", key_path=str(Path("~/k").expanduser()))]
+    assert p.hosts(bm) == [Host(name="gpu1", address="192.0.2.10", key_path=str(tmp_path / "k"))]
     assert p.model_path(bm) is None and p.group_vars(bm, p.hosts(bm)) == {}
     local = [Host(name="gpu1", address="127.0.0.2", key_path="/k")]
     assert p.allowed_sources(bm, local) == ["127.0.0.1"]  # the operator's machine, as routed
@@ -125,7 +126,7 @@ def test_provider_problems_come_prefixed_with_the_spec_key(tmp_path):
         parse_spec(data)
     assert err.value.problems == [
         f"tierkit:tier.provider.public_key_path: {tmp_path / 'missing.pub'} does not exist; "
-        "create the key pair (ssh-keygen -t ed25519)"]
+        "create the key pair (ssh-keygen -t ed25519) or fix the path"]
 
 
 def test_lab_problems_hold_the_lab_address_rules():

@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def spec_data(**serving: Any) -> dict[str, Any]:
     return {
         "tier": "multi-gpu",
-        "provider": {"kind": "baremetal", "hosts": [{"name": "a", "address": "192.0.2.10", "key_path": "/k"}]},
+        "provider": {"kind": "baremetal", "hosts": [{"name": "a", "address": "192.0.2.10", "key_path": __file__}]},
         "gpu": {"model": "rtx-pro-6000", "count": 4},
-        "model": {"key": "llama-3.3-70b", "quantization": "awq"},
+        "model": {"key": "llama-3.3-70b", "quantization": "awq", "hf_id": "casperhansen/llama-3.3-70b-instruct-awq"},
         "serving": serving,
     }
 
@@ -59,7 +59,7 @@ def test_bad_layouts_are_one_line_naming_the_field(serving: dict[str, Any], mess
 
 def test_multi_server_keeps_one_engine() -> None:
     data = {"tier": "multi-server", "provider": {"kind": "baremetal", "hosts": [
-        {"name": "a", "address": "192.0.2.10", "key_path": "/k"}, {"name": "b", "address": "192.0.2.11", "key_path": "/k"}]},
+        {"name": "a", "address": "192.0.2.10", "key_path": __file__}, {"name": "b", "address": "192.0.2.11", "key_path": __file__}]},
         "gpu": {"model": "h100-sxm", "count": 4}, "model": {"key": "llama-3.3-70b", "quantization": "fp8"},
         "serving": {"data_parallel": 2}}
     with pytest.raises(TierkitError, match="serving.data_parallel: multi-server runs one engine over all its servers"):

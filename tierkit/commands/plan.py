@@ -20,6 +20,7 @@ QUANTS = list(catalog.BYTES_PER_PARAM)
 DEFAULT_QUANT = "bf16"
 DEFAULT_GPU = "rtx-pro-6000"
 MAX_SERVERS = 8
+MAX_PARAMS_B = 100_000  # billions: 100 T parameters, far beyond any checkpoint
 COMPARE_GPUS = 4  # the published comparison's multi-GPU server
 COMPARE_SERVERS = 2
 COMPARE_WIDTH = 140  # the comparison's twelve columns unwrapped
@@ -152,7 +153,7 @@ def plan_command(
     servers: Annotated[Optional[int], typer.Option("--servers", help=f"Servers (1-{MAX_SERVERS}). With 2 or more, --shape says how they serve.", min=1, max=MAX_SERVERS)] = None,
     shape: Annotated[Optional[str], typer.Option("--shape", help="With 2+ servers: replicas (a full copy per server: failover tier) or split (one copy over all: multi-server tier). Omit to see both.")] = None,
     data_parallel: Annotated[Optional[int], typer.Option("--data-parallel", help="Engines per server, each on GPUs/N of them (vLLM --data-parallel-size N); 1: one engine over all the server's GPUs. Omit for the planner's choice. Needs --gpus; replicas only.", min=1, max=8)] = None,
-    users: Annotated[Optional[int], typer.Option("--users", help="Concurrent users the tier must carry.", min=1)] = None,
+    users: Annotated[Optional[int], typer.Option("--users", help="Concurrent users the tier must carry.", min=1, max=10_000_000)] = None,
     context: Annotated[Optional[int], typer.Option("--context", help=f"Tokens of context per user. Default {planner.DEFAULT_CONTEXT}, or the model's own when shorter.", min=1)] = None,
     compare_all: Annotated[bool, typer.Option("--compare", help=f"Compare single GPU, multi-GPU, replicas and split (default {COMPARE_SERVERS} x {COMPARE_GPUS} GPUs).")] = False,
     gpu_hour_usd: Annotated[Optional[float], typer.Option("--gpu-hour-usd", help="Price of one GPU-hour in USD: adds cost per hour and per million output tokens to --compare.")] = None,
@@ -182,6 +183,8 @@ def plan_command(
         return
     quant, gpu = quant or DEFAULT_QUANT, gpu or DEFAULT_GPU
     _positive("--params-b", params_b, "70")
+    if params_b is not None and params_b > MAX_PARAMS_B:
+        raise TierkitError(f"--params-b: {params_b:g} billion parameters is beyond any model; give at most {MAX_PARAMS_B:g}")
     _positive("--gpu-hour-usd", gpu_hour_usd, "2.5")
     if quant not in catalog.BYTES_PER_PARAM:
         raise TierkitError(catalog.unknown_key("quantization", "--quant", quant, catalog.BYTES_PER_PARAM))

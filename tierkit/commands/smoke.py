@@ -12,6 +12,8 @@ from tierkit import stackfiles
 from tierkit.commands.options import FileOpt, StackOpt
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
+from tierkit.outputs import check_output_file
+from tierkit.safe_yaml import excerpt
 from tierkit.smoke import defaults
 from tierkit.smoke.endpoint import CLIENT_API_KEY_ENV, load_api_key, parse_endpoint
 from tierkit.smoke.from_spec import smoke_settings
@@ -38,7 +40,7 @@ def _settings(given: dict[str, Any], stack: str | None, file: Path | None) -> Sm
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            got = f" (got {err['input']!r})" if err["loc"] and not isinstance(err["input"], dict) else ""
+            got = f" (got {excerpt(err['input'])})" if err["loc"] and not isinstance(err["input"], dict) else ""
             problems.append(f"{_flag(err['loc'])}: {err['msg'].removeprefix('Value error, ')}{got}; see tierkit smoke --help")
         raise TierkitError(*problems) from None
 
@@ -83,8 +85,8 @@ def smoke_command(
     if api not in ("completions", "chat"):
         raise TierkitError(f"--api: {api!r} is not an API; use completions or chat")
     for flag, path in (("--json", json_file), ("--junit", junit_file)):
-        if path is not None and not path.parent.is_dir():
-            raise TierkitError(f"{flag}: {path.parent} is not a directory; write the file somewhere that exists")
+        if path is not None:
+            check_output_file(flag, path)  # before the run, not after it
     given = {
         "endpoint": parse_endpoint(endpoint), "model": model, "api": api, "concurrency": concurrency,
         "requests": requests, "duration_s": duration, "request_rate": request_rate, "input_len": input_len,
@@ -106,9 +108,15 @@ def smoke_command(
         raise typer.Abort() from None
     show(console, report)
     if json_file is not None:
-        write_json(json_file, report)
+        try:
+            write_json(json_file, report)
+        except OSError as exc:
+            raise TierkitError(f"--json: cannot write {json_file} ({exc.strerror}); the run's figures are above") from None
     if junit_file is not None:
-        write_junit(junit_file, report)
+        try:
+            write_junit(junit_file, report)
+        except OSError as exc:
+            raise TierkitError(f"--junit: cannot write {junit_file} ({exc.strerror}); the run's figures are above") from None
     if not report.reached_server:
         reason = next(iter(report.failures), "nothing was sent")
         raise TierkitError(f"--endpoint: no request reached {settings.endpoint.url} ({reason}); check that the server is up")

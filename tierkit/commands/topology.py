@@ -12,6 +12,7 @@ from rich.table import Table
 
 from tierkit.console import console, print_json
 from tierkit.errors import TierkitError
+from tierkit.safe_yaml import MAX_BYTES, excerpt, read_bytes
 from tierkit.topology import (
     CpuRanges,
     NvlinkStatus,
@@ -28,12 +29,17 @@ topology_app = typer.Typer(
 
 def _read(file: str) -> str:
     if file == "-":
-        return sys.stdin.read()
+        text = sys.stdin.read(MAX_BYTES + 1)
+        if len(text) > MAX_BYTES:
+            raise TierkitError(f"FILE: standard input holds over {MAX_BYTES // 1024} KiB; give nvidia-smi output")
+        return text
     try:
-        return Path(file).read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise TierkitError(f"FILE: cannot read {file}: {exc.strerror}; give a file holding "
+        return read_bytes(Path(file), kind="file holding nvidia-smi output").decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        raise TierkitError(f"FILE: cannot read {excerpt(file)}: no such file; give a file holding "
                            f"nvidia-smi output, or - for stdin") from None
+    except TierkitError as exc:
+        raise TierkitError(*(f"FILE: {p}" for p in exc.problems)) from None
 
 
 def _cpus(ranges: CpuRanges | None) -> str:

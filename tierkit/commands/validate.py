@@ -28,6 +28,8 @@ def validate_command(
 ) -> None:
     """Validate a tier spec: prints `ok: <summary>` and exits 0, or one `error:` line per problem and exits 2.
 
+    Runs every check `tierkit up` runs before it creates anything: the spec's own rules and its
+    provider's (the lab's subnet, topology file and faults; bare-metal key files; aws settings).
     When the planner recommends another layout of the GPUs (engines, TP, PP), a `note:` line says
     which, with both layouts' figures.
     """

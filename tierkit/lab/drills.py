@@ -12,6 +12,9 @@ repeats them and prints them.
 - `take_down`: the VIP holder goes down (killed with its cable pulled, or cut off) while a
   prober sends a small completion through the VIP every `PROBE_INTERVAL_S`; takeover is the
   time from the fault to the first success of a probe sent after it.
+- `hang_engine`: a node's engine hangs (its engine core stopped with SIGSTOP; vLLM's /health
+  still answers 200) during a smoke run through the VIP; the time until both HAProxies have it
+  out of the pool, and the failed requests split by when they started.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
 - `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
@@ -29,10 +32,11 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
@@ -57,10 +61,14 @@ HAPROXY_STATS_PORT = 8404
 HAPROXY_BACKEND = "tierkit_vllm"
 VLLM_SERVICE = "vllm"
 
+# vLLM's engine core process title (`set_process_title("EngineCore_DP<rank>")` with the prefix
+# VLLM_PROCESS_NAME_PREFIX, "VLLM", in vllm/v1/engine/core.py and vllm/utils/system_utils.py).
+ENGINE_CORE = "VLLM::EngineCore"
 STOP_TIMEOUT_S = 300
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
 DownFault = Literal["kill", "cut-link"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -269,21 +277,29 @@ def wait_until_up(pair: Pair, observer: str, server: str, timeout_s: float) -> f
 FINISHED_REASONS = ("stop", "length", "repetition")
 
 
+# One-token requests finished (the health checks' completions: HAProxy's and keepalived's).
+ONE_TOKEN_BUCKET = 'vllm:request_generation_tokens_bucket{'
+
+
 def parse_vllm_finished(metrics_text: str) -> int:
-    """Requests vLLM finished with output, from its Prometheus text (`vllm:request_success_total`)."""
+    """Requests vLLM finished with output and more than one token, from its Prometheus text:
+    `vllm:request_success_total` less the one-token requests (the `le="1.0"` bucket of
+    `vllm:request_generation_tokens`), which are the health checks."""
     total = 0.0
     for line in metrics_text.splitlines():
-        if not line.startswith("vllm:request_success_total{"):
-            continue
         labels, _, value = line.rpartition(" ")
-        if any(f'finished_reason="{reason}"' in labels for reason in FINISHED_REASONS):
-            total += float(value)
+        if line.startswith("vllm:request_success_total{"):
+            if any(f'finished_reason="{reason}"' in labels for reason in FINISHED_REASONS):
+                total += float(value)
+        elif line.startswith(ONE_TOKEN_BUCKET) and 'le="1.0"' in labels:
+            total -= float(value)
     return int(total)
 
 
 def vllm_finished(pair: Pair, node: str) -> int:
-    """Completions the node's vLLM has finished since it started (health checks do not count)."""
-    url = f"http://127.0.0.1:{pair.backend_port}/metrics"
+    """Completions the node's vLLM has finished since it started (the checks' one-token
+    completions do not count)."""
+    url = f"http://{pair.lab.host(node).address}:{pair.backend_port}/metrics"  # vLLM binds the node's address only
     return parse_vllm_finished(pair.ssh(node, shlex.join(["curl", "--silent", "--fail", url])))
 
 
@@ -329,6 +345,24 @@ async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIM
     return reason is None and sink.status == 200
 
 
+async def smoke_around(settings: SmokeSettings, after_s: float, fault: Callable[[], T]) -> tuple[list[RequestResult], T]:
+    """A smoke run with `fault` run (in a thread) `after_s` into its measured load: every
+    request's result, and what `fault` returned."""
+    results: list[RequestResult] = []
+    running = asyncio.Event()
+
+    def on_result(result: RequestResult) -> None:
+        results.append(result)
+        running.set()
+
+    smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
+    await running.wait()  # the measured load is under way
+    await asyncio.sleep(after_s)
+    value = await asyncio.to_thread(fault)
+    await smoke
+    return results, value
+
+
 # ---------------------------------------------------------------------------------------------
 # Drill 1: steady state.
 
@@ -370,20 +404,25 @@ class StopVllmOutcome:
     errors: dict[str, int] = field(default_factory=dict)
 
 
+def health_status(address: str, port: int) -> int:
+    """vLLM's /health status code at address:port (0: no answer within a second)."""
+    conn = http.client.HTTPConnection(address, port, timeout=1)
+    try:
+        conn.request("GET", "/health")
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
 def wait_unhealthy(address: str, port: int, timeout_s: float) -> None:
     """Until vLLM's /health at address:port stops answering 200 (503 once its engine is gone,
     then no answer at all)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        conn = http.client.HTTPConnection(address, port, timeout=1)
-        try:
-            conn.request("GET", "/health")
-            if conn.getresponse().status != 200:
-                return
-        except OSError:
+        if health_status(address, port) != 200:
             return
-        finally:
-            conn.close()
         time.sleep(0.02)
     raise TierkitError(f"failover: vLLM at {address}:{port} still healthy {timeout_s:g} s after the stop")
 
@@ -411,18 +450,7 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
         return stopping
 
     async def drill() -> tuple[list[RequestResult], dict[str, ServerStats], subprocess.Popen[str]]:
-        results: list[RequestResult] = []
-        running = asyncio.Event()
-
-        def on_result(result: RequestResult) -> None:
-            results.append(result)
-            running.set()
-
-        smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
-        await running.wait()  # the measured load is under way
-        await asyncio.sleep(stop_after_s)
-        stopping = await asyncio.to_thread(stop)
-        await smoke
+        results, stopping = await smoke_around(settings, stop_after_s, stop)
         return results, await asyncio.to_thread(backend_stats, pair, holder), stopping
 
     results, end_stats, stopping = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
@@ -450,7 +478,97 @@ def start_vllm(pair: Pair, node: str, timeout_s: float = 600) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Drill 3: the VIP holder goes down.
+# Drill 3: a node's engine hangs.
+
+
+@dataclass
+class HungEngineOutcome:
+    node: str  # whose engine core was stopped
+    holder: str  # the VIP holder
+    out_of_pool_s: float  # SIGSTOP -> the last HAProxy to mark the node DOWN (their journals)
+    health_while_hung: int  # the node's /health status once out of the pool (200: it does not see the hang)
+    requests: int
+    failed_before: int  # started before it left the pool: in flight on it, or sent to it while hung
+    failed_after: int  # started after: new requests, which the tier promises to serve (0)
+    holders_after: list[str]  # who holds the VIP at the end (the holder: a hung engine moves no VIP)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def signal_engine(pair: Pair, node: str, signal: Literal["STOP", "CONT"]) -> float:
+    """Send SIGSTOP or SIGCONT to the node's vLLM engine core process; returns when it was sent
+    (the node's clock, seconds since the epoch: lab hosts share this machine's clock)."""
+    return float(pair.ssh(node, f"pids=$(pgrep --full '^{ENGINE_CORE}') && kill -{signal} $pids && date +%s.%N"))
+
+
+def marked_down_at(pair: Pair, observer: str, node: str, since: float) -> float | None:
+    """When `observer`'s HAProxy first logged `node` DOWN at or after `since` (epoch seconds, from
+    its journal: HAProxy's own record, free of the delay of reading it over SSH), or None."""
+    lines = pair.ssh(observer, f"journalctl --unit haproxy --output short-unix --no-pager --since @{since:.6f}")
+    marker = f"Server {HAPROXY_BACKEND}/{node} is DOWN"
+    return next((float(line.split()[0]) for line in lines.splitlines() if marker in line), None)
+
+
+def wait_out_of_pool(pair: Pair, node: str, since: float, timeout_s: float) -> float:
+    """Until every node's HAProxy has `node` DOWN; returns the seconds from `since` (epoch) to the
+    last of them marking it DOWN; TierkitError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = {observer: backend_stats(pair, observer)[node].status for observer in pair.nodes}
+        if all(s.startswith("DOWN") for s in status.values()):
+            break
+        if time.monotonic() > deadline:
+            raise TierkitError(f"failover: {node} is still in the pool {timeout_s:g} s after its engine hung ({status})")
+        time.sleep(0.05)
+    marks = [marked_down_at(pair, observer, node, since) for observer in pair.nodes]
+    if None in marks:
+        raise TierkitError(f"failover: a HAProxy has {node} DOWN but its journal does not say when; check `journalctl -u haproxy`")
+    return max(m for m in marks if m is not None) - since
+
+
+def hang_engine(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float = 20.0, hang_after_s: float = 5.0,
+                output_len: int = 32, timeout_s: float = 15.0, resume_timeout_s: float = 120.0) -> HungEngineOutcome:
+    """Stop `node`'s engine core (SIGSTOP) `hang_after_s` into a smoke run through the VIP, as a
+    deadlocked engine leaves it: vLLM's API server and /health keep answering, no request is
+    served. The run's requests time out after `timeout_s` (the ones sent to the hung node wait
+    that long). After the run the engine gets SIGCONT and the drill waits until both HAProxies
+    have the node UP again."""
+    holder, _ = wait_for_single_holder(pair, 10)
+    settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, output_len=output_len,
+                              timeout_s=timeout_s)
+    address = pair.lab.host(node).address
+    marks: dict[str, Any] = {}
+
+    def hang() -> None:
+        stopped_at = signal_engine(pair, node, "STOP")
+        marks["out_of_pool_s"] = wait_out_of_pool(pair, node, stopped_at, 30)
+        # Requests started from here on are new to the pool without the node (its checks' own
+        # timestamps are earlier: this bound is late, which only counts more requests as before).
+        marks["t1"] = time.perf_counter()
+        marks["health"] = health_status(address, pair.backend_port)
+
+    try:
+        results, _ = netns.call_in(pair.lab.netns, lambda: asyncio.run(smoke_around(settings, hang_after_s, hang)))
+    finally:
+        signal_engine(pair, node, "CONT")
+    for observer in pair.nodes:
+        wait_until_up(pair, observer, node, resume_timeout_s)
+    t1 = marks["t1"]
+    failed = [r for r in results if not r.success]
+    return HungEngineOutcome(
+        node=node,
+        holder=holder,
+        out_of_pool_s=marks["out_of_pool_s"],
+        health_while_hung=marks["health"],
+        requests=len(results),
+        failed_before=sum(r.start < t1 for r in failed),
+        failed_after=sum(r.start >= t1 for r in failed),
+        holders_after=holders(pair),
+        errors=dict(Counter(r.error for r in failed if r.error)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill 4: the VIP holder goes down.
 
 
 @dataclass

@@ -25,9 +25,11 @@ from pydantic import BaseModel, ConfigDict
 from tierkit.catalog import Gpu, lookup_gpu
 from tierkit.errors import TierkitError
 from tierkit.lab.sim import SIM_CUDA_VERSION, SIM_DRIVER_VERSION
+from tierkit.safe_yaml import excerpt, read_text
 from tierkit.topology import TopologyParseError, parse_topo
 
 TOPOLOGY_KINDS = ("nvlink", "pcie", "pairs")
+TOPOLOGY_MAX_BYTES = 64 * 1024  # `topo -m` of 8 GPUs and 8 NICs is about 3 KiB
 MAX_GPUS = 8
 
 # The simulated board: two sockets (CPU lists as `topo -m` prints them), and PCI bus numbers as
@@ -72,7 +74,7 @@ class GpuFault(BaseModel):
 def parse_fault(text: str) -> GpuFault:
     """Read one `--fault` value, or fail with one line naming the forms."""
     match = _FAULT.fullmatch(text.strip())
-    bad = TierkitError(f"--fault: {text!r} is not a GPU fault; use {FAULT_HELP}")
+    bad = TierkitError(f"--fault: {excerpt(text)} is not a GPU fault; use {FAULT_HELP}")
     if not match:
         raise bad
     kind, arg, host = match["kind"], match["arg"], match["host"]
@@ -102,9 +104,12 @@ def check_topology(value: str) -> str | None:
         return None
     path = Path(value)
     if not path.is_file():
-        raise TierkitError(f"--topology: {value!r} is neither one of {', '.join(TOPOLOGY_KINDS)} "
+        raise TierkitError(f"--topology: {excerpt(value)} is neither one of {', '.join(TOPOLOGY_KINDS)} "
                            f"nor a file; pass a kind or a captured `nvidia-smi topo -m` file")
-    return path.read_text()
+    try:
+        return read_text(path, limit=TOPOLOGY_MAX_BYTES, kind="captured `nvidia-smi topo -m` file")
+    except TierkitError as exc:
+        raise TierkitError(*(f"--topology: {p}" for p in exc.problems)) from None
 
 
 def generate(gpu: Gpu, count: int, kind: str) -> Layout:

@@ -61,6 +61,27 @@ def ssh_argv(host: Host, command: Sequence[str] = (), *, batch: bool = True,
     return netns.wrap([*argv, f"{host.user}@{host.address}", *command], host.netns)
 
 
+def check(name: str, hosts: int, gpu: str, gpus_per_host: int, topology: str = "nvlink",
+          faults: Sequence[str | GpuFault] | None = None, subnet: str | IPv4Network | None = None,
+          ) -> tuple[IPv4Network | None, list[GpuFault], str | None, dict[str, dict[str, Any]]]:
+    """Everything `Lab.up` checks before it makes anything: (subnet, faults, topology file text,
+    each host's GPU set), or a one-line TierkitError naming the flag."""
+    check_name(name)
+    wanted_subnet = network.check_subnet(subnet) if subnet is not None else None
+    if not 1 <= hosts <= network.MAX_HOSTS:
+        raise TierkitError(f"--hosts: {hosts} is out of range; use 1 to {network.MAX_HOSTS}")
+    parsed = [f if isinstance(f, GpuFault) else parse_fault(f) for f in faults or ()]
+    topology_text = check_topology(topology)
+    host_names = [host_name(name, i) for i in range(1, hosts + 1)]
+    strangers = sorted({f.host for f in parsed if f.host and f.host not in host_names})
+    if strangers:
+        raise TierkitError(f"--fault: no host {', '.join(strangers)} in this lab; its hosts "
+                           f"are {', '.join(host_names)}")
+    gpu_sets = {h: gpu_set(name, h, gpu, gpus_per_host, topology, topology_text, parsed)
+                for h in host_names}
+    return wanted_subnet, parsed, topology_text, gpu_sets
+
+
 class HostStatus(BaseModel):
     """One host as `lab status` shows it."""
 
@@ -153,20 +174,9 @@ class Lab:
         built is mounted at /opt/tierkit. subnet: the lab's /24 (a failover stack places its
         virtual IP in it); default: the pool's next free one.
         """
-        check_name(name)
-        wanted_subnet = network.check_subnet(subnet) if subnet is not None else None
-        if not 1 <= hosts <= network.MAX_HOSTS:
-            raise TierkitError(f"--hosts: {hosts} is out of range; use 1 to {network.MAX_HOSTS}")
-        parsed = [f if isinstance(f, GpuFault) else parse_fault(f) for f in faults or ()]
-        topology_text = check_topology(topology)
-        host_names = [host_name(name, i) for i in range(1, hosts + 1)]
-        strangers = sorted({f.host for f in parsed if f.host and f.host not in host_names})
-        if strangers:
-            raise TierkitError(f"--fault: no host {', '.join(strangers)} in this lab; its hosts "
-                               f"are {', '.join(host_names)}")
-        # every GPU set first: bad input fails before anything exists
-        gpu_sets = {h: gpu_set(name, h, gpu, gpus_per_host, topology, topology_text, parsed)
-                    for h in host_names}
+        wanted_subnet, parsed, topology_text, gpu_sets = check(name, hosts, gpu, gpus_per_host,
+                                                               topology, faults, subnet)
+        host_names = list(gpu_sets)
         wanted = LabRecord(name=name, subnet="0.0.0.0/32", image="", gpu=gpu,
                            gpus_per_host=gpus_per_host, topology=topology,
                            topology_text=topology_text, faults=[str(f) for f in parsed], hosts=[])

@@ -17,10 +17,12 @@ from ipaddress import IPv4Address, IPv4Network
 
 from tierkit import netns
 from tierkit.errors import TierkitError
+from tierkit.safe_yaml import excerpt
 
 POOL = IPv4Network("10.211.0.0/16")
 FIRST_HOST = 11  # host i (1-based) gets .(10 + i)
 FIRST_VIP = 100  # .100-.199 stay free for virtual IPs
+LAST_VIP = 199
 MAX_HOSTS = 32
 BRIDGE = "br0"
 
@@ -125,13 +127,13 @@ def link_up(lab: str, index: int) -> bool:
     return proc.returncode == 0 and "UP" in flags
 
 
-RATE_PATTERN = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?(kbit|mbit|gbit)$")
+RATE_PATTERN = re.compile(r"[1-9][0-9]*(\.[0-9]+)?(kbit|mbit|gbit)")
 
 
 def check_rate(rate: str) -> str:
     """A link rate for `--throttle`, as tc writes it: e.g. 100mbit, 1.5gbit, 500kbit."""
-    if not RATE_PATTERN.match(rate):
-        raise TierkitError(f"--throttle: {rate!r} is not a rate; use a number with kbit, mbit or gbit, e.g. 100mbit")
+    if not RATE_PATTERN.fullmatch(rate):
+        raise TierkitError(f"--throttle: {excerpt(rate)} is not a rate; use a number with kbit, mbit or gbit, e.g. 100mbit")
     return rate
 
 

@@ -24,12 +24,14 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tierkit import catalog
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.providers.base import Provisioned, RealServers, StackContext
+from tierkit.providers.base import Provisioned, RealServers, StackContext, key_file_problem
+from tierkit.safe_yaml import excerpt
+from tierkit.textrules import LocalPath, StrictModel
 
 if TYPE_CHECKING:
     import pulumi
@@ -87,30 +89,38 @@ def placement_error(problem: str) -> PlacementError:
 SubnetId = Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]
 
 
-class AwsConfig(BaseModel):
+class AwsConfig(StrictModel):
     """EC2 GPU instances (needs the Pulumi CLI; the rehearsal refuses cloud resources)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     kind: Literal["aws"]
-    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$", description="AWS region, e.g. us-east-1")
-    instance_type: str | None = Field(
-        None, pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$", description="default: from the GPU set (tierkit's map)"
-    )
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$", description="AWS region, e.g. us-east-1")
+    instance_type: str | None = Field(None, pattern=r"^[a-z][a-z0-9-]{1,15}\.[a-z0-9]{2,16}$",
+                                      description="default: from the GPU set (tierkit's map)")
     ami: str | None = Field(
         None, pattern=r"^ami-[0-9a-f]{8,17}$",
         description="default: the Deep Learning Base AMI current at the first up, then kept",
     )
-    ssh_cidr: ipaddress.IPv4Network = Field(description="CIDR allowed to reach SSH and the endpoint, e.g. 203.0.113.0/24")
-    public_key_path: str = Field(description="SSH public key registered as the instance key pair")
-    private_key_path: str = Field(description="matching private key, used by Ready and Ansible")
+    ssh_cidr: str = Field(description="CIDR allowed to reach SSH and the endpoint, e.g. 203.0.113.0/24")
+    public_key_path: LocalPath = Field(description="SSH public key registered as the instance key pair")
+    private_key_path: LocalPath = Field(description="matching private key, used by Ready and Ansible")
     vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", description="default: the region's default VPC")
     subnet_ids: list[SubnetId] | None = Field(
-        None, min_length=1, description="subnets to place servers in (one zone each); default: the VPC's subnets"
+        None, min_length=1, max_length=8, description="subnets to place servers in (one zone each); default: the VPC's subnets"
     )
-    availability_zones: list[str] | None = Field(
-        None, min_length=1, description="zones to use; default: every zone that offers the instance type"
+    availability_zones: list[Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}[a-z]$")]] | None = Field(
+        None, min_length=1, max_length=8, description="zones to use; default: every zone that offers the instance type"
     )
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError:
+            raise ValueError(f"{excerpt(value)} is not an IPv4 CIDR block; give the operator's network, e.g. 203.0.113.0/24") from None
+        if network.prefixlen == 0:
+            raise ValueError(f"{value} opens SSH and the endpoint to the whole internet; give the operator's network, e.g. 203.0.113.0/24")
+        return value
 
 
 def config_of(spec: TierSpec) -> AwsConfig:
@@ -182,6 +192,7 @@ class AwsProvider(RealServers):
     kind: ClassVar[str] = "aws"
     config: ClassVar[type[BaseModel]] = AwsConfig
     load_balancer: ClassVar[bool] = True
+    api_key_required: ClassVar[bool] = True
 
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
         """The servers' VPC (the load balancer, its health checks, the peers; each host carries the
@@ -221,9 +232,9 @@ class AwsProvider(RealServers):
                 found.append(f"provider.subnet_ids: {spec.server_count} servers need {n} "
                              f"subnets in distinct zones, got {len(set(p.subnet_ids))}; list one subnet per server")
         for key in ("public_key_path", "private_key_path"):
-            path = Path(getattr(p, key)).expanduser()
-            if not path.is_file():
-                found.append(f"provider.{key}: {path} does not exist; create the key pair (ssh-keygen -t ed25519)")
+            problem = key_file_problem(f"provider.{key}", getattr(p, key))
+            if problem:
+                found.append(problem)
         return found
 
     def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:

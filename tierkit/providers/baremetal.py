@@ -13,11 +13,13 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.providers.base import Provisioned, RealServers, StackContext
+from tierkit.providers.base import Provisioned, RealServers, StackContext, key_file_problem
+from tierkit.safe_yaml import excerpt
+from tierkit.textrules import HostAddress, HostName, LocalPath, Port, PosixUser, StrictModel, vip_problem
 
 if TYPE_CHECKING:
     import pulumi
@@ -25,29 +27,54 @@ if TYPE_CHECKING:
     from tierkit.spec import TierSpec
 
 
-class BaremetalHost(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    address: str
-    user: str = "root"
-    port: int = Field(22, ge=1, le=65535)
-    key_path: str
+class BaremetalHost(StrictModel):
+    name: HostName = Field(description="inventory name: letters, digits, _ and -")
+    address: HostAddress
+    user: PosixUser = "root"
+    port: Port = 22
+    key_path: LocalPath
 
 
-class BaremetalConfig(BaseModel):
+class BaremetalConfig(StrictModel):
     """Servers that already exist: tierkit adopts them over SSH."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     kind: Literal["baremetal"]
-    hosts: list[BaremetalHost] = Field(min_length=1)
+    hosts: list[BaremetalHost] = Field(min_length=1, max_length=64)
 
 
 def config_of(spec: TierSpec) -> BaremetalConfig:
     p = spec.provider
     assert isinstance(p, BaremetalConfig)
     return p
+
+
+def unique_hosts(listed: list[BaremetalHost]) -> list[str]:
+    """Each server once: no name (case-insensitive) or address given twice."""
+    problems = []
+    names: dict[str, int] = {}
+    addresses: dict[str, int] = {}
+    for i, h in enumerate(listed):
+        try:
+            address = str(ipaddress.ip_address(h.address))
+        except ValueError:
+            address = h.address.lower().removesuffix(".")
+        for key, seen, what in ((h.name.lower(), names, "name"), (address, addresses, "address")):
+            if key in seen:
+                problems.append(f"provider.hosts[{i}].{what}: {excerpt(getattr(h, what))} is also hosts[{seen[key]}]'s; "
+                                f"each server once, with its own {what}")
+            seen.setdefault(key, i)
+    return problems
+
+
+def ssh_port_clashes(spec: TierSpec, listed: list[BaremetalHost]) -> list[str]:
+    """A host's SSH port that is also one of the ports tierkit serves on it."""
+    from tierkit.spec import HAPROXY_STATS_PORT, SSH_PORT
+
+    serving = {spec.vllm_port: "vLLM's port", spec.serving.port: "the serving port"}
+    if spec.tier == "failover":
+        serving[HAPROXY_STATS_PORT] = "HAProxy's statistics port"
+    return [f"provider.hosts[{i}].port: SSH on {h.port} clashes with {serving[h.port]}; give SSH's real port, or move serving.port"
+            for i, h in enumerate(listed) if h.port in serving and h.port != SSH_PORT]
 
 
 def listed_hosts(spec: TierSpec) -> list[Host]:
@@ -72,18 +99,22 @@ class BaremetalProvider(RealServers):
     kind: ClassVar[str] = "baremetal"
     config: ClassVar[type[BaseModel]] = BaremetalConfig
     load_balancer: ClassVar[bool] = False
+    api_key_required: ClassVar[bool] = True
 
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        """Off the failover tier, the operator's machine (smoke test, clients) by default."""
-        return [] if spec.failover is not None else [source_address(hosts[0].address)]
+        """The operator's machine (smoke test, clients) by default: vLLM's port off the failover
+        tier, the VIP's (and each vLLM's) on it."""
+        return [source_address(hosts[0].address)]
 
     def problems(self, spec: TierSpec) -> list[str]:
         listed = config_of(spec).hosts
         if len(listed) != spec.server_count:
             return [f"provider.hosts: {spec.tier} needs {spec.server_count} host(s), got {len(listed)}; "
                     f"list exactly {spec.server_count}"]
-        if spec.failover is None:
-            return []
+        found = unique_hosts(listed) + ssh_port_clashes(spec, listed)
+        found += [p for i, h in enumerate(listed) if (p := key_file_problem(f"provider.hosts[{i}].key_path", h.key_path))]
+        if spec.failover is None or found:
+            return found
         vip = spec.failover.virtual_ip
         addrs = []
         for h in listed:
@@ -91,11 +122,11 @@ class BaremetalProvider(RealServers):
                 addrs.append(ipaddress.IPv4Address(h.address))
             except ValueError:
                 continue  # a host name: its subnet is unknown here
-        if vip in addrs:
-            return [f"failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet"]
-        on_24 = ipaddress.IPv4Network(f"{vip}/24", strict=False)
-        if addrs and not any(ipaddress.IPv4Network(f"{a}/24", strict=False) == on_24 for a in addrs):
-            return [f"failover.virtual_ip: {vip} is outside the hosts' subnet; pick a free address next to {addrs[0]}"]
+        # The role gives the VIP the hosts' /24 (failover_virtual_prefix); its gateway is unknown here.
+        problem = vip_problem(vip, ipaddress.IPv4Network(f"{addrs[0] if addrs else vip}/24", strict=False), None, addrs)
+        if problem:
+            near = f"next to {addrs[0]}" if addrs else "in the hosts' subnet"
+            return [f"failover.virtual_ip: {problem}; pick a free address {near}"]
         return []
 
     def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:

@@ -20,6 +20,7 @@ Provider modules import Pulumi only inside `provision`, so validating a spec sta
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from abc import ABC, abstractmethod
@@ -85,6 +86,9 @@ class Provider(ABC):
     kind: ClassVar[str]
     config: ClassVar[type[BaseModel]]  # the spec's `provider:` section, discriminated by `kind`
     load_balancer: ClassVar[bool]  # puts its own load balancer in front (no failover VIP needed)
+    # vLLM must require an API key on its servers (one is generated when the stack sets none):
+    # every provider's but the lab's, whose switch no other machine reaches.
+    api_key_required: ClassVar[bool]
 
     @abstractmethod
     def problems(self, spec: TierSpec) -> list[str]:
@@ -115,7 +119,8 @@ class Provider(ABC):
 
     @abstractmethod
     def allowed_sources(self, spec: TierSpec, hosts: list[Host]) -> list[str]:
-        """Addresses beyond the peers and the VIP that must reach vLLM (e.g. the lab's clients)."""
+        """Where the serving port's clients come from when the spec does not say
+        (`serving.allowed_sources`): e.g. the lab's switch, the operator's machine."""
 
     @abstractmethod
     def configure_services(self, spec: TierSpec, hosts: list[Host]) -> AbstractContextManager[None]:
@@ -135,6 +140,19 @@ class Provider(ABC):
     @abstractmethod
     def notes(self, spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:
         """What a reader of the deploy's outputs must know about how it was tested."""
+
+
+def key_file_problem(field: str, path_text: str) -> str | None:
+    """An SSH key file tierkit (and ssh, and Ansible) must read: a readable regular file."""
+    path = Path(path_text).expanduser()
+    fix = "create the key pair (ssh-keygen -t ed25519) or fix the path"
+    if not path.exists():
+        return f"{field}: {path} does not exist; {fix}"
+    if not path.is_file():
+        return f"{field}: {path} is not a regular file; {fix}"
+    if not os.access(path, os.R_OK):
+        return f"{field}: {path} is not readable by this user; fix its owner or mode"
+    return None
 
 
 class RealServers(Provider, ABC):

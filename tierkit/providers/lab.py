@@ -21,9 +21,9 @@ import ipaddress
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host, HostList
@@ -35,6 +35,7 @@ from tierkit.lab.sim import ALL_REDUCE_PERF, SIM_DRIVER_BRANCH, SIM_DRIVER_VERSI
 from tierkit.localvllm.vllm_venv import REMOVED_PACKAGES
 from tierkit.localvllm.wheelhouse import VLLM_REQUIREMENT
 from tierkit.providers.base import DeriveSource, Provider, Provisioned, StackContext
+from tierkit.textrules import IPv4NetText, LocalPath, StrictModel, vip_problem
 
 if TYPE_CHECKING:
     import pulumi
@@ -62,16 +63,44 @@ VLLM_ENV = {
 VLLM_HEALTH_TIMEOUT = 600
 
 
-class LabConfig(BaseModel):
+class LabConfig(StrictModel):
     """Simulated GPU servers on this machine (the built-in default)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["lab"] = "lab"
     name: str = Field("tierkit", pattern=r"^[a-z][a-z0-9-]{0,11}$", description="lab name (short: it names namespaces)")
-    topology: str = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
-    faults: list[str] = Field(default_factory=list, description="faults to inject, e.g. 'inactive-link:0:3'")
-    subnet: ipaddress.IPv4Network | None = Field(None, description="the lab's /24; default: the next free one")
+    topology: LocalPath = Field("nvlink", description="nvlink | pcie | pairs | path to a captured topo -m file")
+    faults: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=64, description="faults to inject, e.g. 'inactive-link=0:3'")
+    subnet: IPv4NetText | None = Field(None, description="the lab's /24; default: the next free one")
+
+    @field_validator("subnet")
+    @classmethod
+    def _private_24(cls, subnet: ipaddress.IPv4Network | None) -> ipaddress.IPv4Network | None:
+        if subnet is not None and (subnet.prefixlen != 24 or not subnet.is_private):
+            raise ValueError(f"{subnet} is not a private /24 (the lab's hosts and VIPs live in one); use one such as 10.77.40.0/24")
+        return subnet
+
+
+# `tierkit lab up` flags -> the spec fields they come from.
+SPEC_FIELDS = {"--name": "provider.name", "--subnet": "provider.subnet", "--topology": "provider.topology",
+               "--fault": "provider.faults", "--gpu": "gpu.model", "--gpus-per-host": "gpu.count", "--hosts": "servers"}
+
+
+def lab_up_problems(spec: TierSpec) -> list[str]:
+    """What `tierkit lab up` would refuse (name, subnet, topology file, faults), as spec paths."""
+    from tierkit.errors import TierkitError
+    from tierkit.lab.lab import check
+
+    p = config_of(spec)
+    try:
+        check(p.name, spec.server_count, spec.gpu.model, spec.gpu.count, p.topology, p.faults, p.subnet)
+    except TierkitError as exc:
+        found = []
+        for problem in exc.problems:
+            flag = next((f for f in sorted(SPEC_FIELDS, key=len, reverse=True) if problem.startswith(f)), None)
+            found.append(f"{SPEC_FIELDS[flag]}{problem[len(flag):]}" if flag else f"provider: {problem}")
+        return found
+    return []
 
 
 def config_of(spec: TierSpec) -> LabConfig:
@@ -128,19 +157,21 @@ class LabProvider(Provider):
     kind: ClassVar[str] = "lab"
     config: ClassVar[type[BaseModel]] = LabConfig
     load_balancer: ClassVar[bool] = False
+    api_key_required: ClassVar[bool] = False
 
     def problems(self, spec: TierSpec) -> list[str]:
-        if spec.failover is None:
-            return []
+        found = lab_up_problems(spec)
+        if spec.failover is None or found:
+            return found
         subnet = config_of(spec).subnet
         vip = spec.failover.virtual_ip
         if subnet is None:
             return ["provider.subnet: a lab failover tier needs the lab's subnet to place its VIP; add subnet: 10.77.40.0/24"]
-        free = network.free_vip(subnet)
-        if vip not in subnet:
-            return [f"failover.virtual_ip: {vip} is outside the hosts' subnet {subnet}; pick a free address in it, e.g. {free}"]
-        if vip in host_addresses(subnet, spec.server_count):
-            return [f"failover.virtual_ip: {vip} is a host's own address; pick a free address in the hosts' subnet, e.g. {free}"]
+        problem = vip_problem(vip, subnet, network.gateway(subnet), host_addresses(subnet, spec.server_count))
+        if problem is None and not network.FIRST_VIP <= int(vip) - int(subnet.network_address) <= network.LAST_VIP:
+            problem = f"{vip} is outside .{network.FIRST_VIP}-.{network.LAST_VIP}, which the lab keeps free for virtual IPs"
+        if problem:
+            return [f"failover.virtual_ip: {problem}; pick a free address such as {network.free_vip(subnet)}"]
         return []
 
     def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:

@@ -7,9 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from tierkit import spec as tier_spec
+from tierkit import safe_yaml, spec as tier_spec
 
 
 @dataclass
@@ -24,11 +22,14 @@ def load_stack_config(root: Path, stack: str, secret_env: dict[str, str]) -> Sta
     """The stack file's `config:` as Pulumi hands it to a program (strings; objects as JSON).
 
     `secure:` values cannot be decrypted without the Pulumi CLI: each key in `secret_env`
-    (config key -> environment variable) is taken from the environment instead, as a secret."""
-    project = (yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}).get("name", "project")
+    (config key -> environment variable) is taken from the environment instead, as a secret.
+    An API key nobody set is the program's to generate (its `api-key` command, whose secret
+    output the rehearsal's record keeps sealed)."""
+    project_doc = safe_yaml.load_file(root / "Pulumi.yaml")
+    project = project_doc.get("name", "project") if isinstance(project_doc, dict) else "project"
     path = tier_spec.stack_path(stack, root)
     tier_spec.spec_data_from_stack_file(path)  # the file exists, parses and has the spec key
-    raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    raw = (safe_yaml.load_file(path) or {}).get("config") or {}
     config: dict[str, str] = {}
     notes: list[str] = []
     for key, value in raw.items():

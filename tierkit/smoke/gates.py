@@ -21,7 +21,7 @@ PLAN_FRACTION = 0.8  # "derive": require this share of the plan's expected outpu
 
 
 class Gates(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     min_output_tok_s: float | None = Field(None, gt=0, description="output_throughput must reach this")
     max_p99_ttft_ms: float | None = Field(None, gt=0, description="p99_ttft_ms must not exceed this")

@@ -41,13 +41,13 @@ class SmokeSettings(BaseModel):
     model: str | None = None
     api: Literal["completions", "chat"] = "completions"
     concurrency: int = Field(defaults.CONCURRENCY, ge=1, le=4096)
-    requests: int | None = Field(None, ge=1, description="None only for a duration_s run")
-    duration_s: float | None = Field(None, gt=0)
-    request_rate: float = Field(math.inf, gt=0)
-    input_len: int = Field(defaults.INPUT_LEN, ge=1)
-    output_len: int = Field(defaults.OUTPUT_LEN, ge=1)
-    warmup: int = Field(defaults.WARMUP, ge=0)
-    timeout_s: float = Field(defaults.TIMEOUT_S, gt=0)
+    requests: int | None = Field(None, ge=1, le=1_000_000, description="None only for a duration_s run")
+    duration_s: float | None = Field(None, gt=0, le=7 * 86400, allow_inf_nan=False)
+    request_rate: float = Field(math.inf, gt=0)  # inf: all at once; nan fails gt
+    input_len: int = Field(defaults.INPUT_LEN, ge=1, le=1 << 24)
+    output_len: int = Field(defaults.OUTPUT_LEN, ge=1, le=1 << 24)
+    warmup: int = Field(defaults.WARMUP, ge=0, le=10_000)
+    timeout_s: float = Field(defaults.TIMEOUT_S, gt=0, le=86400, allow_inf_nan=False)
     seed: int = Field(default_factory=lambda: secrets.randbelow(1 << 31),
                       description="Prompts and arrivals; default a fresh one per run, so no run finds its prompts "
                                   "in the server's prefix cache from an earlier one")
