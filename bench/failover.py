@@ -29,20 +29,17 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from rich.table import Table
 
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
 from tierkit.lab.drills import (
-    HungEngineOutcome, Pair, SoakOutcome, StopVllmOutcome, TakedownOutcome, deploy, hang_engine, lab_spec, restore,
-    soak, start_vllm, stop_vllm, take_down, wait_for_single_holder, wait_until_up,
+    HungEngineOutcome, Pair, SoakOutcome, StopVllmOutcome, TakedownOutcome, bench_pair, hang_engine,
+    restore, soak, start_vllm, stop_vllm, take_down, wait_for_single_holder, wait_until_up,
 )
-from tierkit.lab.lab import Lab
 
 VLLM_START_TIMEOUT_S = 900
 DRILLS = ("hung", "stop", "takedown")
@@ -81,12 +78,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def pair_for(args: argparse.Namespace) -> Pair:
-    if args.no_deploy:
-        lab = Lab.get(args.lab)
-        return Pair.of(lab, lab_spec(lab.name, lab.subnet, args.stack))
-    with tempfile.TemporaryDirectory(prefix="tierkit-bench-failover-") as workdir:
-        err_console.print(f"deploying the {args.stack} stack on lab {args.lab} (minutes when cold)")
-        return deploy(args.lab, Path(workdir), args.stack, playbooks=("vllm", "failover"))
+    return bench_pair(args.lab, args.stack, as_is=args.no_deploy)
 
 
 @dataclass

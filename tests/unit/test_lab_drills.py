@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tierkit.lab import drills as drill
+from tierkit.lab.stalls import HAPROXY_ADMIN_SOCKET
 from tierkit.errors import TierkitError
 from tierkit.providers.lab import host_addresses
 
@@ -25,6 +26,7 @@ def test_constants_follow_the_roles() -> None:
     assert drill.VLLM_SERVICE == vllm_vars["vllm_service"]
     template = (ROOT / "roles/failover/templates/haproxy.cfg.j2").read_text()
     assert f"\nbackend {drill.HAPROXY_BACKEND}\n" in template
+    assert f"stats socket {HAPROXY_ADMIN_SOCKET} " in template and "level admin" in template
     failover_vars = yaml.safe_load((ROOT / "roles/failover/vars/main.yml").read_text())
     assert drill.FAILOVER_LOG_TAG == failover_vars["failover_log_tag"]
 
@@ -46,6 +48,9 @@ def test_stats_csv_gives_each_vllm_its_counters() -> None:
     stopped, serving = stats["tkfodev-2"], stats["tkfodev-1"]
     assert stopped.status == "DOWN" and serving.status == "UP"
     assert serving.responses_2xx > 0 and serving.sessions >= serving.responses_2xx
+    # HAProxy's maxima (ms): the queue wait while both were down, connects, responses
+    assert (serving.qtime_max, serving.ctime_max, serving.rtime_max) == (2110, 3, 1220)
+    assert (stopped.retries, stopped.rtime_max) == (2, 1959)
 
 
 def test_served_between_counts_each_vllm_separately() -> None:

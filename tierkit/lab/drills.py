@@ -32,6 +32,7 @@ import http.client
 import json
 import shlex
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -146,6 +147,19 @@ def deploy(lab_name: str, workdir: Path, stack: str = "failover",
     return Pair.of(lab, spec)
 
 
+def bench_pair(lab_name: str, stack: str = "failover", *, as_is: bool = False) -> Pair:
+    """The pair a bench measures: lab `lab_name` as it is (`as_is`: a pair `tierkit up` or an
+    earlier run made), else deployed by `deploy` with its files in a temporary directory."""
+    if as_is:
+        lab = Lab.get(lab_name)
+        return Pair.of(lab, lab_spec(lab.name, lab.subnet, stack))
+    from tierkit.console import err_console
+
+    with tempfile.TemporaryDirectory(prefix="tierkit-bench-") as workdir:
+        err_console.print(f"deploying the {stack} stack on lab {lab_name} (minutes when cold)")
+        return deploy(lab_name, Path(workdir), stack, playbooks=("vllm", "failover"))
+
+
 # ---------------------------------------------------------------------------------------------
 # Who holds the VIP.
 
@@ -209,6 +223,11 @@ class ServerStats:
     responses_2xx: int
     retries: int  # wretr
     redispatches: int  # wredis
+    # The longest queue wait, connect and response (to the first byte of the answer's head)
+    # times in ms since HAProxy started or `clear counters` (its admin socket) reset them.
+    qtime_max: int = 0
+    ctime_max: int = 0
+    rtime_max: int = 0
 
 
 def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
@@ -226,6 +245,9 @@ def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
             responses_2xx=int(row["hrsp_2xx"] or 0),
             retries=int(row["wretr"] or 0),
             redispatches=int(row["wredis"] or 0),
+            qtime_max=int(row.get("qtime_max") or 0),
+            ctime_max=int(row.get("ctime_max") or 0),
+            rtime_max=int(row.get("rtime_max") or 0),
         )
         for row in rows
         if row["pxname"] == HAPROXY_BACKEND and row["svname"] not in ("BACKEND", "FRONTEND")
