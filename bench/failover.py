@@ -37,7 +37,7 @@ from rich.table import Table
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
 from tierkit.lab.drills import (
-    HungEngineOutcome, Pair, SoakOutcome, StopVllmOutcome, TakedownOutcome, bench_pair, hang_engine,
+    HungEngineOutcome, Pair, SoakOutcome, StopVllmOutcome, TakedownOutcome, add_pair_arguments, bench_pair, hang_engine,
     restore, soak, start_vllm, stop_vllm, take_down, wait_for_single_holder, wait_until_up,
 )
 
@@ -62,9 +62,7 @@ def minutes(text: str) -> float:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lab", default="tkfo-bench", help="lab name (default: tkfo-bench)")
-    p.add_argument("--stack", default="failover", help="stack whose spec the pair serves (default: failover)")
-    p.add_argument("--no-deploy", action="store_true", help="use the lab as it is; do not run site.yml")
+    add_pair_arguments(p)
     p.add_argument("--rounds", type=int, default=5, help="rounds of the drills (default: 5)")
     p.add_argument("--fault", choices=("kill", "cut-link"), default="kill", help="how the holder goes down (default: kill)")
     p.add_argument("--concurrency", type=int, default=8, help="smoke concurrency in the hung-engine and vLLM-stop drills (default: 8)")

@@ -26,7 +26,7 @@ from dataclasses import asdict
 
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
-from tierkit.lab.drills import Pair, bench_pair
+from tierkit.lab.drills import Pair, add_pair_arguments, bench_pair
 from tierkit.lab.stalls import StallOutcome, short_completions, targets
 
 KINDS = ("vllm", "haproxy", "vip")
@@ -34,9 +34,7 @@ KINDS = ("vllm", "haproxy", "vip")
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lab", default="tkfo-bench", help="lab name (default: tkfo-bench)")
-    p.add_argument("--stack", default="failover", help="stack whose spec the pair serves (default: failover)")
-    p.add_argument("--no-deploy", action="store_true", help="use the lab as it is; do not run the playbooks")
+    add_pair_arguments(p)
     p.add_argument("--loops", type=int, default=4, help="parallel loops (default: 4)")
     p.add_argument("--requests", type=int, default=40, help="requests per loop (default: 40)")
     p.add_argument("--slow", type=float, default=0.5, help="a first byte later than this many seconds is a stall (default: 0.5)")

@@ -26,6 +26,7 @@ repeats them and prints them.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import http.client
@@ -145,6 +146,13 @@ def deploy(lab_name: str, workdir: Path, stack: str = "failover",
         if not result.ok:
             raise TierkitError(*(f"{playbook}: {f.host}: {f.task}: {f.message}" for f in result.failures))
     return Pair.of(lab, spec)
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick the pair a bench measures (`bench_pair`'s arguments)."""
+    parser.add_argument("--lab", default="tkfo-bench", help="lab name (default: tkfo-bench)")
+    parser.add_argument("--stack", default="failover", help="stack whose spec the pair serves (default: failover)")
+    parser.add_argument("--no-deploy", action="store_true", help="use the lab as it is; do not run the playbooks")
 
 
 def bench_pair(lab_name: str, stack: str = "failover", *, as_is: bool = False) -> Pair:
