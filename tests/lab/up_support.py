@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tierkit.paths import StackPaths
 from tierkit.spec import load_stack
 
@@ -38,19 +36,21 @@ class Up:
         return self.proc.stderr
 
 
-def tierkit(*args: str, env: dict[str, str] | None = None, timeout: float = UP_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([TIERKIT, *args], cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True,
+def tierkit(*args: str, env: dict[str, str] | None = None, timeout: float = UP_TIMEOUT_S,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`tierkit ARGS` in project directory `cwd` (default: this repository), as a user runs it."""
+    return subprocess.run([TIERKIT, *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True,
                           text=True, timeout=timeout)
 
 
-def up(stack: str, env: dict[str, str] | None = None, *args: str) -> Up:
+def up(stack: str, env: dict[str, str] | None = None, *args: str, cwd: Path = ROOT) -> Up:
     started = time.monotonic()
-    proc = tierkit("up", "--stack", stack, "--json", *args, env=env)
+    proc = tierkit("up", "--stack", stack, "--json", *args, env=env, cwd=cwd)
     return Up(proc, time.monotonic() - started)
 
 
-def lab_name(stack: str) -> str:
-    return load_stack(stack, ROOT).provider.name  # type: ignore[union-attr]
+def lab_name(stack: str, root: Path = ROOT) -> str:
+    return load_stack(stack, root).provider.name  # type: ignore[union-attr]
 
 
 def on_host(host: str, command: str) -> str:
@@ -63,13 +63,8 @@ def vllm_main_pid(host: str) -> int:
     return int(on_host(host, "systemctl show -p MainPID --value vllm.service"))
 
 
-def state_dir(stack: str) -> Path:
-    return StackPaths(ROOT, stack).state_dir
-
-
-def spec_smoke(stack: str) -> dict[str, Any]:
-    doc = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    return doc["config"]["tierkit:tier"]["smoke"]
+def state_dir(stack: str, root: Path = ROOT) -> Path:
+    return StackPaths(root, stack).state_dir
 
 
 def clean(stack: str) -> None:
@@ -87,14 +82,16 @@ def deployed(stack: str, env: dict[str, str] | None = None, *args: str) -> Itera
         clean(stack)
 
 
-def down_leaves_nothing(stack: str, find_leftovers: Callable[[str], list[str]]) -> subprocess.CompletedProcess[str]:
-    """`tierkit down` of a lab stack: every recorded delete ran, nothing of the lab or the stack's
-    state is left. Returns the command's result for further checks."""
-    proc = tierkit("down", "--stack", stack, "--json", timeout=300)
+def down_leaves_nothing(stack: str, find_leftovers: Callable[[str], list[str]],
+                        root: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`tierkit down` of a lab stack (of the project in `root`): every recorded delete ran, nothing
+    of the lab or the stack's state is left. Returns the command's result for further checks."""
+    proc = tierkit("down", "--stack", stack, "--json", timeout=300, cwd=root)
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)["deleted"]) == {"smoke", "calibrate", "configure", "wait-ssh", "lab"}
-    assert find_leftovers(lab_name(stack)) == []
-    kept = sorted(p.name for p in state_dir(stack).iterdir()) if state_dir(stack).exists() else []
+    assert find_leftovers(lab_name(stack, root)) == []
+    state = state_dir(stack, root)
+    kept = sorted(p.name for p in state.iterdir()) if state.exists() else []
     assert kept in ([], ["history.jsonl"]), kept  # the up history outlives down (tierkit/history.py)
     return proc
 
