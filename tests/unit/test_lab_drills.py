@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tierkit import spec
 from tierkit.lab import drills as drill
 from tierkit.errors import TierkitError
 from tierkit.providers.lab import host_addresses
@@ -21,8 +22,11 @@ FIXTURE = ROOT / "tests" / "fixtures" / "haproxy" / "stats-after-vllm-stop.csv"
 def test_constants_follow_the_roles() -> None:
     failover = yaml.safe_load((ROOT / "roles/failover/defaults/main.yml").read_text())
     assert drill.HAPROXY_STATS_PORT == failover["failover_stats_port"]
+    assert spec.DRAIN_AGENT_PORT == failover["failover_agent_port"]
+    failover_vars = yaml.safe_load((ROOT / "roles/failover/vars/main.yml").read_text())
     vllm_vars = yaml.safe_load((ROOT / "roles/vllm/vars/main.yml").read_text())
     assert drill.VLLM_SERVICE == vllm_vars["vllm_service"]
+    assert failover_vars["failover_vllm_service"] == vllm_vars["vllm_service"]
     template = (ROOT / "roles/failover/templates/haproxy.cfg.j2").read_text()
     assert f"\nbackend {drill.HAPROXY_BACKEND}\n" in template
 

@@ -15,6 +15,9 @@ repeats them and prints them.
 - `hang_engine`: a node's engine hangs (its engine core stopped with SIGSTOP; vLLM's /health
   still answers 200) during a smoke run through the VIP; the time until both HAProxies have it
   out of the pool, and the failed requests split by when they started.
+- `rolling_restart`: configure runs with a changed vLLM setting while a continuous load of streamed
+  completions goes through the VIP; every node's vLLM restarts, one at a time, each drained from
+  both HAProxies first: no request may fail, in flight or new.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
 - `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
@@ -29,6 +32,7 @@ import http.client
 import json
 import shlex
 import subprocess
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,7 +45,7 @@ from pydantic import SecretStr
 from tierkit import netns
 from tierkit.configure import configure
 from tierkit.errors import TierkitError
-from tierkit.inventory import secret_vars, vllm_port
+from tierkit.inventory import HAPROXY_BACKEND, secret_vars, vllm_port
 from tierkit.lab import network
 from tierkit.lab.lab import Lab, ssh_argv
 from tierkit.paths import StackPaths
@@ -56,7 +60,6 @@ from tierkit.spec import TierSpec, parse_spec, spec_data_from_stack_file, stack_
 # roles/failover defaults (failover_stats_port) and roles/vllm vars (vllm_service); a unit test
 # keeps these in step with the roles.
 HAPROXY_STATS_PORT = 8404
-HAPROXY_BACKEND = "tierkit_vllm"
 VLLM_SERVICE = "vllm"
 
 # vLLM's engine core process title (`set_process_title("EngineCore_DP<rank>")` with the prefix
@@ -611,4 +614,119 @@ def heal(pair: Pair, node: str) -> None:
 def restore(pair: Pair, node: str) -> None:
     """Plug the node back in and boot it if it is down (waits for SSH)."""
     pair.lab.fault(node, "restore")
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Drill 5: a rolling restart under load.
+
+
+@dataclass
+class RollingRestartOutcome:
+    requests: int  # streamed completions sent through the VIP while configure ran
+    failed: int  # of them, the ones without a whole stream (the tier promises 0)
+    restart_s: float  # the configure run that restarted the nodes, one at a time
+    restarted: list[str]  # nodes whose vLLM runs a new process afterwards
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class _Stream:
+    """A streamed completion's status and body."""
+
+    __slots__ = ("status", "body")
+
+    def __init__(self) -> None:
+        self.status, self.body = 0, bytearray()
+
+    def on_head(self, status: int, headers: dict[str, str]) -> None:
+        self.status = status
+
+    def on_body(self, data: bytes, now: float) -> None:
+        self.body += data
+
+
+def stream_request(pair: Pair, output_len: int) -> bytes:
+    body = json.dumps({"model": pair.model, "prompt": "Count to one hundred:", "max_tokens": output_len,
+                       "ignore_eos": True, "stream": True}).encode()
+    return build_request("POST", pair.endpoint, "/v1/completions", body, pair.api_key)
+
+
+async def completion(endpoint: Endpoint, request: bytes, timeout_s: float) -> str | None:
+    """One streamed completion on a fresh connection: None when it ran to `data: [DONE]`, else why not
+    (a 200 head followed by no tokens, the loss a planned stop used to cause, is a failure)."""
+    pool = ConnectionPool(endpoint, timeout_s)
+    sink = _Stream()
+    try:
+        reason = await pool.exchange(request, sink)
+    finally:
+        pool.close()
+    if reason is not None:
+        return reason
+    if sink.status != 200:
+        return f"HTTP {sink.status}"
+    if b'"error"' in sink.body or b"data: [DONE]" not in sink.body:
+        return "stream ended without [DONE]"
+    return None
+
+
+async def steady_load(endpoint: Endpoint, request: bytes, concurrency: int, stop: threading.Event,
+                      started: threading.Event, timeout_s: float) -> list[tuple[float, str | None]]:
+    """`concurrency` clients sending completions back to back until `stop`: (sent at, why it failed)."""
+    results: list[tuple[float, str | None]] = []
+
+    async def client() -> None:
+        while not stop.is_set():
+            sent = time.perf_counter()
+            results.append((sent, await completion(endpoint, request, timeout_s)))
+            started.set()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return results
+
+
+def main_pids(pair: Pair) -> dict[str, str]:
+    """Each node's vLLM main process id (0: not running)."""
+    return {n: pair.ssh(n, f"systemctl show --property=MainPID --value {VLLM_SERVICE}").strip() for n in pair.nodes}
+
+
+def rolling_restart(pair: Pair, workdir: Path, spec: TierSpec, *, stack: str = "failover", playbook: str = "vllm",
+                    concurrency: int = 4, output_len: int = 32, timeout_s: float = 120) -> RollingRestartOutcome:
+    """Run `playbook` with `spec` (a vLLM setting changed, so every node's vLLM restarts) while
+    `concurrency` clients in the lab's switch stream completions through the VIP back to back,
+    from before the run starts until after it ends."""
+    before = main_pids(pair)
+    stop, started = threading.Event(), threading.Event()
+    endpoint, request = pair.endpoint, stream_request(pair, output_len)
+    box: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            box["results"] = netns.call_in(pair.lab.netns, lambda: asyncio.run(
+                steady_load(endpoint, request, concurrency, stop, started, timeout_s)))
+        except BaseException as exc:  # reported below, in the caller's thread
+            box["error"] = exc
+            started.set()
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        if not started.wait(timeout_s) or "error" in box:
+            raise TierkitError(f"failover: no completion through {endpoint.url} before the rolling restart")
+        t0 = time.perf_counter()
+        result = configure(spec, pair.lab.hosts, StackPaths(workdir, stack), playbook, quiet=True)
+        restart_s = time.perf_counter() - t0
+        time.sleep(2)  # clients keep sending after the run: the last node serves and both pools hold it
+    finally:
+        stop.set()
+        loader.join()
+    if "error" in box:
+        raise box["error"]
+    if not result.ok:
+        raise TierkitError(*(f"{playbook}: {f.host}: {f.task}: {f.message}" for f in result.failures))
+    after = main_pids(pair)
+    results = box["results"]
+    failed = [why for _, why in results if why is not None]
+    return RollingRestartOutcome(requests=len(results), failed=len(failed), restart_s=restart_s,
+                                 restarted=[n for n in pair.nodes if after[n] not in (before[n], "0")],
+                                 errors=dict(Counter(failed)))
 
