@@ -361,7 +361,7 @@ def test_vrrp_and_the_serving_port_are_accepted_from_their_sources_only(rendered
         peers = [a for n, a in addresses.items() if n != name]
         assert f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept" in text
         rules = [line.strip() for line in text.splitlines() if line.startswith("\t\t")]
-        assert f"elements = {{ 127.0.0.0/8, {', '.join(clients)} }}" in rules
+        assert f"elements = {{ 127.0.0.0/8, {', '.join(peers + clients)} }}" in rules
         nodes = ", ".join(addresses.values())  # the drain agent answers both HAProxies
         assert rules[-7:] == [f'tcp dport {port} iifname "lo" accept', f"tcp dport {port} ip saddr @serving_sources accept",
                               f"tcp dport {port} drop", f"tcp dport {AGENT_PORT} ip saddr {{ {nodes} }} accept",
