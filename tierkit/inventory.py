@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from tierkit import catalog, planner, providers
+from tierkit.atomicfile import write_atomic
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
 from tierkit.secretfile import read_or_create
@@ -296,16 +297,15 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
 
 
 def write(inventory: Inventory, directory: str | Path) -> Path:
-    """Write `hosts.yml` and `group_vars/gpu_servers.yml` under `directory`; returns hosts.yml."""
+    """Write `hosts.yml` and `group_vars/gpu_servers.yml` under `directory`, each whole or not at
+    all (a configure killed meanwhile leaves the old file or the new one); returns hosts.yml."""
     root = Path(directory)
     header = "# Rendered by `tierkit inventory` from the tier spec; regenerate rather than edit.\n"
     hosts_file = root / "hosts.yml"
     try:
         (root / "group_vars").mkdir(parents=True, exist_ok=True)
-        hosts_file.write_text(header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
-        (root / "group_vars" / f"{GROUP}.yml").write_text(
-            header + yaml.safe_dump(inventory.group_vars, sort_keys=False)
-        )
+        write_atomic(hosts_file, header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
+        write_atomic(root / "group_vars" / f"{GROUP}.yml", header + yaml.safe_dump(inventory.group_vars, sort_keys=False))
     except OSError as exc:
         raise TierkitError(f"{root}: cannot write the inventory there ({exc.strerror}); pick a writable directory") from None
     return hosts_file
