@@ -61,6 +61,10 @@ def test_vllm_metrics_count_finished_completions_only() -> None:
     assert aborted != text and stopped != text
     assert drill.parse_vllm_finished(aborted) == 1090  # aborted requests ended without output
     assert drill.parse_vllm_finished(stopped) == 1095
+    one_token = 'vllm:request_generation_tokens_bucket{engine="0",le="1.0",model_name="tiny-llama"}'
+    checked = text.replace(f"{one_token} 0.0", f"{one_token} 90.0")
+    assert checked != text
+    assert drill.parse_vllm_finished(checked) == 1000  # 90 health checks of one token each
 
 
 def test_lab_spec_keeps_the_stack_on_its_own_subnet() -> None:

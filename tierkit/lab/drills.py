@@ -256,20 +256,28 @@ def wait_until_up(pair: Pair, observer: str, server: str, timeout_s: float) -> f
 FINISHED_REASONS = ("stop", "length", "repetition")
 
 
+# One-token requests finished (the health checks' completions: HAProxy's and keepalived's).
+ONE_TOKEN_BUCKET = 'vllm:request_generation_tokens_bucket{'
+
+
 def parse_vllm_finished(metrics_text: str) -> int:
-    """Requests vLLM finished with output, from its Prometheus text (`vllm:request_success_total`)."""
+    """Requests vLLM finished with output and more than one token, from its Prometheus text:
+    `vllm:request_success_total` less the one-token requests (the `le="1.0"` bucket of
+    `vllm:request_generation_tokens`), which are the health checks."""
     total = 0.0
     for line in metrics_text.splitlines():
-        if not line.startswith("vllm:request_success_total{"):
-            continue
         labels, _, value = line.rpartition(" ")
-        if any(f'finished_reason="{reason}"' in labels for reason in FINISHED_REASONS):
-            total += float(value)
+        if line.startswith("vllm:request_success_total{"):
+            if any(f'finished_reason="{reason}"' in labels for reason in FINISHED_REASONS):
+                total += float(value)
+        elif line.startswith(ONE_TOKEN_BUCKET) and 'le="1.0"' in labels:
+            total -= float(value)
     return int(total)
 
 
 def vllm_finished(pair: Pair, node: str) -> int:
-    """Completions the node's vLLM has finished since it started (health checks do not count)."""
+    """Completions the node's vLLM has finished since it started (the checks' one-token
+    completions do not count)."""
     url = f"http://{pair.lab.host(node).address}:{pair.backend_port}/metrics"  # vLLM binds the node's address only
     return parse_vllm_finished(pair.ssh(node, shlex.join(["curl", "--silent", "--fail", url])))
 
@@ -449,7 +457,7 @@ def start_vllm(pair: Pair, node: str, timeout_s: float = 600) -> float:
 class HungEngineOutcome:
     node: str  # whose engine core was stopped
     holder: str  # the VIP holder
-    out_of_pool_s: float  # SIGSTOP -> both HAProxies have the node DOWN (read over SSH: a bound)
+    out_of_pool_s: float  # SIGSTOP -> the last HAProxy to mark the node DOWN (their journals)
     health_while_hung: int  # the node's /health status once out of the pool (200: it does not see the hang)
     requests: int
     failed_before: int  # started before it left the pool: in flight on it, or sent to it while hung
@@ -458,21 +466,35 @@ class HungEngineOutcome:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-def signal_engine(pair: Pair, node: str, signal: Literal["STOP", "CONT"]) -> None:
-    """Send SIGSTOP or SIGCONT to the node's vLLM engine core process."""
-    pair.ssh(node, f"pids=$(pgrep --full '^{ENGINE_CORE}') && kill -{signal} $pids")
+def signal_engine(pair: Pair, node: str, signal: Literal["STOP", "CONT"]) -> float:
+    """Send SIGSTOP or SIGCONT to the node's vLLM engine core process; returns when it was sent
+    (the node's clock, seconds since the epoch: lab hosts share this machine's clock)."""
+    return float(pair.ssh(node, f"pids=$(pgrep --full '^{ENGINE_CORE}') && kill -{signal} $pids && date +%s.%N"))
 
 
-def wait_out_of_pool(pair: Pair, node: str, timeout_s: float) -> None:
-    """Until every node's HAProxy has `node` DOWN; TierkitError after timeout_s."""
+def marked_down_at(pair: Pair, observer: str, node: str, since: float) -> float | None:
+    """When `observer`'s HAProxy first logged `node` DOWN at or after `since` (epoch seconds, from
+    its journal: HAProxy's own record, free of the delay of reading it over SSH), or None."""
+    lines = pair.ssh(observer, f"journalctl --unit haproxy --output short-unix --no-pager --since @{since:.6f}")
+    marker = f"Server {HAPROXY_BACKEND}/{node} is DOWN"
+    return next((float(line.split()[0]) for line in lines.splitlines() if marker in line), None)
+
+
+def wait_out_of_pool(pair: Pair, node: str, since: float, timeout_s: float) -> float:
+    """Until every node's HAProxy has `node` DOWN; returns the seconds from `since` (epoch) to the
+    last of them marking it DOWN; TierkitError after timeout_s."""
     deadline = time.monotonic() + timeout_s
     while True:
         status = {observer: backend_stats(pair, observer)[node].status for observer in pair.nodes}
         if all(s.startswith("DOWN") for s in status.values()):
-            return
+            break
         if time.monotonic() > deadline:
             raise TierkitError(f"failover: {node} is still in the pool {timeout_s:g} s after its engine hung ({status})")
         time.sleep(0.05)
+    marks = [marked_down_at(pair, observer, node, since) for observer in pair.nodes]
+    if None in marks:
+        raise TierkitError(f"failover: a HAProxy has {node} DOWN but its journal does not say when; check `journalctl -u haproxy`")
+    return max(m for m in marks if m is not None) - since
 
 
 def hang_engine(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float = 20.0, hang_after_s: float = 5.0,
@@ -489,9 +511,10 @@ def hang_engine(pair: Pair, node: str, *, concurrency: int = 8, duration_s: floa
     marks: dict[str, Any] = {}
 
     def hang() -> None:
-        marks["t0"] = time.perf_counter()
-        signal_engine(pair, node, "STOP")
-        wait_out_of_pool(pair, node, 30)
+        stopped_at = signal_engine(pair, node, "STOP")
+        marks["out_of_pool_s"] = wait_out_of_pool(pair, node, stopped_at, 30)
+        # Requests started from here on are new to the pool without the node (its checks' own
+        # timestamps are earlier: this bound is late, which only counts more requests as before).
         marks["t1"] = time.perf_counter()
         marks["health"] = health_status(address, pair.backend_port)
 
@@ -521,7 +544,7 @@ def hang_engine(pair: Pair, node: str, *, concurrency: int = 8, duration_s: floa
     return HungEngineOutcome(
         node=node,
         holder=holder,
-        out_of_pool_s=t1 - marks["t0"],
+        out_of_pool_s=marks["out_of_pool_s"],
         health_while_hung=marks["health"],
         requests=len(results),
         failed_before=sum(r.start < t1 for r in failed),
