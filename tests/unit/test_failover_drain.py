@@ -127,7 +127,10 @@ def test_the_agent_answers_ready_then_drain_and_notes_whom_it_told(agent: int, d
     assert not list(notes.iterdir())
     drain_tool.raise_flag(state, notes, ["127.0.0.1"])
     assert ask(agent) == "drain"
-    assert (notes / "told-127.0.0.1").exists()
+    deadline = time.monotonic() + 5  # the agent notes it after the answer has gone out
+    while not (notes / "told-127.0.0.1").exists():
+        assert time.monotonic() < deadline, "the agent never noted whom it told"
+        time.sleep(0.01)
     drain_tool.ready(state)
     assert ask(agent) == "ready"
     drain_tool.ready(state)  # lowering a lowered flag is fine
