@@ -65,6 +65,7 @@ VERBS: tuple[str, ...] = (
     "wait_ssh",
     "calibrate",
     "up",
+    "preview",
     "lab",
     "collection",
     "status",

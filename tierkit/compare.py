@@ -1,8 +1,9 @@
 """The tier comparison for one model and GPU: single GPU, multi-GPU, replicas and split, side by side.
 
 This is the published comparison's shape (docs/planner.md) computed for any catalog model and GPU:
-per setup the largest FP16 model, single-stream and aggregate decode speed, users, the interconnect
-the replica's traffic crosses, and, given a GPU-hour price, the cost per hour and per million
+per setup the layout the planner recommends (TP, PP and data-parallel engines), the largest FP16
+model, single-stream, one-stream-per-engine and aggregate decode speed, users, the interconnect an
+engine's traffic crosses, and, given a GPU-hour price, the cost per hour and per million
 output tokens.
 """
 
@@ -24,10 +25,14 @@ class CompareRow(BaseModel):
     fits: bool
     servers: int
     gpus_per_server: int
+    layout: planner.LayoutKind
     tensor_parallel: int
     pipeline_parallel: int
+    data_parallel: int
+    engines: int
     max_fp16_params_b: float
     single_stream_tok_s: float
+    expected_tok_s: float
     aggregate_tok_s: float
     max_users: int
     interconnect: str
@@ -61,10 +66,14 @@ def row(setup: str, gpu: catalog.Gpu, plan: planner.Plan, gpu_hour_usd: float | 
         fits=plan.fits,
         servers=plan.servers,
         gpus_per_server=plan.gpus_per_server,
+        layout=plan.layout,
         tensor_parallel=plan.tensor_parallel,
         pipeline_parallel=plan.pipeline_parallel,
+        data_parallel=plan.data_parallel,
+        engines=plan.engines,
         max_fp16_params_b=plan.max_fp16_params_b,
         single_stream_tok_s=plan.single_stream_tok_s if plan.fits else 0.0,
+        expected_tok_s=plan.expected_tok_s if plan.fits else 0.0,
         aggregate_tok_s=plan.aggregate_tok_s if plan.fits else 0.0,
         max_users=plan.max_users,
         interconnect=interconnect(gpu, plan),

@@ -17,6 +17,7 @@ from typing import Any
 from tierkit import history, junit
 from tierkit.ansible import RunResult, result_file
 from tierkit.paths import StackPaths
+from tierkit.smoke import junit_suite as smoke_suite
 
 # Program resources -> the flow's step names; every other resource belongs to "servers".
 STEP_OF = {"wait-ssh": "readiness", "configure": "configure", "calibrate": "calibrate", "smoke": "smoke"}
@@ -34,7 +35,7 @@ class Step:
 
 class EngineEvents:
     """Steps from the Pulumi engine's events (the JSON objects `pulumi up --event-log FILE` writes,
-    one per line, and the Automation API parses): a command's time from its resourcePreEvent to
+    one per line; tierkit/pulumi_cli.py hands them over): a command's time from its resourcePreEvent to
     its resOutputsEvent, and a failed one's reason from the last error diagnostic on its URN."""
 
     COMMAND = "command:local:Command"
@@ -67,22 +68,6 @@ class EngineEvents:
             self._errors[diagnostic["urn"]] = " ".join(str(diagnostic.get("message", "")).split())[:500]
 
 
-def sdk_event(event: Any) -> dict[str, Any]:
-    """An Automation API `EngineEvent` as the JSON object the event log holds (the fields
-    EngineEvents reads)."""
-    out: dict[str, Any] = {"timestamp": getattr(event, "timestamp", 0)}
-    for key, attr in (("resourcePreEvent", "resource_pre_event"), ("resOutputsEvent", "res_outputs_event"),
-                      ("resOpFailedEvent", "res_op_failed_event")):
-        step = getattr(event, attr, None)
-        if step is not None:
-            meta = step.metadata
-            out[key] = {"metadata": {"type": meta.type, "urn": meta.urn}, "planning": getattr(step, "planning", None)}
-    diagnostic = getattr(event, "diagnostic_event", None)
-    if diagnostic is not None:
-        out["diagnosticEvent"] = {"urn": diagnostic.urn, "severity": diagnostic.severity, "message": diagnostic.message}
-    return out
-
-
 def _steps(ran: list[Step], planned: list[str]) -> list[tuple[str, float, str, bool]]:
     """(step, seconds, failure, ran) per flow step, resources grouped; planned but not run: skipped."""
     out: dict[str, list[Any]] = {}
@@ -108,17 +93,6 @@ def _configure_suite(stack: str, result: RunResult) -> junit.Suite:
     return junit.Suite(f"tierkit up {stack}: configure", cases, wall_s=result.elapsed_s)
 
 
-def _smoke_suite(stack: str, report: dict[str, Any]) -> junit.Suite:
-    cases = []
-    for g in report.get("gates", []):
-        figures = f"measured {g['measured']}, required {(g['op'] + ' ') if g.get('op') else ''}{g['required']}"
-        cases.append(junit.Case(g["name"], "tierkit.smoke.gates", 0.0, "passed" if g["passed"] else "failure",
-                                "" if g["passed"] else f"{g['name']} {figures}", "", figures))
-    plan = "\n".join(f"plan vs measured: {c['name']}: predicted {c['predicted']}, measured {c['measured']} "
-                     f"({c['error_pct']}%) (from {c['source']})" for c in report.get("plan_vs_measured", []))
-    return junit.Suite(f"tierkit up {stack}: smoke", cases, wall_s=float(report.get("duration", 0.0)), output=plan)
-
-
 def suites(stack: str, ran: list[Step], planned: list[str], configure: RunResult | None,
            smoke: dict[str, Any] | None, up_log: str, failure: str | None = None) -> list[junit.Suite]:
     """The JUnit suites of one up: steps, then configure's plays and gates, then the smoke gates.
@@ -137,7 +111,7 @@ def suites(stack: str, ran: list[Step], planned: list[str], configure: RunResult
     if configure is not None:
         out.append(_configure_suite(stack, configure))
     if smoke is not None:
-        out.append(_smoke_suite(stack, smoke))
+        out.append(smoke_suite.from_json(f"tierkit up {stack}: smoke", smoke))
     return out
 
 

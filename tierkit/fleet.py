@@ -5,11 +5,12 @@
     (`tierkit smoke`, after `tierkit calibrate` where the provider derives the floor that way)
 
 Every step after Servers is a `local.Command` running a tierkit verb, so each is usable on its
-own. The spec reaches every verb the same way, as `--stack NAME` (run from the project root);
-the hosts, as the file Readiness writes. Secrets (API key, HF token) reach commands only through
-their environment, never their command line; the commands that get them log stderr only, and
-configure's stdout is a secret output. Files a stack keeps on this machine live in
-`.tierkit/<stack>/` (tierkit/paths.py).
+own. The spec reaches every verb the same way, as `--stack NAME` (run from the project root).
+Secrets (API key, HF token) reach commands only through their environment, never their command
+line; the commands that get them log stderr only, and configure's stdout is a secret output. What
+a later run needs travels through outputs: the hosts and their pinned host keys (Readiness's
+stdout, a secret) are Configure's stdin. Files under `.tierkit/<stack>/` (tierkit/paths.py) are
+caches each step rebuilds from its inputs.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from tierkit.inventory import HF_TOKEN_ENV, VLLM_API_KEY_ENV
 from tierkit.planner import Plan
 from tierkit.providers import StackContext
 from tierkit.smoke.endpoint import CLIENT_API_KEY_ENV
+from tierkit.smoke.gates import from_report
 from tierkit.spec import TierSpec
 
 READY_TIMEOUT_S = 600  # a cloud instance can take minutes to boot; the lab answers in seconds
@@ -77,34 +79,43 @@ class Servers(pulumi.ComponentResource):
         self.hosts = made.hosts
         self.endpoint = made.endpoint
         self.resources = made.resources
+        self.notes = made.notes if made.notes is not None else pulumi.Output.from_input([])
         self.register_outputs({"hosts": self.hosts})
 
 
 class Readiness(pulumi.ComponentResource):
-    """`tierkit wait-ssh`: every host answers SSH, its host key pinned in the stack's known_hosts.
-    Writes the stack's hosts.json (the hosts, pinned) for the steps after it."""
+    """`tierkit wait-ssh`: every host answers SSH, its host key verified or pinned on first
+    contact. Its output (a secret) is the hosts with their pinned keys: what Configure gets on its
+    stdin, so a later run needs no file from this one (the stack's state carries the pins).
+    `hosts`: the same hosts without their keys (plain); `pinned`: with them (secret)."""
 
     def __init__(self, ctx: StackContext, servers: Servers) -> None:
         super().__init__("tierkit:fleet:Readiness", "ready", None, pulumi.ResourceOptions(parent=servers))
         paths = ctx.paths
-        self.hosts_file = paths.hosts_file
         self.command = local.Command(
             "wait-ssh",
             create=ctx.command("wait-ssh", "--hosts", "-", "--known-hosts", str(paths.known_hosts),
-                               "--write", str(self.hosts_file), "--timeout", str(READY_TIMEOUT_S), "--json"),
+                               "--timeout", str(READY_TIMEOUT_S), "--json"),
             stdin=servers.hosts.apply(json.dumps),
             logging=local.Logging.STDERR,
-            delete=shlex.join(["rm", "-f", str(paths.known_hosts), str(self.hosts_file)]),
+            delete=shlex.join(["rm", "-f", str(paths.known_hosts)]),
             dir=str(ctx.root),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=servers.resources, delete_before_replace=True,
+                                        additional_secret_outputs=["stdout"]),
         )
-        self.hosts = self.command.stdout.apply(json.loads)
+        self.pinned = self.command.stdout.apply(json.loads)
+        self.hosts = pulumi.Output.unsecret(
+            self.pinned.apply(lambda hosts: [{k: v for k, v in h.items() if k != "host_key"} for h in hosts])
+        )
         self.register_outputs({"hosts": self.hosts})
 
 
 class Configure(pulumi.ComponentResource):
     """`tierkit configure`: playbooks/site.yml on the hosts (drivers, NCCL, topology gate, vLLM).
-    Re-runs when the spec, the playbooks/roles or the hosts change."""
+    Re-runs when the spec, the playbooks/roles or the hosts change. The hosts and their pinned
+    keys come on stdin (Readiness's output): the known_hosts SSH checks against is rebuilt from
+    them in the inventory directory. Replaced delete-before-create, so the old run's delete never
+    removes the new run's inventory and logs."""
 
     def __init__(self, spec: TierSpec, ctx: StackContext, ready: Readiness, secrets: Secrets) -> None:
         super().__init__("tierkit:fleet:Configure", "configure", None, pulumi.ResourceOptions(parent=ready))
@@ -114,37 +125,32 @@ class Configure(pulumi.ComponentResource):
         self.triggers = [spec_hash(spec), content_hash(ctx.root), ready.command.stdout]
         self.command = local.Command(
             "configure",
-            create=ctx.command("configure", "--stack", ctx.stack, "--hosts", str(ready.hosts_file), "--json"),
+            create=ctx.command("configure", "--stack", ctx.stack, "--hosts", "-", "--json"),
+            stdin=ready.command.stdout,
             delete=shlex.join(["rm", "-rf", str(paths.inventory_dir), str(paths.logs_dir)]),
             environment=env or None,
             triggers=self.triggers,
             logging=local.Logging.STDERR,
             dir=str(ctx.root),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ready.command], additional_secret_outputs=["stdout"]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ready.command], delete_before_replace=True,
+                                        additional_secret_outputs=["stdout"]),
         )
         self.register_outputs({})
-
-
-def _figure(value: Any) -> str:
-    return f"{value:,.1f}".removesuffix(".0") if isinstance(value, (int, float)) else str(value)
 
 
 def summarize(report: dict[str, Any], gate_source: str | None) -> dict[str, Any]:
     """The smoke report's headline figures and verdicts (the full report stays in its JSON file)."""
     keys = ("passed", "completed", "failed", "output_throughput", "total_token_throughput", "p99_ttft_ms", "p99_tpot_ms")
     summary = {k: report.get(k) for k in keys}
-    summary["gates"] = [
-        f"{g['name']} {'pass' if g['passed'] else 'FAIL'}: measured {_figure(g['measured'])}, "
-        f"required {(g['op'] + ' ') if g['op'] else ''}{_figure(g['required'])}"
-        for g in report.get("gates", [])
-    ]
+    summary["gates"] = [g.verdict() for g in from_report(report)]
     summary["gate_source"] = gate_source or report.get("gate_source")
     return summary
 
 
 class Smoke(pulumi.ComponentResource):
     """`tierkit smoke --stack` against the endpoint: load and gates from the spec (and the plan);
-    a failed gate fails the deploy.
+    a failed gate fails the deploy. Replaced delete-before-create (the old run's delete removes the
+    report it wrote, not the new one's).
 
     Where the provider derives the floor from a calibration (the lab, with `min_output_tok_s:
     derive`), `tierkit calibrate` first measures the endpoint and its floor replaces the plan's
@@ -170,7 +176,7 @@ class Smoke(pulumi.ComponentResource):
                 triggers=configure.triggers,
                 logging=local.Logging.STDERR,
                 dir=str(ctx.root),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=after, delete_before_replace=True),
             )
             measured = calibrate.stdout.apply(json.loads)
             floor = measured.apply(lambda c: c["min_output_tok_s"])
@@ -196,7 +202,7 @@ class Smoke(pulumi.ComponentResource):
             triggers=configure.triggers,
             logging=local.Logging.STDERR,
             dir=str(ctx.root),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=after),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after, delete_before_replace=True),
         )
         self.summary = pulumi.Output.all(self.command.stdout, statement).apply(
             lambda a: summarize(json.loads(a[0]), a[1])

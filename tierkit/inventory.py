@@ -1,8 +1,9 @@
 """Hosts + tier spec -> Ansible inventory and group vars: the only bridge between tierkit and the roles.
 
 `render(spec, hosts)` gives an `Inventory`: the `gpu_servers` group and the `failover` group (the
-pair on the failover tier, empty on the others, so site.yml's failover play matches no host
-rather than an unknown pattern) with each host's SSH settings, host keys pinned through its
+pair behind a failover tier's virtual IP; empty on the other tiers and on aws, where the load
+balancer fronts the pair, so site.yml's failover play matches no host rather than an unknown
+pattern) with each host's SSH settings, host keys pinned through its
 known_hosts file, and the group vars of every role, prefixed with the role's name.
 `write(inventory, dir)` lays it out as `hosts.yml` + `group_vars/gpu_servers.yml`, which
 `ansible-playbook -i DIR/hosts.yml` reads.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +27,6 @@ from tierkit import catalog, planner, providers
 from tierkit.atomicfile import write_atomic
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.secretfile import read_or_create
 from tierkit.spec import DRAIN_AGENT_PORT, HAPROXY_STATS_PORT, TierSpec
 
 GROUP = "gpu_servers"
@@ -53,11 +52,9 @@ DTYPE = {"fp16": "float16", "bf16": "bfloat16"}
 QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq", "gptq": "gptq"}
 
 # The network gate's default floor per link between the servers of a split (docs/multi-server.md):
-# the published minimum for tensor parallelism across servers (tierkit's tier comparison: "25 Gbps
-# Ethernet being the minimum for cross-server tensor parallelism"), applied when each stage runs
-# tensor parallel; and tierkit's lower floor for a pipeline-only split (TP=1 per server), where
-# only one stage's activations cross the link per step.
-TP_SPLIT_FLOOR_GBPS = 25.0
+# planner.CROSS_SERVER_TP_MIN_GBPS (the published minimum for tensor parallelism across servers),
+# applied when each stage runs tensor parallel; and tierkit's lower floor for a pipeline-only split
+# (TP=1 per server), where only one stage's activations cross the link per step.
 PIPELINE_SPLIT_FLOOR_GBPS = 10.0
 
 # Environment variables the roles' secrets are read from (the Pulumi program passes its secrets the
@@ -173,7 +170,7 @@ def vllm_port(spec: TierSpec) -> int:
 def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     sv = spec.serving
     quant = spec.model.quantization
-    sources = [h.address for h in hosts] if len(hosts) > 1 else []
+    sources = [h.inside_address for h in hosts] if len(hosts) > 1 else []
     if spec.failover is not None:
         # Clients reach vLLM through HAProxy (on the VIP and both nodes) and the peers; the
         # provider's own clients too (the lab's drills, the operator) unless the spec says who.
@@ -186,6 +183,7 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "vllm_port": vllm_port(spec),
         "vllm_tensor_parallel_size": spec.tensor_parallel,
         "vllm_pipeline_parallel_size": spec.pipeline_parallel,
+        "vllm_data_parallel_size": spec.data_parallel,
         "vllm_quantization": QUANTIZATION_FLAG.get(quant, ""),
         "vllm_dtype": DTYPE.get(quant, ""),
         "vllm_max_model_len": spec.context,
@@ -225,7 +223,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     if fo is None:
         return {}
     return {
-        "failover_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "failover_nodes": [{"name": h.name, "address": h.inside_address} for h in hosts],
         "failover_virtual_ip": str(fo.virtual_ip),
         "failover_virtual_prefix": VIP_PREFIX,
         "failover_router_id": fo.router_id,
@@ -243,7 +241,7 @@ def network_gate_floor_gbps(spec: TierSpec) -> float:
     """The spec's floor per link, or the default for its split (docs/multi-server.md)."""
     if spec.network_gate.min_gbps is not None:
         return spec.network_gate.min_gbps
-    return TP_SPLIT_FLOOR_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
+    return planner.CROSS_SERVER_TP_MIN_GBPS if spec.tensor_parallel > 1 else PIPELINE_SPLIT_FLOOR_GBPS
 
 
 def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
@@ -251,7 +249,7 @@ def network_gate_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
     if spec.tier != "multi-server":
         return {}
     return {
-        "network_gate_nodes": [{"name": h.name, "address": h.address} for h in hosts],
+        "network_gate_nodes": [{"name": h.name, "address": h.inside_address} for h in hosts],
         "network_gate_min_gbps": network_gate_floor_gbps(spec),
         "network_gate_seconds": spec.network_gate.iperf_seconds,
     }
@@ -289,7 +287,9 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
         group_vars |= build(spec, hosts)
     group_vars |= providers.get(spec).group_vars(spec, hosts)  # what differs on its servers
     names = [h.name for h in hosts]
-    groups = {GROUP: names, FAILOVER_GROUP: names if spec.tier == "failover" else [],
+    # The failover play (keepalived + HAProxy) runs where there is a VIP: not on aws, whose load
+    # balancer fronts the pair.
+    groups = {GROUP: names, FAILOVER_GROUP: names if spec.failover is not None else [],
               MULTI_SERVER_GROUP: names if spec.tier == "multi-server" else []}
     per_host = node_vars(spec, hosts)
     return Inventory(hosts={h.name: host_vars(h) | per_host[h.name] for h in hosts}, groups=groups,
@@ -321,10 +321,3 @@ def secret_vars(environ: dict[str, str] | None = None) -> dict[str, str]:
             raise TierkitError(f"${name}: the secret holds characters a bearer token cannot (letters, digits and "
                                f"-._~+/ then '=' only) or over {SECRET_MAX} of them; set it to the token itself")
     return found
-
-
-def vrrp_password(path: Path) -> str:
-    """keepalived's VRRP password for this stack: 8 random characters made on first use and kept
-    in `path` (mode 0600, StackPaths.vrrp_password), so every configure run gives both nodes the same."""
-    # 8 characters: VRRP PASS authentication carries at most 8
-    return read_or_create(path, lambda: secrets.token_urlsafe(6))

@@ -1,16 +1,14 @@
 """What tierkit keeps on this machine for a stack: the one definition of `.tierkit/<stack>/`.
 
     .tierkit/<stack>/
-        known_hosts        host keys pinned by `tierkit wait-ssh`
-        hosts.json         the hosts, pinned, for the steps after readiness
+        known_hosts        host keys pinned by `tierkit wait-ssh` (a cache: the pins travel in its output)
         inventory/         the rendered Ansible inventory (`tierkit inventory`, `tierkit configure`)
         logs/              one log per playbook run
         smoke.json         the smoke report of the last deploy
-        vrrp-password      keepalived's VRRP password on the failover tier (0600, made once)
-        api-key            the API key the rehearsal generated when none was set (0600, made once)
-        rehearsal.json     what the rehearsal ran, for `tierkit down`
+        rehearsal.json     the rehearsal's state: each command's inputs hash and outputs (secret ones encrypted)
 
-None of it is a Pulumi state; `tierkit down` removes it.
+None of it is a Pulumi state; `tierkit down` removes it. Everything but rehearsal.json is a
+cache the steps rebuild from their inputs.
 """
 
 from __future__ import annotations
@@ -43,24 +41,12 @@ class StackPaths:
         return self.state_dir / "known_hosts"
 
     @property
-    def hosts_file(self) -> Path:
-        return self.state_dir / "hosts.json"
-
-    @property
     def inventory_dir(self) -> Path:
         return self.state_dir / "inventory"
 
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
-
-    @property
-    def vrrp_password(self) -> Path:
-        return self.state_dir / "vrrp-password"
-
-    @property
-    def api_key(self) -> Path:
-        return self.state_dir / "api-key"
 
     def playbook_log(self, playbook: str) -> Path:
         """`logs/<playbook stem>.log`: the log of one playbook run."""

@@ -6,11 +6,17 @@ the model fit?), `tierkit plan`, and the smoke gate (what tokens/second the tier
 Two servers or more come in two shapes: `replicas` (each server serves a full copy behind a load
 balancer: the failover tier) and `split` (one copy spread over the servers, a pipeline stage per
 server and tensor parallelism inside each: the multi-server tier).
+
+A server's GPUs are laid out as engines (`Layout`): `data_parallel` engines of TP x PP GPUs each
+(vLLM's --data-parallel-size in one `vllm serve`). One engine over all GPUs gives the fastest
+single stream and pools the KV cache; several engines each decode their own streams without
+an all-reduce between them. `recommended_layout` picks between them (docs/planner-fit.md).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -22,6 +28,7 @@ GB = 1e9
 
 Shape = Literal["replicas", "split"]
 SHAPES: tuple[Shape, ...] = ("replicas", "split")
+LayoutKind = Literal["tp", "dp"]
 
 # Decode time per token, single stream (a memory-bound read of every weight, plus fixed costs):
 #   TOKEN_OVERHEAD_S + TP sync per layer x layers (when TP > 1) + PIPELINE_HOP_S per stage boundary
@@ -49,6 +56,11 @@ MULTI_GPU_OVERHEAD_GIB = 1.09
 # "Largest FP16 model" keeps room for a minimal KV cache on every GPU.
 MIN_KV_RESERVE_GIB = 4.0
 
+# Several data-parallel engines each hold a copy of the weights, so together they keep less KV
+# cache than one engine over the same GPUs. tierkit recommends them only when they still carry at
+# least this share of one engine's users at the context (tierkit's choice; docs/planner-fit.md).
+DP_MIN_USER_SHARE = 0.5
+
 # A streamed answer reads comfortably at about 15 tok/s per user; batched decode shares the
 # bandwidth, so a replica carries only as many users as still get that speed.
 USER_TOK_S = 15.0
@@ -57,8 +69,10 @@ USER_TOK_S = 15.0
 # between servers during prefill; tierkit sizes the link so that this adds at most 0.1 s to the
 # time to first token (tierkit's target).
 PROMPT_HOP_BUDGET_S = 0.1
-# The published tier comparison tierkit follows (docs/planner.md): "25 Gbps Ethernet being the
-# minimum for cross-server tensor parallelism".
+# The published tier comparison tierkit follows (docs/planner.md, "The published tier table":
+# gigagpu.com's "Single vs Multi-GPU vs Multi-Server"): "25 Gbps Ethernet being the minimum for
+# cross-server tensor parallelism". The planner's split notes and the network gate's default floor
+# (tierkit/inventory.py) both use it.
 CROSS_SERVER_TP_MIN_GBPS = 25.0
 
 KV_DTYPE_BYTES = 2.0  # FP16/BF16 KV cache (vLLM's default kv-cache-dtype "auto")
@@ -71,6 +85,44 @@ DEFAULT_CONTEXT = 8192
 GPU_COUNTS = (1, 2, 4, 8)  # GPU sets tierkit recommends per server
 
 
+class Layout(BaseModel):
+    """How a server's GPUs serve: `data_parallel` engines of TP x PP GPUs each. A split runs one
+    engine over all servers (its PP counts every server's stages) and DP is 1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tensor_parallel: int
+    pipeline_parallel: int
+    data_parallel: int = 1
+
+    @property
+    def kind(self) -> LayoutKind:
+        """`dp` with several engines per server, `tp` with one."""
+        return "dp" if self.data_parallel > 1 else "tp"
+
+    @property
+    def label(self) -> str:
+        return f"TP={self.tensor_parallel} PP={self.pipeline_parallel} DP={self.data_parallel}"
+
+
+class LayoutFigures(BaseModel):
+    """One layout's figures for the whole deployment (every engine on every server)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    layout: LayoutKind
+    tensor_parallel: int
+    pipeline_parallel: int
+    data_parallel: int
+    engines: int
+    fits: bool
+    single_stream_tok_s: float  # one stream on one engine
+    expected_tok_s: float  # one stream on every engine at once: single_stream_tok_s x engines
+    aggregate_tok_s: float  # every engine carrying max_users at the full context
+    max_users: int
+    kv_cache_gib: float
+
+
 class Plan(BaseModel):
     """A sized deployment. `to_json()` emits the fixed keys scripts rely on."""
 
@@ -81,8 +133,11 @@ class Plan(BaseModel):
     shape: Shape
     servers: int
     gpus_per_server: int
+    layout: LayoutKind
     tensor_parallel: int
     pipeline_parallel: int
+    data_parallel: int
+    engines: int
     weights_gib: float
     kv_cache_gib: float
     max_users: int
@@ -91,6 +146,7 @@ class Plan(BaseModel):
     aggregate_tok_s: float
     max_fp16_params_b: float
     network_gbps: float
+    alternative: LayoutFigures | None
     notes: list[str]
     model: str
     quantization: str
@@ -98,9 +154,12 @@ class Plan(BaseModel):
     context: int
 
     def to_json(self) -> dict[str, object]:
-        keys = ("fits", "tier", "shape", "servers", "gpus_per_server", "tensor_parallel", "pipeline_parallel",
-                "weights_gib", "kv_cache_gib", "max_users", "expected_tok_s", "max_fp16_params_b", "notes")
-        return {k: getattr(self, k) for k in keys}
+        keys = ("fits", "tier", "shape", "servers", "gpus_per_server", "layout", "tensor_parallel",
+                "pipeline_parallel", "data_parallel", "engines", "weights_gib", "kv_cache_gib", "max_users",
+                "expected_tok_s", "single_stream_tok_s", "aggregate_tok_s", "max_fp16_params_b", "notes")
+        out: dict[str, object] = {k: getattr(self, k) for k in keys}
+        out["alternative"] = self.alternative.model_dump() if self.alternative else None
+        return out
 
 
 def default_context(model: catalog.Model) -> int:
@@ -203,19 +262,149 @@ def split_network_gbps(model: catalog.Model, context: int) -> float:
     return context * model.hidden_size * ACTIVATION_BYTES * 8 / PROMPT_HOP_BUDGET_S / GB
 
 
-def _parallelism(
-    gpu: catalog.Gpu, model: catalog.Model, gpus_per_server: int, servers: int, shape: Shape,
-    tensor_parallel: int | None, pipeline_parallel: int | None,
-) -> tuple[int, int]:
-    """TP and PP of one replica: per server for replicas; across all servers for a split."""
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def engine_layout(gpu: catalog.Gpu, model: catalog.Model, gpus: int, data_parallel: int = 1) -> Layout:
+    """`data_parallel` engines over a server's `gpus`, each split as `default_parallelism` splits its share."""
+    tp, pp = default_parallelism(gpu, model, gpus // data_parallel)
+    return Layout(tensor_parallel=tp, pipeline_parallel=pp, data_parallel=data_parallel)
+
+
+def engine_fits(
+    model: catalog.Model, quant: str, gpu: catalog.Gpu, layout: Layout, context: int, utilization: float
+) -> bool:
+    """Whether one engine of the layout holds the weights and a sequence at `context`."""
+    kv = kv_cache_gib(model, quant, gpu, layout.tensor_parallel, layout.pipeline_parallel, utilization)
+    return kv >= model.kv_bytes_per_token(KV_DTYPE_BYTES) * context / GIB
+
+
+def most_engines(
+    model: catalog.Model, quant: str, gpu: catalog.Gpu, gpus: int, context: int, utilization: float = DEFAULT_UTILIZATION
+) -> Layout:
+    """The most engines a server's GPUs run where each holds the model at `context` (one when only all do)."""
+    for dp in reversed(divisors(gpus)):
+        layout = engine_layout(gpu, model, gpus, dp)
+        if dp == 1 or engine_fits(model, quant, gpu, layout, context, utilization):
+            return layout
+    raise AssertionError("unreachable: dp == 1 returns")
+
+
+def recommended_layout(
+    model: catalog.Model, quant: str, gpu: catalog.Gpu, gpus: int, context: int, utilization: float = DEFAULT_UTILIZATION
+) -> Layout:
+    """One engine over the server's GPUs, unless its parallelism pays without speeding a stream up
+    as NVLink does: TP whose all-reduce crosses PCIe (TP_SYNC_PCIE_S_PER_LAYER per layer per token),
+    or pipeline stages (a stream visits them in turn). Then, when smaller engines hold the model,
+    keep their own TP on NVLink and together still carry DP_MIN_USER_SHARE of one engine's users,
+    as many engines as hold it (vLLM's data parallelism)."""
+    one = engine_layout(gpu, model, gpus)
+    many = most_engines(model, quant, gpu, gpus, context, utilization)
+    pays = one.pipeline_parallel > 1 or (one.tensor_parallel > 1 and not nvlinked(gpu, one.tensor_parallel))
+    linked = many.tensor_parallel == 1 or nvlinked(gpu, many.tensor_parallel)
+    if many.data_parallel == 1 or not (pays and linked):
+        return one
+
+    def users(layout: Layout) -> int:
+        return _engine(model, quant, gpu, layout, context, 0, utilization).users * layout.data_parallel
+
+    return many if users(many) >= DP_MIN_USER_SHARE * users(one) else one
+
+
+def _layout(
+    model: catalog.Model, quant: str, gpu: catalog.Gpu, gpus_per_server: int, servers: int, shape: Shape,
+    context: int, utilization: float, tensor_parallel: int | None, pipeline_parallel: int | None,
+    data_parallel: int | None,
+) -> Layout:
+    """The layout asked for; the recommended one when nothing is asked. A split is one engine over
+    all servers: TP and PP per server, PP times the servers (a stage or stages per server)."""
+    if shape == "split":
+        if (data_parallel or 1) != 1:
+            raise ValueError("a split runs one engine over all its servers: data_parallel must be 1")
+        if tensor_parallel is None and pipeline_parallel is None:
+            tp, pp = default_parallelism(gpu, model, gpus_per_server)
+        else:
+            pp = pipeline_parallel or 1
+            tp = tensor_parallel or max(1, gpus_per_server // pp)
+        return Layout(tensor_parallel=tp, pipeline_parallel=pp * servers if tp * pp == gpus_per_server else pp)
     if tensor_parallel is None and pipeline_parallel is None:
-        tp, pp = default_parallelism(gpu, model, gpus_per_server)
-    else:
-        pp = pipeline_parallel or 1
-        tp = tensor_parallel or max(1, gpus_per_server // pp)
-    if shape == "split" and tp * pp == gpus_per_server:
-        pp *= servers  # a stage (or stages) per server; TP stays inside each server
-    return tp, pp
+        if data_parallel is None:
+            return recommended_layout(model, quant, gpu, gpus_per_server, context, utilization)
+        return engine_layout(gpu, model, gpus_per_server, data_parallel)
+    pp, dp = pipeline_parallel or 1, data_parallel or 1
+    tp = tensor_parallel or max(1, gpus_per_server // (pp * dp))
+    return Layout(tensor_parallel=tp, pipeline_parallel=pp, data_parallel=dp)
+
+
+@dataclass(frozen=True)
+class _Engine:
+    """One engine sized: its KV cache, single-stream speed, users and decode rate carrying them."""
+
+    kv_gib: float
+    kv_seq_gib: float
+    single: float
+    by_memory: int
+    by_speed: int
+    aggregate: float
+
+    @property
+    def fits(self) -> bool:
+        return self.kv_gib >= self.kv_seq_gib
+
+    @property
+    def users(self) -> int:
+        return min(self.by_memory, self.by_speed) if self.fits else 0
+
+
+def _engine(
+    model: catalog.Model, quant: str, gpu: catalog.Gpu, layout: Layout, context: int, hops: int, utilization: float
+) -> _Engine:
+    tp, pp = layout.tensor_parallel, layout.pipeline_parallel
+    kv = max(0.0, kv_cache_gib(model, quant, gpu, tp, pp, utilization))
+    kv_seq = model.kv_bytes_per_token(KV_DTYPE_BYTES) * context / GIB
+    by_memory = math.floor(kv / kv_seq) if kv_seq else 0
+    by_speed = batched_users(model, quant, gpu, tp, pp, context, hops)
+    users = min(by_memory, by_speed) if kv >= kv_seq else 0
+    return _Engine(
+        kv_gib=kv, kv_seq_gib=kv_seq, single=decode_tok_s(model, quant, gpu, tp, pp, context // 2, hops),
+        by_memory=by_memory, by_speed=by_speed, aggregate=batch_tok_s(model, quant, gpu, tp, pp, context, users, hops),
+    )
+
+
+def _figures(layout: Layout, engine: _Engine, engines: int, users: int | None) -> LayoutFigures:
+    max_users = engine.users * engines
+    return LayoutFigures(
+        layout=layout.kind, tensor_parallel=layout.tensor_parallel, pipeline_parallel=layout.pipeline_parallel,
+        data_parallel=layout.data_parallel, engines=engines, fits=engine.fits and not (users and max_users < users),
+        single_stream_tok_s=round(engine.single, 1), expected_tok_s=round(engine.single * engines, 1),
+        aggregate_tok_s=round(engine.aggregate * engines, 1), max_users=max_users,
+        kv_cache_gib=round(engine.kv_gib * engines, 2),
+    )
+
+
+def _alternative(layout: Layout, one: Layout, many: Layout, recommended: Layout) -> Layout | None:
+    """The layout to show beside the one sized: the recommendation when this is not it, else the
+    other kind (one engine beside several, several beside one) when the server runs it."""
+    for candidate in (recommended, one if layout.data_parallel > 1 else many):
+        if candidate != layout:
+            return candidate
+    return None
+
+
+def _layout_note(gpu: catalog.Gpu, chosen: LayoutFigures, other: LayoutFigures, context: int) -> str:
+    """Why several engines were sized instead of one, and what one engine would give instead."""
+    share = chosen.tensor_parallel * chosen.pipeline_parallel
+    why = (f"one TP={other.tensor_parallel} engine would all-reduce every layer over PCIe ({gpu.key} has no NVLink "
+           f"across them), which the spec allows only with allow_pcie_tensor_parallel"
+           if other.pipeline_parallel == 1 else f"one engine would be a {other.pipeline_parallel}-stage pipeline")
+    return (
+        f"{chosen.data_parallel} engines of {share} GPU{'s' if share > 1 else ''} per server (vLLM --data-parallel-size "
+        f"{chosen.data_parallel}), {chosen.single_stream_tok_s:.0f} tok/s each: {why}; that engine decodes one stream "
+        f"faster ({other.single_stream_tok_s:.0f} tok/s) and pools its KV cache ({other.max_users} vs {chosen.max_users} "
+        f"users, {other.aggregate_tok_s:.0f} vs {chosen.aggregate_tok_s:.0f} tok/s at full load at {context} tokens); "
+        f"serving.data_parallel: 1 (plan --data-parallel 1) sizes it"
+    )
 
 
 def plan(
@@ -230,43 +419,58 @@ def plan(
     pipeline_parallel: int | None = None,
     utilization: float = DEFAULT_UTILIZATION,
     shape: Shape = "replicas",
+    data_parallel: int | None = None,
 ) -> Plan:
-    """Size the deployment: a full replica per server (`replicas`), or one replica over all (`split`)."""
+    """Size the deployment: a full replica per server (`replicas`), or one replica over all (`split`).
+
+    Each replica runs `data_parallel` engines of TP x PP GPUs; with no layout given, the
+    recommended one (`recommended_layout`), or the other kind when only it carries `users`.
+    """
     context = context or default_context(model)
     shape = shape if servers > 1 else "replicas"  # one server is one replica
     split = shape == "split"
-    tp, pp = _parallelism(gpu, model, gpus_per_server, servers, shape, tensor_parallel, pipeline_parallel)
-    n = tp * pp
     replicas = 1 if split else servers
     hops = servers - 1 if split else 0
-    notes: list[str] = []
+    layout = _layout(model, quant, gpu, gpus_per_server, servers, shape, context, utilization,
+                     tensor_parallel, pipeline_parallel, data_parallel)
+    alternative = None
+    if not split:
+        one = engine_layout(gpu, model, gpus_per_server)
+        many = most_engines(model, quant, gpu, gpus_per_server, context, utilization)
+        recommended = recommended_layout(model, quant, gpu, gpus_per_server, context, utilization)
+        alternative = _alternative(layout, one, many, recommended)
 
+    def sized(lay: Layout) -> tuple[_Engine, LayoutFigures]:
+        engine = _engine(model, quant, gpu, lay, context, hops, utilization)
+        return engine, _figures(lay, engine, lay.data_parallel * replicas, users)
+
+    engine, chosen = sized(layout)
+    other = sized(alternative)[1] if alternative is not None else None
+    asked = tensor_parallel is not None or pipeline_parallel is not None or data_parallel is not None
+    if not asked and other is not None and alternative is not None and not chosen.fits and other.fits:
+        layout, alternative = alternative, layout  # only the other layout carries the users asked for
+        engine, chosen = sized(layout)
+        other = sized(alternative)[1]
+
+    tp, pp, n = layout.tensor_parallel, layout.pipeline_parallel, layout.tensor_parallel * layout.pipeline_parallel
+    notes: list[str] = []
     w_gib = weights_bytes(model, quant) / GIB
     usable = gpu.vram_gib * utilization
-    overhead = per_gpu_overhead_gib(n)
-    kv_total = max(0.0, kv_cache_gib(model, quant, gpu, tp, pp, utilization))
-    kv_seq_gib = model.kv_bytes_per_token(KV_DTYPE_BYTES) * context / GIB
-    fits = kv_total >= kv_seq_gib
-    if not fits:
+    if not engine.fits:
         notes.append(
-            f"needs {w_gib / n + overhead + kv_seq_gib / n:.1f} GiB per GPU, has {usable:.1f} "
+            f"needs {w_gib / n + per_gpu_overhead_gib(n) + engine.kv_seq_gib / n:.1f} GiB per GPU, has {usable:.1f} "
             f"({utilization:.0%} of {gpu.vram_gib:.1f})"
         )
-
-    single = decode_tok_s(model, quant, gpu, tp, pp, context // 2, hops)
-    by_memory = math.floor(kv_total / kv_seq_gib) if kv_seq_gib else 0
-    by_speed = batched_users(model, quant, gpu, tp, pp, context, hops)
-    users_per_replica = min(by_memory, by_speed) if fits else 0
-    max_users = users_per_replica * replicas
-    aggregate = batch_tok_s(model, quant, gpu, tp, pp, context, users_per_replica, hops) * replicas
-    if fits and users and max_users < users:
-        fits = False
-        notes.append(f"carries {max_users} users at {context} tokens of context, {users} asked for")
-
+    elif users and chosen.max_users < users:
+        notes.append(f"carries {chosen.max_users} users at {context} tokens of context, {users} asked for")
+    if engine.fits and layout.data_parallel > 1 and other is not None and other.data_parallel == 1:
+        notes.append(_layout_note(gpu, chosen, other, context))
     if tp > 1 and gpu.nvlink == "none":
         notes.append(
             f"{gpu.key} has no NVLink: TP={tp} runs over PCIe (spec: allow_pcie_tensor_parallel: true); "
             f"pipeline_parallel={tp} is the alternative, at about one GPU's single-stream speed"
+            + (f", and data_parallel={other.data_parallel} runs {other.data_parallel} engines that each hold the model"
+               if other is not None and other.data_parallel > 1 else "")
         )
     elif tp > 2 and gpu.nvlink == "bridge":
         notes.append(f"{gpu.key} bridges GPUs in pairs only: TP={tp} crosses PCIe between pairs")
@@ -276,32 +480,36 @@ def plan(
             f"needs about {split_network_gbps(model, context):.0f} Gbit/s for prompts of {context} tokens "
             f"(tensor parallelism across servers would need {CROSS_SERVER_TP_MIN_GBPS:.0f} Gbps or more)"
         )
-    if fits and users_per_replica == 0:
+    if engine.fits and engine.users == 0:
         notes.append(
-            f"single-stream decode is {single:.1f} tok/s, under the {USER_TOK_S:.0f} tok/s a user reads at: "
+            f"single-stream decode is {engine.single:.1f} tok/s, under the {USER_TOK_S:.0f} tok/s a user reads at: "
             f"no user gets that speed; more GPUs per server or a smaller quantization speed it up"
         )
-    elif fits:
+    elif engine.fits:
         notes.append(
-            f"users limited by {'KV cache' if by_memory <= by_speed else f'{USER_TOK_S:.0f} tok/s per user'} "
+            f"users limited by {'KV cache' if engine.by_memory <= engine.by_speed else f'{USER_TOK_S:.0f} tok/s per user'} "
             f"at {context} tokens of context"
         )
     return Plan(
-        fits=fits,
+        fits=chosen.fits,
         tier=tier_for(servers, gpus_per_server, shape),
         shape=shape,
         servers=servers,
         gpus_per_server=gpus_per_server,
+        layout=chosen.layout,
         tensor_parallel=tp,
         pipeline_parallel=pp,
+        data_parallel=chosen.data_parallel,
+        engines=chosen.engines,
         weights_gib=round(w_gib, 2),
-        kv_cache_gib=round(kv_total * replicas, 2),
-        max_users=max_users,
-        expected_tok_s=round(single * replicas, 1),
-        single_stream_tok_s=round(single, 1),
-        aggregate_tok_s=round(aggregate, 1),
-        max_fp16_params_b=round(max_fp16_params_b(gpu, n, utilization), 1),
+        kv_cache_gib=chosen.kv_cache_gib,
+        max_users=chosen.max_users,
+        expected_tok_s=chosen.expected_tok_s,
+        single_stream_tok_s=chosen.single_stream_tok_s,
+        aggregate_tok_s=chosen.aggregate_tok_s,
+        max_fp16_params_b=round(max_fp16_params_b(gpu, gpus_per_server * (servers if split else 1), utilization), 1),
         network_gbps=round(split_network_gbps(model, context), 1) if split else 0.0,
+        alternative=other,
         notes=notes,
         model=model.key,
         quantization=quant,

@@ -22,12 +22,13 @@ from pulumi_command import local
 
 from tierkit import fleet, providers
 from tierkit.errors import TierkitError
-from tierkit.inventory import HF_TOKEN_ENV, VLLM_API_KEY_ENV
+from tierkit.pulumi_cli import SECRET_CONFIG
 from tierkit.providers import StackContext
 from tierkit.spec import SPEC_KEY, TierSpec, parse_spec, plan_for_spec, project_root
 
-# Secret config keys, and the environment variables the rehearsal takes them from.
-SECRET_ENV = {"tierkit:apiKey": VLLM_API_KEY_ENV, "tierkit:hfToken": HF_TOKEN_ENV}
+# Secret config keys, and the environment variables the rehearsal (and `tierkit up` with the CLI)
+# takes them from.
+SECRET_ENV = SECRET_CONFIG
 
 
 class ProgramError(TierkitError, pulumi.RunError):
@@ -79,6 +80,9 @@ def main() -> None:
 
     pulumi.export("endpoint", endpoint)
     pulumi.export("hosts", ready.hosts)
+    pulumi.export("host_keys", ready.pinned.apply(lambda hosts: {h["name"]: h["host_key"] for h in hosts}))
     pulumi.export("plan", plan.to_json())
     pulumi.export("smoke", smoke.summary)
-    pulumi.export("notes", pulumi.Output.all(ready.hosts, endpoint).apply(lambda a: fleet.notes(spec, plan, a[0], a[1])))
+    pulumi.export("notes", pulumi.Output.all(ready.hosts, endpoint, servers.notes).apply(
+        lambda a: [*fleet.notes(spec, plan, a[0], a[1]), *a[2]]
+    ))

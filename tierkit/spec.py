@@ -70,8 +70,9 @@ class ModelSpec(StrictModel):
 
 
 class ServingSpec(StrictModel):
-    tensor_parallel: int | None = Field(None, ge=1, le=8, description="default: GPUs per server / PP")
+    tensor_parallel: int | None = Field(None, ge=1, le=8, description="default: GPUs per server / (PP x DP)")
     pipeline_parallel: int | None = Field(None, ge=1, le=8, description="default: 1, or the servers on multi-server")
+    data_parallel: int = Field(1, ge=1, le=8, description="engines per server, each on TP x PP GPUs (vLLM --data-parallel-size)")
     port: Port = 8000
     max_num_seqs: int = Field(64, ge=1, le=65536)
     gpu_memory_utilization: float = Field(planner.DEFAULT_UTILIZATION, gt=0, le=1)
@@ -105,10 +106,28 @@ class SmokeSpec(StrictModel):
         raise ValueError(f"{excerpt(value)} is not a positive number or 'derive'; give tokens/s, or derive (from the plan)")
 
 
+# VRRPv3 carries the advertisement interval in centiseconds in a 12-bit field (RFC 5798, 5.2.7):
+# 0.01 s to 40.95 s in steps of 0.01 s. A backup takes over after 3 x advert_int + skew
+# (docs/failover.md); 0.25 s gives about 0.9 s.
+ADVERT_INT_DEFAULT_S = 0.25
+ADVERT_INT_MIN_S = 0.01
+ADVERT_INT_MAX_S = 40.95
+
+
 class FailoverSpec(StrictModel):
     virtual_ip: IPv4Text
     router_id: int = Field(51, ge=1, le=255, description="VRRP virtual router id")
-    advert_int: int = Field(1, ge=1, le=255, description="VRRP advert interval, seconds")
+    advert_int: float = Field(ADVERT_INT_DEFAULT_S, ge=ADVERT_INT_MIN_S, le=ADVERT_INT_MAX_S,
+                              description="VRRPv3 advert interval, seconds in steps of 0.01")
+
+    @field_validator("advert_int")
+    @classmethod
+    def _whole_centiseconds(cls, value: float) -> float:
+        centis = round(value * 100)
+        if abs(value * 100 - centis) > 1e-6:
+            raise ValueError(f"{excerpt(value)} is not a whole number of centiseconds (VRRPv3 carries 0.01 s steps); "
+                             f"use e.g. {centis / 100:g}")
+        return centis / 100
 
 
 PORT_RANGE_SIZE = 100  # ports vLLM's message queues may bind from network.port_range_start
@@ -167,7 +186,14 @@ class TierSpec(StrictModel):
     @property
     def tensor_parallel(self) -> int:
         sv = self.serving
-        return sv.tensor_parallel if sv.tensor_parallel is not None else max(1, self.replica_gpus // self.pipeline_parallel)
+        if sv.tensor_parallel is not None:
+            return sv.tensor_parallel
+        return max(1, self.replica_gpus // (self.pipeline_parallel * self.data_parallel))
+
+    @property
+    def data_parallel(self) -> int:
+        """Engines per server (a replica's GPUs are data_parallel engines of TP x PP GPUs each)."""
+        return self.serving.data_parallel
 
     @property
     def pipeline_parallel(self) -> int:
@@ -182,10 +208,11 @@ class TierSpec(StrictModel):
 
     @property
     def vllm_port(self) -> int:
-        """vLLM's port: the serving port, except on the failover tier, where HAProxy serves that port
-        on the VIP and each vLLM sits behind it on the next one (the one before, for 65535)."""
+        """vLLM's port: the serving port, except behind a failover VIP, where HAProxy serves that port
+        and each vLLM sits behind it on the next one (the one before, for 65535). Without a VIP (aws:
+        the load balancer fronts the servers) vLLM serves the serving port itself."""
         port = self.serving.port
-        if self.tier != "failover":
+        if self.failover is None:
             return port
         return port + 1 if port < 65535 else port - 1
 
@@ -271,6 +298,8 @@ PATTERN_HINTS = {
     "instance_type": "use an EC2 instance type, e.g. g6e.xlarge",
     "ami": "use an AMI id, e.g. ami-0123456789abcdef0",
     "availability_zones": "use zones of the region, e.g. us-east-1a",
+    "subnet_ids": "use subnet ids, e.g. subnet-0123456789abcdef0",
+    "vpc_id": "use a VPC id, e.g. vpc-0123456789abcdef0",
     "topology": "give nvlink, pcie, pairs or a file path without control characters",
     "key_path": "give a file path without control characters",
     "public_key_path": "give a file path without control characters",
@@ -362,18 +391,27 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
             problems.append(f"{prefix}.servers: {spec.tier} means exactly {s_lo} server(s), got {spec.server_count}; set servers: {s_lo}")
         else:
             problems.append(f"{prefix}.servers: {spec.tier} means {s_lo}-{s_hi} servers, got {spec.server_count}; set servers within range")
-    tp, pp = spec.tensor_parallel, spec.pipeline_parallel
+    tp, pp, dp = spec.tensor_parallel, spec.pipeline_parallel, spec.data_parallel
     if spec.tier == "multi-server":
-        if pp != spec.server_count or tp != n:
+        if dp != 1:
+            problems.append(
+                f"{prefix}.serving.data_parallel: multi-server runs one engine over all its servers (vLLM's multi-node "
+                f"runtime keeps a data-parallel engine's stages on one node), so data_parallel must be 1, got {dp}; "
+                f"remove it, or use tier failover for an engine set per server"
+            )
+        elif pp != spec.server_count or tp != n:
             problems.append(
                 f"{prefix}.serving: multi-server runs a pipeline stage per server and tensor parallelism inside each, "
                 f"so pipeline_parallel must be {spec.server_count} (servers) and tensor_parallel {n} (gpu.count), "
                 f"got {pp} and {tp}; remove both to take these defaults"
             )
-    elif tp * pp != n:
+    elif n % dp:
+        options = ", ".join(str(d) for d in planner.divisors(n))
+        problems.append(f"{prefix}.serving.data_parallel: {dp} engines do not share gpu.count {n} evenly; use one of {options}")
+    elif tp * pp * dp != n:
         problems.append(
-            f"{prefix}.serving: tensor_parallel {tp} x pipeline_parallel {pp} = {tp * pp}, but a replica has {n} GPUs; "
-            f"make TP x PP equal gpu.count"
+            f"{prefix}.serving: tensor_parallel {tp} x pipeline_parallel {pp} x data_parallel {dp} = {tp * pp * dp}, "
+            f"but a server has {n} GPUs; make TP x PP x DP equal gpu.count"
         )
     if spec.network is not None and spec.tier != "multi-server":
         problems.append(f"{prefix}.network: only the multi-server tier takes a network section; remove it or set tier: multi-server")
@@ -395,7 +433,7 @@ def _check_ports(spec: TierSpec, prefix: str) -> list[str]:
     """The serving ports against each other, SSH, HAProxy's stats and drain agent ports, and what vLLM may bind."""
     port, backend = spec.serving.port, spec.vllm_port
     taken = {SSH_PORT: "SSH"}
-    if spec.tier == "failover":
+    if spec.failover is not None:  # HAProxy runs beside a VIP only
         taken[HAPROXY_STATS_PORT] = "HAProxy's statistics page"
         taken[DRAIN_AGENT_PORT] = "the drain agent"
     problems = []
@@ -447,10 +485,13 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
     if spec.gpu.interconnect == "nvlink" and gpu.nvlink == "none":
         problems.append(f"{prefix}.gpu.interconnect: {gpu.key} has no NVLink; set interconnect: pcie or choose an NVLink GPU")
     if tp > 1 and not nvlinked and not spec.serving.allow_pcie_tensor_parallel:
+        engines = _more_engines(spec)
         problems.append(
             f"{prefix}.serving.tensor_parallel: {tp} needs NVLink between all {tp} GPUs, and {gpu.key} has "
-            f"{'only bridged pairs' if gpu.nvlink == 'bridge' else 'none'}; use pipeline_parallel: {tp} with "
-            f"tensor_parallel: 1, or set allow_pcie_tensor_parallel: true"
+            f"{'only bridged pairs' if gpu.nvlink == 'bridge' else 'none'}; use "
+            + (f"data_parallel: {engines.data_parallel} with tensor_parallel: {engines.tensor_parallel} "
+               f"({engines.data_parallel} engines that each hold the model), " if engines else "")
+            + f"pipeline_parallel: {tp} with tensor_parallel: 1, or set allow_pcie_tensor_parallel: true"
         )
     quant = spec.model.quantization
     if quant in PREQUANTIZED and spec.model.key and not (spec.model.hf_id or spec.model.path):
@@ -472,20 +513,72 @@ def _check_model_fit(spec: TierSpec, prefix: str) -> list[str]:
     if problems:
         return problems
     plan = plan_for_spec(spec)
-    if not plan.fits:
-        fix = planner.smallest_fix(
-            model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization,
-            spec.server_count, planner.shape_for_tier(spec.tier),
-        )
+    if plan.fits:
+        return problems
+    fix = planner.smallest_fix(
+        model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization,
+        spec.server_count, planner.shape_for_tier(spec.tier),
+    )
+    why = plan.notes[0] if plan.notes else "out of memory"
+    layout = planner.Layout(tensor_parallel=tp, pipeline_parallel=pp, data_parallel=spec.data_parallel)
+    if spec.data_parallel > 1 and not planner.engine_fits(
+            model, quant, gpu, layout, spec.context, spec.serving.gpu_memory_utilization):
+        best = planner.most_engines(model, quant, gpu, spec.gpu.count, spec.context, spec.serving.gpu_memory_utilization)
+        share = best.tensor_parallel * best.pipeline_parallel
+        if best.data_parallel < spec.data_parallel and plan_for_spec(spec, best).fits:
+            fix = f"use data_parallel: {best.data_parallel} (engines of {share} GPU{'s' if share > 1 else ''} hold it)"
         problems.append(
-            f"{prefix}.model: {model.key} {quant} at context {spec.context} does not fit {spec.gpu.count}x {gpu.key} "
-            f"({plan.notes[0] if plan.notes else 'out of memory'}); {fix}"
+            f"{prefix}.serving.data_parallel: {model.key} {quant} at context {spec.context} does not fit an engine of "
+            f"{tp * pp}x {gpu.key} ({why}); {fix}"
+        )
+    else:
+        if spec.data_parallel > 1 and plan_for_spec(spec, data_parallel=1).fits:
+            fix = f"use data_parallel: 1 (one engine keeps one copy of the weights and more KV cache), or {fix.removeprefix('needs ')}"
+        problems.append(
+            f"{prefix}.model: {model.key} {quant} at context {spec.context} does not fit {spec.gpu.count}x {gpu.key}"
+            f"{f' as {spec.data_parallel} engines' if spec.data_parallel > 1 else ''} ({why}); {fix}"
         )
     return problems
 
 
-def plan_for_spec(spec: TierSpec) -> planner.Plan:
-    """The plan for a validated tier spec (its GPUs, parallelism, context, users and shape)."""
+def _more_engines(spec: TierSpec) -> planner.Layout | None:
+    """The most engines per server that each hold the model, when that is more than one."""
+    if spec.tier == "multi-server":
+        return None
+    layout = planner.most_engines(spec.model_info, spec.model.quantization, spec.gpu_info, spec.gpu.count, spec.context,
+                                  spec.serving.gpu_memory_utilization)
+    return layout if layout.data_parallel > 1 else None
+
+
+def layout_advice(spec: TierSpec) -> str | None:
+    """The planner's layout when the spec's differs (a line for `tierkit validate`), else None."""
+    if spec.tier == "multi-server":
+        return None
+    best = planner.recommended_layout(spec.model_info, spec.model.quantization, spec.gpu_info, spec.gpu.count,
+                                      spec.context, spec.serving.gpu_memory_utilization)
+    if (best.tensor_parallel, best.pipeline_parallel, best.data_parallel) == (
+            spec.tensor_parallel, spec.pipeline_parallel, spec.data_parallel):
+        return None
+    mine, theirs = plan_for_spec(spec), plan_for_spec(spec, best)
+    return (
+        f"the planner recommends {best.label} ({theirs.engines} engine{'s' if theirs.engines > 1 else ''}: "
+        f"{theirs.single_stream_tok_s:.0f} tok/s single stream, {theirs.expected_tok_s:.0f} with one stream per engine, "
+        f"{theirs.max_users} users) over this spec's TP={spec.tensor_parallel} PP={spec.pipeline_parallel} "
+        f"DP={spec.data_parallel} ({mine.single_stream_tok_s:.0f}, {mine.expected_tok_s:.0f}, {mine.max_users} users); "
+        f"set serving: {{tensor_parallel: {best.tensor_parallel}, pipeline_parallel: {best.pipeline_parallel}, "
+        f"data_parallel: {best.data_parallel}}} to take it"
+    )
+
+
+def plan_for_spec(spec: TierSpec, layout: planner.Layout | None = None, data_parallel: int | None = None) -> planner.Plan:
+    """The plan for a validated tier spec (its GPUs, layout, context, users and shape); `layout`
+    sizes another layout of its GPUs instead, `data_parallel` another engine count."""
+    if layout is None and data_parallel is not None:
+        layout = planner.engine_layout(spec.gpu_info, spec.model_info, spec.gpu.count, data_parallel)
+    if layout is None:
+        tp, pp, dp = spec.tensor_parallel, spec.pipeline_parallel, spec.data_parallel
+    else:
+        tp, pp, dp = layout.tensor_parallel, layout.pipeline_parallel, layout.data_parallel
     return planner.plan(
         spec.model_info,
         spec.model.quantization,
@@ -494,10 +587,11 @@ def plan_for_spec(spec: TierSpec) -> planner.Plan:
         spec.server_count,
         spec.context,
         spec.users,
-        spec.tensor_parallel,
-        spec.pipeline_parallel,
+        tp,
+        pp,
         spec.serving.gpu_memory_utilization,
         planner.shape_for_tier(spec.tier),
+        data_parallel=dp,
     )
 
 

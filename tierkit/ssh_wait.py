@@ -85,15 +85,35 @@ class Reached:
     how: str  # "verified against the lab's known_hosts", "pinned on first contact", "matches the pin"
     attempts: int
     seconds: float
+    key: str  # `TYPE BASE64` of the key the host presented
 
 
 class HostKeyMismatch(TierkitError):
     pass
 
 
+def parse_host_key(host: Host) -> paramiko.PKey:
+    """The host's pinned key (`TYPE BASE64`), as paramiko holds it."""
+    assert host.host_key is not None
+    kind, _, blob = host.host_key.partition(" ")
+    try:
+        return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+    except (ValueError, paramiko.SSHException) as exc:
+        raise TierkitError(f"{host.name}: its pinned host key is not a usable SSH key ({exc}); recreate the host") from None
+
+
+def public_key_line(key: paramiko.PKey) -> str:
+    """`TYPE BASE64`: how a pinned key travels in the hosts (Host.host_key)."""
+    return f"{key.get_name()} {key.get_base64()}"
+
+
 def trusted_keys(host: Host, store: PinStore) -> tuple[dict[str, paramiko.PKey], str]:
-    """The keys the host may present, and where they come from ("" when none: first contact)."""
+    """The keys the host may present, and where they come from ("" when none: first contact).
+    A key pinned in the host record (a deploy's state) wins: it is never replaced by another."""
     entry = known_hosts_entry(host)
+    if host.host_key:
+        key = parse_host_key(host)
+        return {key.get_name(): key}, "its pinned host key"
     if host.known_hosts:
         given = paramiko.HostKeys()
         try:
@@ -113,11 +133,12 @@ def check_key(host: Host, key: paramiko.PKey, trusted: dict[str, paramiko.PKey],
     if want is not None and want.asbytes() == key.asbytes():
         return
     expected = ", ".join(f"{k} {fingerprint(v)}" for k, v in trusted.items())
-    fix = (
-        f"if the server was reinstalled, remove its pin (ssh-keygen -R '{known_hosts_entry(host)}' -f {source}) and retry"
-        if not host.known_hosts
-        else "recreate the hosts; never skip this check"
-    )
+    if host.host_key:
+        fix = "the deploy pinned another key: if the server was rebuilt on purpose, replace it through the deploy"
+    elif host.known_hosts:
+        fix = "recreate the hosts; never skip this check"
+    else:
+        fix = f"if the server was reinstalled, remove its pin (ssh-keygen -R '{known_hosts_entry(host)}' -f {source}) and retry"
     raise HostKeyMismatch(
         f"{host.name}: host key {key.get_name()} {fingerprint(key)} does not match {source} ({expected}); {fix}"
     )
@@ -178,7 +199,9 @@ def wait_one(host: Host, store: PinStore, deadline: float, log: Log) -> Reached:
             time.sleep(min(BACKOFF_S[min(attempts - 1, len(BACKOFF_S) - 1)], max(0.0, deadline - time.monotonic())))
             continue
         entry = known_hosts_entry(host)
-        if host.known_hosts:
+        if host.host_key:
+            how = "matches its pinned host key"
+        elif host.known_hosts:
             how = f"verified against {host.known_hosts}"
         elif trusted:
             how = f"matches the pin in {store.path}"
@@ -186,7 +209,8 @@ def wait_one(host: Host, store: PinStore, deadline: float, log: Log) -> Reached:
             how = f"pinned on first contact into {store.path}"
             log(f"pinned {host.name} ({entry}) {key.get_name()} {fingerprint(key)} on first contact into {store.path}")
         store.pin(entry, key)
-        return Reached(host, key.get_name(), fingerprint(key), how, attempts, time.monotonic() - started)
+        return Reached(host, key.get_name(), fingerprint(key), how, attempts, time.monotonic() - started,
+                       public_key_line(key))
 
 
 def wait_for_ssh(hosts: list[Host], known_hosts: Path, timeout_s: float, log: Log) -> list[Reached]:
@@ -210,5 +234,6 @@ def wait_for_ssh(hosts: list[Host], known_hosts: Path, timeout_s: float, log: Lo
 
 
 def pinned_hosts(results: list[Reached], known_hosts: Path) -> list[Host]:
-    """The hosts as later steps should use them: verified against the stack's known_hosts."""
-    return [r.host.model_copy(update={"known_hosts": str(known_hosts)}) for r in results]
+    """The hosts as later steps should use them: verified against the stack's known_hosts, each
+    carrying the key it presented (later steps rebuild a known_hosts from it: tierkit.pins)."""
+    return [r.host.model_copy(update={"known_hosts": str(known_hosts), "host_key": r.key}) for r in results]

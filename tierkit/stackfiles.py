@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tierkit import providers
 from tierkit.errors import TierkitError
-from tierkit.hosts import Host, load_hosts
+from tierkit.hosts import Host, read_hosts
 from tierkit.paths import StackPaths
 from tierkit.spec import TierSpec, load_spec_file, load_stack
 
@@ -25,7 +25,8 @@ def paths(stack: str | None, file: Path | None) -> StackPaths:
 
 
 def resolve_hosts(spec: TierSpec, hosts_file: Path | None) -> list[Host]:
-    """The stack's hosts: --hosts, else what its provider knows of the running stack."""
+    """The stack's hosts: --hosts (a file, or - for standard input), else what its provider knows
+    of the running stack."""
     if hosts_file is not None:
-        return load_hosts(hosts_file)
+        return read_hosts(hosts_file)
     return providers.get(spec).hosts(spec)

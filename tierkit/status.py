@@ -1,6 +1,7 @@
 """`tierkit status`: what runs where for a deployed stack, answered within a bound.
 
-It reads what the deploy left for the stack (the hosts Readiness pinned, the last smoke report,
+It takes the stack's hosts (from its provider: the lab's record, the spec's bare-metal hosts, or
+`--hosts`, e.g. the stack's `hosts` output), reads what the deploys left (the last smoke report,
 the run history), probes the hosts and the endpoint in parallel (tierkit/probe.py; inside the
 hosts' network namespace when they have one), and says whether everything answers.
 """
@@ -18,9 +19,10 @@ from pydantic import BaseModel
 
 from tierkit import history, netns
 from tierkit.errors import TierkitError
-from tierkit.hosts import load_hosts
+from tierkit.hosts import Host
 from tierkit.paths import StackPaths
 from tierkit.probe import ProbeReport, ProbeRequest, probe
+from tierkit.smoke.gates import from_report
 from tierkit.spec import TierSpec, plan_for_spec
 
 PROBE_TIMEOUT_S = 3.0
@@ -59,10 +61,8 @@ def _last_smoke(path: Path) -> LastSmoke | None:
         at = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
     except (FileNotFoundError, ValueError):
         return None
-    gates = [f"{g['name']} {'pass' if g['passed'] else 'FAIL'}: measured {g['measured']}, required "
-             f"{(g['op'] + ' ') if g.get('op') else ''}{g['required']}" for g in report.get("gates", [])]
     return LastSmoke(at=at, endpoint=report.get("endpoint"), passed=bool(report.get("passed")), output_throughput=report.get("output_throughput"),
-                     gates=gates, gate_source=report.get("gate_source"),
+                     gates=[g.verdict() for g in from_report(report)], gate_source=report.get("gate_source"),
                      plan_vs_measured=report.get("plan_vs_measured", []))
 
 
@@ -82,12 +82,10 @@ def run_probe(request: ProbeRequest, namespace: str | None) -> ProbeReport:
     return ProbeReport.model_validate_json(done.stdout)
 
 
-def collect(spec: TierSpec, paths: StackPaths, vllm_port: int, endpoint: str | None) -> StatusReport:
+def collect(spec: TierSpec, paths: StackPaths, hosts: list[Host], vllm_port: int, endpoint: str | None) -> StatusReport:
     """Probe the stack's hosts and endpoint and gather what its last runs left."""
-    if not paths.hosts_file.is_file():
-        raise TierkitError(f"--stack: {paths.stack} has no deployed hosts recorded ({paths.hosts_file}); "
-                           f"run `tierkit up --stack {paths.stack}` first")
-    hosts = load_hosts(paths.hosts_file)
+    if not hosts:
+        raise TierkitError(f"--hosts: {paths.stack} has no hosts; run `tierkit up --stack {paths.stack}` first")
     smoke = _last_smoke(paths.smoke_report)
     vip = str(spec.failover.virtual_ip) if spec.failover is not None else None
     url = endpoint or (smoke.endpoint if smoke and smoke.endpoint else None) or (

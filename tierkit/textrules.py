@@ -42,9 +42,11 @@ RESERVED_FLAGS = (
     "--model", "--host", "--port", "--uds", "--api-key", "--served-model-name",
     "--tensor-parallel-size", "--pipeline-parallel-size", "--gpu-memory-utilization",
     "--quantization", "--dtype", "--max-model-len", "--max-num-seqs", "--config",
-    "--nnodes", "--node-rank", "--master-addr", "--master-port", "--headless",
+    "--nnodes", "--node-rank", "--master-addr", "--master-port", "--headless", "--data-parallel-size",
 )
-RESERVED_SHORT = ("-tp", "-pp", "-q")
+# vLLM 0.32.0's short forms of those (engine/arg_utils.py): -dp also prefixes the other
+# data-parallel layout flags (-dpl, -dpa, ...), which tierkit's layout owns too.
+RESERVED_SHORT = ("-tp", "-pp", "-dp", "-q", "-n", "-r")
 SECRET_FLAGS = ("--api-key",)
 
 
@@ -120,7 +122,7 @@ def extra_arg_problem(arg: str) -> str | None:
                             f"the key as a secret: pulumi config set --secret tierkit:apiKey")
                 return f"{excerpt(arg)} sets {flag}, which tierkit sets from the spec; remove it and set the spec's field"
     elif any(name.startswith(short) for short in RESERVED_SHORT):
-        return f"{excerpt(arg)} sets a flag tierkit sets from the spec (-tp, -pp, -q); remove it and set the spec's field"
+        return f"{excerpt(arg)} sets a flag tierkit sets from the spec ({', '.join(RESERVED_SHORT)}); remove it and set the spec's field"
     return None
 
 

@@ -25,9 +25,11 @@ def plan(*args: str) -> subprocess.CompletedProcess[str]:
 def test_json_keys_and_exit_0_when_it_fits() -> None:
     p = plan("--model", "llama-3.1-8b", "--gpu", "l40s", "--json")
     assert p.returncode == 0, p.stderr
-    assert set(json.loads(p.stdout)) == {"fits", "tier", "shape", "servers", "gpus_per_server", "tensor_parallel",
-                                         "pipeline_parallel", "weights_gib", "kv_cache_gib", "max_users",
-                                         "expected_tok_s", "max_fp16_params_b", "notes"}
+    assert set(json.loads(p.stdout)) == {"fits", "tier", "shape", "servers", "gpus_per_server", "layout",
+                                         "tensor_parallel", "pipeline_parallel", "data_parallel", "engines",
+                                         "weights_gib", "kv_cache_gib", "max_users", "expected_tok_s",
+                                         "single_stream_tok_s", "aggregate_tok_s", "max_fp16_params_b",
+                                         "alternative", "notes"}
 
 
 def test_exit_1_when_nothing_fits_and_the_notes_name_the_fix() -> None:

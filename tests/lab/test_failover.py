@@ -8,15 +8,17 @@ next expects:
    a second run of failover.yml changes nothing; each node fails closed (vLLM on its own
    address, requiring its firewall; VRRP from the peer only; the VIP's port from the allowed
    sources only), and a node whose firewall fails to load keeps vLLM stopped; a configure run
-   puts no secret on any command line of this machine or the nodes;
+   puts no secret on any command line of this machine or the nodes; a minute at full load
+   through the VIP moves no VIP and faults no node (bench/failover.py soaks for 10 minutes);
 2. the engine of the VIP holder's vLLM hangs (SIGSTOP of its engine core; /health still 200)
    during a smoke run: both HAProxies take it out of the pool within 5 s, no request sent after
    that fails, the VIP stays; resumed, it rejoins;
 3. vLLM stops on the VIP holder during a smoke run: no request sent after its engine went
    fails (streams in flight on it may), the peer serves the rest, the VIP stays;
-4. the VIP holder dies (killed, cable pulled): the VIP moves to its peer, and a request
-   through the VIP succeeds within 5 s of the kill;
-5. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
+4. the VIP holder dies (killed, cable pulled: a power cut): the VIP moves to its peer, and a
+   request through the VIP succeeds within 5 s of the kill;
+5. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool; two
+   more power cuts and returns: the median takeover of the three is within 1.5 s;
 6. split brain: the holder is split off the switch with its carrier up, so both nodes hold the
    VIP; once the path is back, one holder within 5 s;
 7. the holder reboots: it serves again by itself (its units enabled, its firewalls up before
@@ -27,13 +29,18 @@ restarts both nodes one at a time, each drained from both HAProxies first, under
 load through the VIP that sees no failed request; then a configure killed at a random moment
 and run again converges (no temporary file beside a config, every config valid, both nodes
 serving, a further run changes nothing).
+
+In steady state, four loops of short completions through the VIP, a new connection each, wait
+nowhere in HAProxy (its queue and connect maxima) and all get their answer.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import secrets
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -43,36 +50,57 @@ import pytest
 
 from tierkit.configure import configure
 from tierkit.lab.drills import (
-    VLLM_SERVICE, Pair, deploy, hang_engine, heal, holders, lab_spec, partition, restore, rolling_restart, start_vllm,
+    VLLM_SERVICE, Pair, deploy, hang_engine, heal, holders, lab_spec, partition, restore, soak, start_vllm,
     steady_state, stop_vllm, take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
-from tierkit.inventory import secret_vars, vrrp_password
+from tierkit.lab.drills import rolling_restart
+from tierkit.inventory import HF_TOKEN_ENV, secret_vars
 from tierkit.lab.lab import Lab
+from tierkit.lab.stalls import short_completions, targets
 from tierkit.paths import StackPaths
 
 pytestmark = pytest.mark.lab
 
 LAB = "tkfo"
 TAKEOVER_TARGET_S = 5.0
+TAKEOVER_MEDIAN_TARGET_S = 1.5  # VRRPv3 adverts every 0.25 s: 0.9 s without adverts (docs/failover.md)
+TAKEOVER_ROUNDS = 3  # the bench runs 5
+SOAK_S = 60  # the bench soaks for 10 minutes
 HUNG_OUT_OF_POOL_TARGET_S = 5.0
 VLLM_START_TIMEOUT_S = 900
+# A connect to a vLLM on the lab's switch takes well under a millisecond; CPU contention on this
+# machine adds tens; a lost SYN adds a whole second (the initial retransmission timeout).
+HAPROXY_CONNECT_MAX_MS = 200
+
+
+# Set to 1 to leave the pair up after the module, for `bench/failover.py --lab tkfo --no-deploy`
+# (one deployment for both; `tierkit lab down tkfo` removes it).
+KEEP_ENV = "TIERKIT_KEEP_FAILOVER_LAB"
 
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, Path]]:
     """The failover stack's vLLM and failover stages on a fresh two-host lab, torn down after the
-    module (the GPU stages have their own lab tests; lab vLLM runs on the CPU)."""
+    module unless $TIERKIT_KEEP_FAILOVER_LAB is 1 (the GPU stages have their own lab tests; lab
+    vLLM runs on the CPU)."""
     Lab.down(LAB)
     workdir = tmp_path_factory.mktemp("failover")
     try:
         yield deploy(LAB, workdir, playbooks=("vllm", "failover")), workdir
     finally:
-        Lab.down(LAB)
+        if os.environ.get(KEEP_ENV) != "1":
+            Lab.down(LAB)
 
 
 @pytest.fixture(scope="module")
 def pair(deployed: tuple[Pair, Path]) -> Pair:
     return deployed[0]
+
+
+@pytest.fixture(scope="module")
+def takeovers() -> list[float]:
+    """Takeover seconds of every power cut in the module, in order."""
+    return []
 
 
 def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
@@ -83,6 +111,39 @@ def test_steady_state_is_served_by_both_nodes(pair: Pair) -> None:
     assert outcome.failed == 0
     assert set(outcome.served) == set(pair.nodes)
     assert all(n > 0 for n in outcome.served.values()), outcome.served
+
+
+def test_a_minute_at_full_load_moves_no_vip(pair: Pair) -> None:
+    """The failover stack's smoke load keeps both cores busy: keepalived's adverts still go out
+    every 0.25 s (realtime scheduling) and its completion check tolerates slow answers."""
+    outcome = soak(pair, duration_s=SOAK_S, concurrency=8)
+    print(f"soak: {outcome}")
+    assert outcome.requests > 0
+    assert (outcome.moves, outcome.faults) == (0, 0), outcome.transitions
+    assert outcome.holders_seen == [(outcome.holder,)]
+    assert outcome.failed == 0, outcome.errors
+
+
+def test_short_completions_wait_nowhere_in_haproxy(pair: Pair) -> None:
+    """Four loops of 40 two-token completions, a new connection each, through the VIP: every one
+    is answered within 3 s, and HAProxy itself queued none and connected to a vLLM within
+    HAPROXY_CONNECT_MAX_MS (a lost SYN, e.g. one a TIME_WAIT socket answers with a challenge ACK,
+    costs a 1 s retransmission there). Slow first bytes are vLLM's answer time: two replicas busy
+    on this machine's two cores, the same straight to both vLLMs (printed for comparison;
+    docs/failover.md#stalls-through-haproxy)."""
+    found = targets(pair)
+    vip = short_completions(pair, found["vip"])
+    direct = short_completions(pair, found["vllm"])
+    for outcome in (vip, direct):
+        print(f"{outcome.target}: {outcome.slow} of {outcome.requests} over {outcome.slow_s} s {outcome.slow_ttfb_s}, "
+              f"median {outcome.median_s:.3f} s, max {outcome.max_s:.3f} s, failed {outcome.failed} {outcome.errors}")
+    print({name: (s.qtime_max, s.ctime_max, s.rtime_max, s.retries) for name, s in vip.haproxy.items()})
+    assert vip.failed == 0, vip.errors
+    assert set(vip.haproxy) == set(pair.nodes)
+    for name, server in vip.haproxy.items():
+        assert server.qtime_max == 0, f"HAProxy queued a request for {name} {server.qtime_max} ms"
+        assert server.ctime_max <= HAPROXY_CONNECT_MAX_MS, f"HAProxy took {server.ctime_max} ms to connect to {name}"
+        assert server.retries == 0 and server.redispatches == 0, server
 
 
 def test_second_run_changes_nothing(deployed: tuple[Pair, Path]) -> None:
@@ -98,9 +159,9 @@ def test_each_node_fails_closed(pair: Pair) -> None:
     the peer only, and keepalived and HAProxy require that firewall."""
     for node in pair.nodes:
         address, peer = pair.lab.host(node).address, pair.lab.host(pair.peer(node)).address
-        listening = pair.ssh(node, f"ss -Hltn 'sport = :{pair.backend_port}'").split()
-        assert f"{address}:{pair.backend_port}" in listening, listening
-        assert not any(w.startswith(("0.0.0.0:", "*:", "[::]:")) for w in listening), listening
+        # `ss -Hltn` columns: state, recv-q, send-q, local address:port, peer address:port
+        listening = [line.split()[3] for line in pair.ssh(node, f"ss -Hltn 'sport = :{pair.backend_port}'").splitlines()]
+        assert listening == [f"{address}:{pair.backend_port}"], listening
         assert "vllm-firewall.service" in pair.ssh(node, "systemctl show --property=Requires vllm")
         for service in ("keepalived", "haproxy"):
             assert "tierkit-failover-firewall.service" in pair.ssh(node, f"systemctl show --property=Requires {service}")
@@ -141,12 +202,14 @@ def test_a_failed_firewall_leaves_vllm_stopped(pair: Pair) -> None:
     assert wait_until_up(pair, holder, node, VLLM_START_TIMEOUT_S) >= 0
 
 
-def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Path]) -> None:
-    """While configure runs, no process on this machine or on either node has a secret (the VRRP
-    password, the API key, the HF token: all travel the same way) in its command line."""
+def test_no_secret_on_any_command_line_during_configure(deployed: tuple[Pair, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """While configure runs, no process on this machine or on either node has a secret (the API
+    key, the HF token: both travel the same way; a fresh HF token stands for them when the lab
+    runs without a key) in its command line."""
     pair, workdir = deployed
     paths = StackPaths(workdir, "failover")
-    wanted = [vrrp_password(paths.vrrp_password), *(v for v in secret_vars().values() if v)]
+    monkeypatch.setenv(HF_TOKEN_ENV, f"hf_{secrets.token_hex(16)}")
+    wanted = [v for v in secret_vars().values() if v]
     seen: dict[str, list[str]] = {"controller": [], **{n: [] for n in pair.nodes}}
     done = threading.Event()
 
@@ -276,15 +339,16 @@ def test_vllm_stop_on_the_holder_fails_no_new_request(pair: Pair) -> None:
     outcome = stop_vllm(pair, holder, concurrency=8, duration_s=20, stop_after_s=5)
     print(f"vLLM stop: {outcome}")
     assert outcome.failed_after == 0, outcome.errors
-    assert outcome.failed_before == 0, outcome.errors  # drained from both HAProxies first: none in flight fails either
+    assert outcome.failed_before <= 8  # only streams in flight on the stopped vLLM may fail
     assert outcome.served_after[holder] == 0 and outcome.served_after[peer] > 0
     assert holders(pair) == [holder]  # the LB on the holder still serves: the VIP did not move
     assert start_vllm(pair, holder, VLLM_START_TIMEOUT_S) >= 0
 
 
-def test_killed_holder_hands_the_vip_over_within_5_s(pair: Pair) -> None:
+def test_killed_holder_hands_the_vip_over_within_5_s(pair: Pair, takeovers: list[float]) -> None:
     outcome = take_down(pair, "kill")
     print(f"kill: {outcome}")
+    takeovers.append(outcome.takeover_s)
     assert outcome.new_holder == pair.peer(outcome.node)
     assert outcome.takeover_s <= TAKEOVER_TARGET_S
     assert holders(pair) == [outcome.new_holder]
@@ -300,6 +364,19 @@ def test_returning_node_leaves_the_vip_and_rejoins_the_pool(pair: Pair) -> None:
     log = pair.ssh(returning, "journalctl -t tierkit-failover --no-pager -o cat")
     assert log.strip().splitlines()[-1].startswith("vrrp INSTANCE tierkit_vip is now BACKUP"), log
     assert holders(pair) == [holder]
+
+
+def test_median_takeover_after_a_power_cut_is_within_1_5_s(pair: Pair, takeovers: list[float]) -> None:
+    """More power cuts of the holder, each followed by its return, up to TAKEOVER_ROUNDS in all."""
+    assert takeovers, "the first power cut did not run"
+    while len(takeovers) < TAKEOVER_ROUNDS:
+        outcome = take_down(pair, "kill")
+        takeovers.append(outcome.takeover_s)
+        assert outcome.new_holder == pair.peer(outcome.node)
+        restore(pair, outcome.node)
+        assert wait_until_up(pair, outcome.new_holder, outcome.node, VLLM_START_TIMEOUT_S) >= 0
+    print(f"takeovers: {', '.join(f'{t:.2f}' for t in takeovers)} s")
+    assert statistics.median(takeovers) <= TAKEOVER_MEDIAN_TARGET_S, takeovers
 
 
 def test_split_brain_heals_to_one_holder_within_5_s(pair: Pair) -> None:

@@ -5,11 +5,11 @@ own /dev/shm), the head serves the API and the smoke gate runs through it. One d
 module, the tests in order, each leaving it as the next expects:
 
 1. cold `up` deploys and passes the smoke gate; the worker runs headless, joined to the head;
-2. a second `up` changes nothing (warm time);
-3. the network gate: a throttled cable on the worker makes `up` refuse with one line naming the
-   link, its rate and the floor; the cable restored, nothing else changed;
+2. a second `up --refresh` runs every step again and changes nothing (warm time);
+3. the network gate: a throttled cable on the worker makes `up --refresh` refuse with one line
+   naming the link, its rate and the floor; the cable restored, nothing else changed;
 4. the drill: the worker host is killed; the head stops answering within a bound (no silent
-   hang); `up` boots it again, the group rejoins and the smoke gate passes;
+   hang); `up --refresh` boots it again, the group rejoins and the smoke gate passes;
 5. `down` leaves nothing.
 """
 
@@ -75,12 +75,13 @@ def test_up_from_nothing_splits_the_model_over_two_hosts(first: Up) -> None:
 def test_second_up_changes_nothing(first: Up) -> None:
     head, worker = hosts(first)
     pids = {h["name"]: on_host(h["name"], "systemctl show -p MainPID --value vllm.service") for h in (head, worker)}
-    second = up(STACK)
+    second = up(STACK, None, "--refresh")  # without it the record stands and nothing runs
     assert second.proc.returncode == 0, second.log[-3000:]
+    assert "+ configure: unchanged; --refresh runs it again" in second.log
     assert not CHANGED_TASK.findall(second.log), "configure's second run changed something"
     assert {h["name"]: on_host(h["name"], "systemctl show -p MainPID --value vllm.service") for h in (head, worker)} == pids
     assert second.result["outputs"]["smoke"]["passed"] is True
-    report_timing(STACK, "warm (second up)", second.seconds)
+    report_timing(STACK, "warm (second up, --refresh)", second.seconds)
 
 
 def test_throttled_link_is_refused_by_the_network_gate(first: Up) -> None:
@@ -88,7 +89,7 @@ def test_throttled_link_is_refused_by_the_network_gate(first: Up) -> None:
     throttle = tierkit("lab", "fault", worker["name"], "--throttle", THROTTLE, timeout=60)
     assert throttle.returncode == 0, throttle.stderr
     try:
-        refused = up(STACK)
+        refused = up(STACK, None, "--refresh")
     finally:
         restore = tierkit("lab", "fault", worker["name"], "--restore", timeout=120)
     assert restore.returncode == 0, restore.stderr
@@ -111,7 +112,7 @@ def test_killed_worker_stops_the_endpoint_and_up_restores_it(first: Up) -> None:
         time.sleep(1)
     down_after = time.monotonic() - killed
     print(f"head stopped answering {down_after:.1f} s after the worker was killed")
-    again = up(STACK)
+    again = up(STACK, None, "--refresh")
     assert again.proc.returncode == 0, again.log[-4000:]
     assert f"booted {worker['name']} again" in again.log
     assert again.result["outputs"]["smoke"]["passed"] is True

@@ -1,157 +1,27 @@
-"""The Pulumi program under the SDK's mock runtime: three stacks x three providers.
+"""The Pulumi program under the SDK's mock runtime: four stacks x three providers.
 
-A fake backend answers each registration the way the real providers would (a lab's JSON, EC2
-addresses, a smoke report) without running anything; `tierkit.rehearsal.runtime.run_program`, the
-rehearsal's own harness, installs it in Pulumi's mock runtime and records the graph (parents,
-dependencies) and secret-ness.
+A fake backend (mock_cloud.FakeCloud) answers each registration the way the real providers would
+(a lab's JSON, EC2 addresses, a smoke report) without running anything;
+`tierkit.rehearsal.runtime.run_program`, the rehearsal's own harness, installs it in Pulumi's mock
+runtime and records the graph (parents, dependencies) and secret-ness. The aws provider's own
+checks are in test_aws.py.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from mock_cloud import (API_KEY, CALIBRATED_FLOOR, CALIBRATED_STREAM, HF_TOKEN, PROVIDERS, ROOT, STACKS, FakeCloud,
+                        host_key, parent_name, run, stack_spec, variant)
 
 from tierkit import program
-from tierkit.providers.aws import INSTANCE_TYPES, root_volume_gib
 from tierkit.rehearsal.runner import COMMAND
-from tierkit.rehearsal.runtime import Backend, ProgramRun, Registration, has_secret, is_sealed, reveal, run_program
-from tierkit.spec import plan_for_spec
-from tierkit.spec import parse_spec
-
-ROOT = Path(__file__).resolve().parents[2]
-STACKS = ("single-gpu", "multi-gpu", "failover", "multi-server")
-PROVIDERS = ("lab", "baremetal", "aws")
-API_KEY = "sk-test-0123456789abcdef"
-HF_TOKEN = "hf_test_abcdef0123456789"
-ZONES = ["us-east-1a", "us-east-1b", "us-east-1c"]
-CALIBRATED_FLOOR = 123.4
-CALIBRATED_STREAM = 61.7
-
-
-def stack_spec(stack: str) -> dict[str, Any]:
-    doc = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    return copy.deepcopy(doc["config"]["tierkit:tier"])
-
-
-def variant(stack: str, provider: str, keys: Path) -> dict[str, Any]:
-    """The shipped stack's spec on another provider (GPUs an EC2 type carries, for aws)."""
-    spec = stack_spec(stack)
-    servers = 2 if stack in ("failover", "multi-server") else 1
-    if provider == "baremetal":
-        spec["provider"] = {"kind": "baremetal", "hosts": [
-            {"name": f"gpu{i + 1}", "address": f"192.0.2.{10 + i}", "user": "ubuntu", "key_path": str(keys / "id")}
-            for i in range(servers)
-        ]}
-        if stack == "failover":
-            spec["failover"]["virtual_ip"] = "192.0.2.100"
-        # The lab's tiny model exists only in the lab: real servers download a real one.
-        spec["model"] = {"key": "llama-3.1-8b", "quantization": "bf16", "max_context": 8192}
-    elif provider == "aws":
-        spec["provider"] = {"kind": "aws", "region": "us-east-1", "ssh_cidr": "203.0.113.0/24",
-                            "public_key_path": str(keys / "id.pub"), "private_key_path": str(keys / "id")}
-        spec.pop("failover", None)  # on aws the load balancer is the front door
-        if stack == "multi-gpu":
-            spec["gpu"] = {"model": "h100-sxm", "count": 8, "interconnect": "nvlink"}
-            spec["model"] = {"key": "llama-3.3-70b", "quantization": "fp8", "max_context": 8192}
-            spec["serving"]["tensor_parallel"] = 8
-        else:
-            spec["gpu"] = {"model": "l40s", "count": 1}
-            spec["model"] = {"key": "llama-3.1-8b", "quantization": "bf16", "max_context": 8192}
-    parse_spec(spec)  # every variant is a valid spec
-    return spec
-
-
-class FakeCloud(Backend):
-    """Answers registrations and invokes as the providers and tierkit's verbs would."""
-
-    def create(self, reg: Registration) -> tuple[str, dict[str, Any]]:
-        if not reg.custom:
-            return "", {}
-        state = dict(reg.inputs)
-        rid = f"{reg.name}-id"
-        if reg.type == COMMAND:
-            state["stdout"] = self.stdout(reg)
-            state["stderr"] = ""
-        elif reg.type == "aws:ec2/instance:Instance":
-            n = int(reg.name.removeprefix("server"))
-            state |= {"public_ip": f"198.51.100.{n}", "id": f"i-{n}"}
-        elif reg.type == "aws:lb/loadBalancer:LoadBalancer":
-            state |= {"dns_name": "tierkit-lb.elb.us-east-1.amazonaws.com", "arn": "arn:lb"}
-        elif reg.type == "aws:lb/targetGroup:TargetGroup":
-            state["arn"] = "arn:tg"
-        elif reg.type == "aws:ec2/securityGroup:SecurityGroup":
-            state["id"] = f"sg-{reg.name}"
-            rid = state["id"]
-        elif reg.type == "aws:ec2/keyPair:KeyPair":
-            state["key_name"] = "tierkit-key"
-        return rid, state
-
-    @staticmethod
-    def stdout(reg: Registration) -> str:
-        if reg.name == "lab":
-            args = reg.plain("create").split()
-            name, count = args[args.index("--name") + 1], int(args[args.index("--hosts") + 1])
-            hosts = [{"name": f"{name}-{i + 1}", "address": f"10.77.40.{11 + i}", "port": 22, "user": "root",
-                      "key_path": "/var/lib/tierkit/lab/id", "known_hosts": "/var/lib/tierkit/lab/known_hosts",
-                      "netns": f"tk-{name}"} for i in range(count)]
-            return json.dumps({"lab": name, "netns": f"tk-{name}", "subnet": "10.77.40.0/24", "hosts": hosts})
-        if reg.name == "wait-ssh":
-            args = reg.plain("create").split()
-            pinned = args[args.index("--known-hosts") + 1]
-            return json.dumps([{**h, "known_hosts": pinned} for h in json.loads(reg.plain("stdin"))])
-        if reg.name == "calibrate":
-            return json.dumps({"min_output_tok_s": CALIBRATED_FLOOR, "single_stream_tok_s": CALIBRATED_STREAM,
-                               "statement": "figures come from a CPU rehearsal"})
-        if reg.name == "smoke":
-            return json.dumps({"passed": True, "completed": 48, "failed": 0, "output_throughput": 900.0,
-                               "gates": [{"name": "output_throughput", "passed": True, "measured": 900.0,
-                                          "op": ">=", "required": 1.0}], "gate_source": "command line"})
-        return "configured"
-
-    def invoke(self, token: str, args: dict[str, Any]) -> dict[str, Any]:
-        if token == "aws:ec2/getVpc:getVpc":
-            return {"id": "vpc-default"}
-        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {"names": ZONES, "id": "us-east-1"}
-        if token == "aws:ec2/getSubnet:getSubnet":
-            return {"id": f"subnet-{args['availabilityZone']}"}
-        if token == "aws:ec2/getAmi:getAmi":
-            return {"id": "ami-dlami-latest"}
-        raise AssertionError(f"unexpected invoke {token}")
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Path:
-    d = tmp_path / "keys"
-    d.mkdir()
-    (d / "id").write_text("PRIVATE\n")
-    (d / "id.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMockKeyForTests tierkit\n")
-    return d
-
-
-def run(spec: dict[str, Any] | Any, stack: str = "test", secrets: bool = True) -> ProgramRun:
-    config = {"tierkit:tier": json.dumps(spec)}
-    secret_keys = []
-    if secrets:
-        config |= {"tierkit:apiKey": API_KEY, "tierkit:hfToken": HF_TOKEN}
-        secret_keys = ["tierkit:apiKey", "tierkit:hfToken"]
-    result = run_program(program.main, FakeCloud(), project="tierkit", stack=stack, config=config,
-                                   secret_keys=secret_keys)
-    if result.error is not None and not isinstance(result.error, program.ProgramError):
-        raise result.error
-    return result
-
-
-def parent_name(result: ProgramRun, reg: Registration) -> str:
-    by_urn = {r.urn: r.name for r in result.registrations}
-    return by_urn.get(reg.parent or "", "<stack>")
-
+from tierkit.rehearsal.runtime import has_secret, is_sealed, reveal, run_program
+from tierkit.spec import parse_spec, plan_for_spec
 
 CASES = [(s, p) for s in STACKS for p in PROVIDERS]
 
@@ -191,7 +61,7 @@ def test_exports(stack: str, provider: str, keys: Path) -> None:
     spec = parse_spec(spec_dict)
     result = run(spec_dict)
     exports = {k: e.value for k, e in result.exports.items()}
-    assert set(exports) == {"endpoint", "hosts", "plan", "smoke", "notes"}
+    assert set(exports) == {"endpoint", "hosts", "host_keys", "plan", "smoke", "notes"}
     port = spec.serving.port
     if provider == "aws":
         assert exports["endpoint"] == f"http://tierkit-lb.elb.us-east-1.amazonaws.com:{port}"
@@ -250,64 +120,6 @@ def test_baremetal_gate_is_the_plan(keys: Path) -> None:
     hosts = json.loads(result.named("wait-ssh").plain("stdin"))
     assert [h["address"] for h in hosts] == ["192.0.2.10"]
     assert hosts[0]["known_hosts"] is None  # pinned by Ready on first contact
-
-
-@pytest.mark.parametrize("stack", STACKS)
-def test_aws_properties(stack: str, keys: Path) -> None:
-    spec_dict = variant(stack, "aws", keys)
-    spec = parse_spec(spec_dict)
-    result = run(spec_dict)
-    instances = sorted(result.by_type("aws:ec2/instance:Instance"), key=lambda r: r.name)  # registration order varies
-    want_type = INSTANCE_TYPES[(spec.gpu.model, spec.gpu.count)]
-    assert {i.inputs["instanceType"] for i in instances} == {want_type}
-    assert {i.inputs["ami"] for i in instances} == {"ami-dlami-latest"}
-    assert all(i.inputs["rootBlockDevice"]["volumeSize"] == root_volume_gib(spec) for i in instances)
-    assert all(i.inputs["associatePublicIpAddress"] for i in instances)
-    subnets = [i.inputs["subnetId"] for i in instances]
-    assert subnets == [f"subnet-{z}" for z in ZONES[: spec.server_count]], "one server per zone, distinct"
-    assert all(i.inputs["region"] == "us-east-1" for i in instances)
-    key = result.by_type("aws:ec2/keyPair:KeyPair")[0]
-    assert key.inputs["publicKey"].startswith("ssh-ed25519 AAAA")
-    assert all(i.inputs["keyName"] == "tierkit-key" for i in instances)
-    lb = result.by_type("aws:lb/loadBalancer:LoadBalancer")[0]
-    assert lb.inputs["loadBalancerType"] == "network" and lb.inputs["subnets"] == subnets
-    tg = result.by_type("aws:lb/targetGroup:TargetGroup")[0]
-    assert tg.inputs["healthCheck"]["path"] == "/health"
-    assert len(result.by_type("aws:lb/targetGroupAttachment:TargetGroupAttachment")) == spec.replicas
-
-
-def test_aws_root_volume_grows_with_the_model(keys: Path) -> None:
-    small = parse_spec(variant("single-gpu", "aws", keys))
-    big = parse_spec(variant("multi-gpu", "aws", keys))
-    assert root_volume_gib(small) < root_volume_gib(big)
-    assert root_volume_gib(big) >= 100 + 2 * plan_for_spec(big).weights_gib
-
-
-def test_aws_security_group_rules(keys: Path) -> None:
-    result = run(variant("failover", "aws", keys))
-    port = 8000
-    ingress = {r.name: r.inputs for r in result.by_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
-    assert ingress["ssh"] | {} == {**ingress["ssh"], "securityGroupId": "sg-servers", "fromPort": 22, "toPort": 22,
-                                   "cidrIpv4": "203.0.113.0/24", "ipProtocol": "tcp"}
-    to_vllm = [r for r in ingress.values() if r["securityGroupId"] == "sg-servers" and r.get("fromPort") == port]
-    assert {r.get("referencedSecurityGroupId") for r in to_vllm} == {"sg-servers", "sg-lb"}, "vLLM: the peer and the LB only"
-    assert not [r for r in to_vllm if "cidrIpv4" in r], "no CIDR reaches vLLM directly"
-    server_rules = [r for r in ingress.values() if r["securityGroupId"] == "sg-servers"]
-    assert {r["fromPort"] for r in server_rules} == {22, port}, "nothing else is open on the servers"
-    assert ingress["lb-in"]["cidrIpv4"] == "203.0.113.0/24" and ingress["lb-in"]["fromPort"] == port
-    egress = {r.name: r.inputs for r in result.by_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")}
-    assert egress["lb-to-servers"]["referencedSecurityGroupId"] == "sg-servers"
-
-
-def test_aws_without_a_mapped_instance_type_fails_before_anything(keys: Path) -> None:
-    spec = variant("single-gpu", "aws", keys)
-    spec["gpu"] = {"model": "rtx-pro-6000", "count": 1}
-    result = run(spec)
-    assert isinstance(result.error, program.ProgramError)
-    assert result.error.problems[0].startswith("tierkit:tier.provider.instance_type: no EC2 instance type")
-    assert result.registrations == []
-    spec["provider"]["instance_type"] = "g7e.2xlarge"
-    assert run(spec).by_type("aws:ec2/instance:Instance")[0].inputs["instanceType"] == "g7e.2xlarge"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -408,3 +220,36 @@ def test_missing_or_malformed_spec_registers_nothing() -> None:
     broken = run_program(program.main, FakeCloud(), project="tierkit", stack="test",
                                    config={"tierkit:tier": "{not json"})
     assert isinstance(broken.error, program.ProgramError) and broken.registrations == []
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_host_keys_only_as_secret_outputs(provider: str, keys: Path) -> None:
+    """Readiness's output (hosts with their pinned keys) is secret; the plain `hosts` export has
+    no key; Configure gets the pinned hosts on stdin, never from a file or its command line."""
+    result = run(variant("failover", provider, keys))
+    wait, configure = result.named("wait-ssh"), result.named("configure")
+    names = [h["name"] for h in json.loads(wait.plain("stdin"))]
+    pins = [host_key(n) for n in names]
+    assert "stdout" in wait.secret_outputs and is_sealed(result.states[wait.urn]["stdout"])
+    assert result.exports["host_keys"].secret and result.exports["host_keys"].value == dict(zip(names, pins))
+    assert not result.exports["hosts"].secret
+    assert all("host_key" not in h for h in result.exports["hosts"].value)
+    for name, export in result.exports.items():
+        if not export.secret:
+            assert not any(pin in json.dumps(export.value) for pin in pins), f"a host key in the plain export {name}"
+    for reg in result.registrations:  # anywhere else a key appears, it is sealed
+        plain = json.dumps({k: v for k, v in reg.inputs.items() if not has_secret(v)})
+        assert not any(pin in plain for pin in pins), f"{reg.name}: a host key outside a secret"
+    assert is_sealed(configure.inputs["stdin"])
+    assert [h["host_key"] for h in json.loads(configure.plain("stdin"))] == pins
+    create = configure.plain("create")
+    assert create.endswith("configure --stack test --hosts - --json") and "hosts.json" not in create
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_commands_replace_delete_first(provider: str, keys: Path) -> None:
+    """A replaced command's old delete never runs after its new create at the same paths (it
+    would remove the new run's known_hosts, inventory, logs or smoke report, or the new lab)."""
+    result = run(variant("single-gpu", provider, keys))
+    commands = result.by_type(COMMAND)
+    assert commands and all(c.delete_before_replace for c in commands), [c.name for c in commands]

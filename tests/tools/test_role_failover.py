@@ -24,7 +24,6 @@ import yaml
 from ansible_render import render_play, template_play
 from tierkit import inventory
 from tierkit.hosts import Host
-from tierkit.paths import StackPaths
 from tierkit.providers.lab import host_addresses
 from tierkit.spec import load_stack
 
@@ -68,7 +67,6 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     extra = {
         "files": FILES,
         "failover_vrrp_interface": INTERFACE,
-        "failover_auth_pass": inventory.vrrp_password(work / "state" / "vrrp-password"),
         "failover_api_key": API_KEY,
         # keepalived's check reads its headers from the rendered file.
         "failover_check_headers": f"{out}/{{{{ inventory_hostname }}}}/tierkit-check.headers",
@@ -194,22 +192,41 @@ def test_both_nodes_start_backup_with_nopreempt_and_equal_priority(rendered: dic
     assert len(priorities) == 1
 
 
-def test_vrrp_carries_the_spec_vip_router_id_advert_and_shared_auth(rendered: dict[str, Any]) -> None:
+def test_vrrp_is_version_3_with_the_spec_vip_router_id_and_advert_and_no_password(rendered: dict[str, Any]) -> None:
+    """VRRPv3 (sub-second adverts), which has no authentication: keepalived -t refuses an
+    `authentication` block with version 3, so none is written; adverts count only from the peers."""
     fo = rendered["spec"].failover
     subnet = rendered["spec"].provider.subnet
-    passwords = set()
     for files in rendered["nodes"].values():
-        _, inst = block(parse_keepalived(files["keepalived.conf"].read_text()), "vrrp_instance")
+        conf = parse_keepalived(files["keepalived.conf"].read_text())
+        assert leaf(block(conf, "global_defs")[1], "vrrp_version") == ["3"]
+        _, inst = block(conf, "vrrp_instance")
         assert leaf(inst, "virtual_router_id") == [str(fo.router_id)]
-        assert leaf(inst, "advert_int") == [str(fo.advert_int)]
+        assert float(leaf(inst, "advert_int")[0]) == fo.advert_int < 1
+        assert leaf(inst, "check_unicast_src") == []
+        assert "authentication" not in [kw for kw, _, _ in inst]
         _, vips = block(inst, "virtual_ipaddress")
         assert [(kw, args) for kw, args, _ in vips] == [(f"{fo.virtual_ip}/{subnet.prefixlen}", ["dev", INTERFACE])]
-        _, auth = block(inst, "authentication")
-        assert leaf(auth, "auth_type") == ["PASS"]
-        (password,) = leaf(auth, "auth_pass")
-        assert 1 <= len(password) <= 8  # VRRP PASS carries 8 characters
-        passwords.add(password)
-    assert len(passwords) == 1, "both nodes must share the VRRP password"
+
+
+def test_the_vrrp_process_is_scheduled_ahead_of_vllm(rendered: dict[str, Any]) -> None:
+    """Realtime priority, locked in memory, and a raised nice value as the fallback (the role's
+    defaults), so a node whose cores vLLM keeps busy still sends its adverts on time."""
+    for files in rendered["nodes"].values():
+        defs = block(parse_keepalived(files["keepalived.conf"].read_text()), "global_defs")[1]
+        assert leaf(defs, "vrrp_rt_priority") == ["50"]
+        assert leaf(defs, "vrrp_no_swap") == []
+        assert leaf(defs, "vrrp_priority") == ["-20"]
+
+
+def test_the_health_script_tolerates_a_slow_completion(rendered: dict[str, Any]) -> None:
+    """keepalived's script gives a completion its curl timeout plus a second, and the node gives
+    the VIP up only after `fall` failures in a row, each a second apart."""
+    for files in rendered["nodes"].values():
+        _, script = block(parse_keepalived(files["keepalived.conf"].read_text()), "vrrp_script")
+        assert (leaf(script, "interval"), leaf(script, "timeout"), leaf(script, "fall"), leaf(script, "rise")) == (
+            ["1"], ["4"], ["3"], ["2"])
+        assert "--max-time 3 " in files["tierkit-check.sh"].read_text()
 
 
 def test_vrrp_tracks_the_health_script_and_notifies(rendered: dict[str, Any]) -> None:
@@ -370,14 +387,6 @@ def test_vrrp_and_the_serving_port_are_accepted_from_their_sources_only(rendered
         if shutil.which("nft"):
             check = subprocess.run(["nft", "--check", "--file", str(files["firewall.nft"])], capture_output=True, text=True)
             assert check.returncode == 0, check.stderr
-
-
-def test_the_vrrp_password_is_generated_once_and_private(tmp_path: Path) -> None:
-    path = StackPaths(tmp_path, "s").vrrp_password
-    first = inventory.vrrp_password(path)
-    assert len(first) == 8 and inventory.vrrp_password(path) == first
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert inventory.vrrp_password(StackPaths(tmp_path, "other").vrrp_password) != first
 
 
 def test_every_stop_of_vllm_drains_it_from_both_haproxies_first(rendered: dict[str, Any]) -> None:

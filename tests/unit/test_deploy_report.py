@@ -46,14 +46,15 @@ def test_a_failed_configure_names_reason_and_log(tmp_path: Path) -> None:
 
 def test_smoke_gates_and_history() -> None:
     report = {"passed": False, "duration": 12.5, "output_throughput": 40.0, "p99_ttft_ms": 300.0,
-              "gates": [{"name": "output_throughput", "measured": 40.0, "op": ">=", "required": 50.0, "passed": False}],
-              "plan_vs_measured": [{"name": "per_stream_decode", "predicted": 30.0, "measured": 27.0, "error_pct": -10.0,
+              "gates": [{"name": "output_throughput", "measured": 40.0, "op": ">=", "required": 50.0, "unit": "tok/s",
+                         "passed": False}],
+              "plan_vs_measured": [{"name": "per_stream_decode", "unit": "tok/s", "predicted": 30.0, "measured": 27.0, "error_pct": -10.0,
                                     "source": "the plan"}]}
     ran = [Step("lab", 1.0), Step("wait-ssh", 1.0), Step("configure", 5.0), Step("smoke", 14.0, "command failed with exit 1")]
     (steps, smoke) = suites("s", ran, PLANNED[:3] + ["smoke"], None, report, "log")
     case = smoke.cases[0]
-    assert case.outcome == "failure" and case.message == "output_throughput measured 40.0, required >= 50.0"
-    assert "predicted 30.0, measured 27.0 (-10.0%)" in smoke.output
+    assert case.outcome == "failure" and case.message == "output_throughput 40 tok/s, required >= 50 tok/s"
+    assert "predicted 30.0 tok/s, measured 27.0 tok/s (-10.0%)" in smoke.output
     run = history_run("rehearsal", 21.0, ran, PLANNED, report, "smoke: command failed with exit 1")
     assert not run.ok and [s.name for s in run.steps] == ["servers", "readiness", "configure", "smoke"]
     assert run.smoke is not None and (run.smoke.predicted_stream_tok_s, run.smoke.error_pct) == (30.0, -10.0)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tierkit import inventory as inv
+from tierkit import inventory as inv, planner
 from tierkit.catalog import GPUS
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
@@ -124,8 +124,10 @@ def test_aws_default_sources_are_the_vpc_and_the_operator(tmp_path):
     spec = parse_spec(baremetal(provider={"kind": "aws", "region": "us-east-1", "ssh_cidr": "203.0.113.0/24",
                                           "public_key_path": str(tmp_path / "id.pub"),
                                           "private_key_path": str(tmp_path / "id")}))
-    gv = inv.render(spec, hosts(1, netns=None)).group_vars
-    assert gv["vllm_allowed_sources"] == ["172.31.0.0/16", "203.0.113.0/24"]
+    in_vpc = [h.model_copy(update={"private_address": "10.20.1.5", "private_network": "10.20.0.0/16"})
+              for h in hosts(1, netns=None)]
+    gv = inv.render(spec, in_vpc).group_vars
+    assert gv["vllm_allowed_sources"] == ["10.20.0.0/16", "203.0.113.0/24"], "the hosts' own VPC, not a guess"
 
 
 def test_failover_has_its_group_and_peers():
@@ -193,7 +195,7 @@ def test_multi_server_has_a_head_ranks_and_a_network_gate():
     assert gv["network_gate_nodes"] == [{"name": "h0", "address": "10.211.7.11"}, {"name": "h1", "address": "10.211.7.12"}]
 
 
-@pytest.mark.parametrize(("gpus", "floor"), [(1, inv.PIPELINE_SPLIT_FLOOR_GBPS), (4, inv.TP_SPLIT_FLOOR_GBPS)])
+@pytest.mark.parametrize(("gpus", "floor"), [(1, inv.PIPELINE_SPLIT_FLOOR_GBPS), (4, planner.CROSS_SERVER_TP_MIN_GBPS)])
 def test_network_floor_follows_the_split(gpus, floor):
     spec = parse_spec({"tier": "multi-server", "provider": {"kind": "baremetal", "hosts": [
         {"name": "a", "address": "192.0.2.10", "key_path": __file__}, {"name": "b", "address": "192.0.2.11", "key_path": __file__}]},

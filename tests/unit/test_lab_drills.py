@@ -11,6 +11,7 @@ import yaml
 
 from tierkit import spec
 from tierkit.lab import drills as drill
+from tierkit.lab.stalls import HAPROXY_ADMIN_SOCKET
 from tierkit.errors import TierkitError
 from tierkit.providers.lab import host_addresses
 
@@ -29,6 +30,20 @@ def test_constants_follow_the_roles() -> None:
     assert failover_vars["failover_vllm_service"] == vllm_vars["vllm_service"]
     template = (ROOT / "roles/failover/templates/haproxy.cfg.j2").read_text()
     assert f"\nbackend {drill.HAPROXY_BACKEND}\n" in template
+    assert f"stats socket {HAPROXY_ADMIN_SOCKET} " in template and "level admin" in template
+    failover_vars = yaml.safe_load((ROOT / "roles/failover/vars/main.yml").read_text())
+    assert drill.FAILOVER_LOG_TAG == failover_vars["failover_log_tag"]
+
+
+def test_transitions_are_read_from_the_notify_scripts_lines() -> None:
+    notify = (ROOT / "roles/failover/templates/tierkit-notify.sh.j2").read_text()
+    assert '"vrrp $1 $2 is now $3 (priority' in notify  # the line the reader expects
+    log = ("vrrp INSTANCE tierkit_vip is now BACKUP (priority 100, vip 10.77.40.100)\n"
+           "vrrp INSTANCE tierkit_vip is now MASTER (priority 100, vip 10.77.40.100)\n"
+           "some other line\n"
+           "vrrp INSTANCE tierkit_vip is now FAULT (priority 100, vip 10.77.40.100)\n")
+    assert drill.parse_transitions(log) == ["BACKUP", "MASTER", "FAULT"]
+    assert drill.parse_transitions("") == []
 
 
 def test_stats_csv_gives_each_vllm_its_counters() -> None:
@@ -37,6 +52,9 @@ def test_stats_csv_gives_each_vllm_its_counters() -> None:
     stopped, serving = stats["tkfodev-2"], stats["tkfodev-1"]
     assert stopped.status == "DOWN" and serving.status == "UP"
     assert serving.responses_2xx > 0 and serving.sessions >= serving.responses_2xx
+    # HAProxy's maxima (ms): the queue wait while both were down, connects, responses
+    assert (serving.qtime_max, serving.ctime_max, serving.rtime_max) == (2110, 3, 1220)
+    assert (stopped.retries, stopped.rtime_max) == (2, 1959)
 
 
 def test_served_between_counts_each_vllm_separately() -> None:

@@ -49,7 +49,11 @@ def test_compare_rows_and_costs() -> None:
     rows = compare(catalog.MODELS["llama-3.3-70b"], "awq", catalog.GPUS["rtx-pro-6000"], 4, 2, 8192, 2.5)
     assert [(r.setup, r.tier) for r in rows] == [
         ("1 GPU", "single-gpu"), ("4 GPUs", "multi-gpu"), ("2x4 replicas", "failover"), ("2x4 split", "multi-server")]
-    assert [r.interconnect for r in rows] == ["none", "PCIe", "PCIe", "PCIe+network"]
+    # 4 engines of one GPU per server on the PCIe-only card: a token crosses no link; the split is one engine
+    assert [(r.tensor_parallel, r.pipeline_parallel, r.data_parallel, r.engines) for r in rows] == [
+        (1, 1, 1, 1), (1, 1, 4, 4), (1, 1, 4, 8), (4, 2, 1, 1)]
+    assert [r.interconnect for r in rows] == ["none", "none", "none", "PCIe+network"]
+    assert [r.expected_tok_s for r in rows] == [pytest.approx(r.single_stream_tok_s * r.engines, abs=0.05 * r.engines) for r in rows]
     assert [r.usd_per_hour for r in rows] == [2.5, 10.0, 20.0, 20.0]
     for r in rows:
         assert r.usd_per_million_tokens == pytest.approx(r.usd_per_hour / (r.aggregate_tok_s * 3600) * 1e6, rel=0.01)
@@ -78,6 +82,10 @@ def test_compare_json_and_table() -> None:
         (("--compare", "--gpus", "1"), "--gpus: --compare needs 2 or more GPUs per server"),
         (("--compare", "--servers", "1"), "--servers: --compare needs 2 or more servers"),
         (("--servers", "9",), "Invalid value for '--servers'"),
+        (("--data-parallel", "2",), "--data-parallel: needs --gpus"),
+        (("--gpus", "4", "--data-parallel", "3"), "--data-parallel: 3 engines do not share --gpus 4 evenly; use one of 1, 2, 4"),
+        (("--gpus", "4", "--servers", "2", "--data-parallel", "4"), "--data-parallel: a split runs one engine over all"),
+        (("--compare", "--data-parallel", "1"), "--data-parallel: --compare shows each setup's recommended layout"),
     ],
 )
 def test_bad_flags_are_one_error_line(args: tuple[str, ...], message: str) -> None:

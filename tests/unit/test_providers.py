@@ -112,7 +112,9 @@ def test_baremetal_and_aws_answers(tmp_path):
     cloud = parse_spec(aws(tmp_path))
     a = providers.get(cloud)
     assert a.derive_source(cloud) == "plan" and a.load_balancer
-    assert a.allowed_sources(cloud, []) == ["172.31.0.0/16", cloud.provider.ssh_cidr]
+    in_vpc = Host(name="server1", address="198.51.100.1", private_address="10.20.1.5", private_network="10.20.0.0/16",
+                  key_path="/k")
+    assert a.allowed_sources(cloud, [in_vpc]) == ["10.20.0.0/16", str(cloud.provider.ssh_cidr)]
     with pytest.raises(TierkitError, match="--hosts: aws hosts come from the stack's outputs"):
         a.hosts(cloud)
 
@@ -237,3 +239,12 @@ def test_fleet_notes_are_the_providers(monkeypatch):
     spec = load_stack("single-gpu", ROOT)
     monkeypatch.setitem(providers.PROVIDERS, "lab", Recording())
     assert fleet.notes(spec, plan_for_spec(spec), [], "http://x:1") == ["marker note"]
+
+
+def test_lab_hosts_of_a_stack_not_deployed_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIERKIT_LAB_DIR", str(tmp_path))  # no lab recorded there
+    spec = load_stack("single-gpu", ROOT)
+    with pytest.raises(TierkitError) as info:
+        LabProvider().hosts(spec)
+    assert info.value.problems == [f"--hosts: this stack's lab {spec.provider.name!r} is not up; deploy the stack "
+                                   f"(`tierkit up --stack NAME`), or pass --hosts FILE"]

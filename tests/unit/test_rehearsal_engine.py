@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pulumi
@@ -16,9 +15,8 @@ import pulumi_aws as aws
 import pytest
 from pulumi_command import local
 
-from tierkit.paths import StackPaths
 from tierkit.rehearsal import engine as rehearsal
-from tierkit.rehearsal.config import load_stack_config
+from tierkit.rehearsal import sealed
 from tierkit.rehearsal.record import record_path
 from tierkit.errors import TierkitError
 
@@ -26,7 +24,8 @@ STACK = "t"
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # the record's key, outside the project
     (tmp_path / "Pulumi.yaml").write_text("name: demo\nruntime: python\nstackConfigDir: stacks\n")
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / f"Pulumi.{STACK}.yaml").write_text(
@@ -174,7 +173,10 @@ def test_secrets_reach_the_command_but_not_the_record_or_the_log(project: Path, 
     entry = json.loads(text)["commands"][0]
     assert entry["environment"] == {} or "API_KEY" not in entry["environment"]
     assert "API_KEY" in entry["secret_environment"]
-    assert entry["stdout"] is None
+    assert entry["stdout"].startswith("fernet:"), "a secret output is kept encrypted"
+    assert sealed.open_text(entry["stdout"]) == "key=s3cret-value"
+    assert sealed.key_path() == project / "state" / "tierkit" / "rehearsal.key"
+    assert os.stat(sealed.key_path()).st_mode & 0o077 == 0
     assert os.stat(record_path(project, STACK)).st_mode & 0o077 == 0
 
 
@@ -205,45 +207,115 @@ def test_down_without_a_record_does_nothing(project: Path) -> None:
     assert "nothing to delete" in log.lines[0]
 
 
-def test_second_up_runs_every_create_again(project: Path) -> None:
+def test_second_up_leaves_unchanged_commands_alone(project: Path) -> None:
+    count = project / "count"
+
+    def program() -> None:
+        tick = local.Command("tick", create=f"echo x >> {count} && echo ticked", delete=f"rm -f {count}")
+        pulumi.export("out", tick.stdout)
+
+    for _ in range(2):
+        result = rehearsal.up(program, project, STACK, {}, Lines())
+        assert result.exports["out"].value == "ticked", "the recorded output answers for the command"
+    assert count.read_text() == "x\n", "ran once: its inputs did not change"
+    assert result.unchanged == ["tick"] and result.ran == []
+    assert len(json.loads(record_path(project, STACK).read_text())["commands"]) == 1
+
+
+def replacing(project: Path, *, delete_before_replace: bool) -> tuple[Path, Lines]:
+    """Two ups of a command whose files live at a fixed path; the second changes its trigger."""
+    report = project / "run" / "report"
+
+    def program(generation: str) -> None:
+        local.Command("report", create=f"mkdir -p {report.parent} && echo {generation} > {report}",
+                      delete=f"rm -rf {report.parent}", triggers=[generation],
+                      opts=pulumi.ResourceOptions(delete_before_replace=delete_before_replace))
+
+    rehearsal.up(lambda: program("1"), project, STACK, {}, Lines())
+    log = Lines()
+    rehearsal.up(lambda: program("2"), project, STACK, {}, log)
+    return report, log
+
+
+def test_replacement_creates_then_deletes_the_old_one(project: Path) -> None:
+    """Pulumi's default order, which is why fleet's commands ask for delete-before-replace: the
+    old delete runs after the new create, and at a shared path it eats the new run's files."""
+    report, log = replacing(project, delete_before_replace=False)
+    assert not report.exists()
+    assert [line for line in log.lines if line.startswith(("+ report", "- report"))] == [
+        "+ report: running", "- report: replaced; deleting the old one", "- report: deleting"]
+
+
+def test_delete_before_replace_keeps_the_new_run_files(project: Path) -> None:
+    report, log = replacing(project, delete_before_replace=True)
+    assert report.read_text() == "2\n"
+    assert [line for line in log.lines if line.startswith(("+ report", "- report"))] == [
+        "- report: inputs changed; deleting the old one before creating (delete_before_replace)",
+        "- report: deleting", "+ report: running"]
+
+
+def test_a_command_the_program_drops_is_deleted(project: Path) -> None:
+    gone = project / "gone"
+
+    def program(both: bool) -> None:
+        local.Command("keep", create="true")
+        if both:
+            local.Command("drop", create=f"touch {gone}", delete=f"rm -f {gone}")
+
+    rehearsal.up(lambda: program(True), project, STACK, {}, Lines())
+    assert gone.exists()
+    rehearsal.up(lambda: program(False), project, STACK, {}, Lines())
+    assert not gone.exists()
+    assert [c["name"] for c in json.loads(record_path(project, STACK).read_text())["commands"]] == ["keep"]
+
+
+def test_secret_outputs_without_their_key_stop_the_up(project: Path) -> None:
+    """As Pulumi without the stack's passphrase: nothing runs again to re-trust what was sealed."""
+    count = project / "count"
+
+    def program() -> None:
+        local.Command("pins", create=f"echo x >> {count} && echo pinned-keys",
+                      opts=pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
+
+    rehearsal.up(program, project, STACK, {}, Lines())
+    sealed.key_path().unlink()
+    with pytest.raises(TierkitError) as info:
+        rehearsal.up(program, project, STACK, {}, Lines())
+    assert count.read_text() == "x\n"
+    assert info.value.exit_code == 1 and info.value.problems == [
+        f"pins: its recorded secret outputs do not open with {sealed.key_path()} (not the key that sealed them); put "
+        f"that key there (or point $XDG_STATE_HOME at it), as Pulumi needs the stack's passphrase"]
+
+
+def test_refresh_runs_unchanged_commands_again_in_place(project: Path) -> None:
+    """--refresh: the record's outputs do not answer; each create runs again, nothing is deleted."""
+    count = project / "count"
+
+    def program() -> None:
+        local.Command("tick", create=f"echo x >> {count} && echo ticked", delete=f"rm -f {count}",
+                      opts=pulumi.ResourceOptions(delete_before_replace=True))
+
+    rehearsal.up(program, project, STACK, {}, Lines())
+    log = Lines()
+    result = rehearsal.up(program, project, STACK, {}, log, refresh=True)
+    assert count.read_text() == "x\nx\n", "ran again, and its delete never ran"
+    assert [name for name, _ in result.ran] == ["tick"] and result.unchanged == []
+    assert "+ tick: unchanged; --refresh runs it again (it checks the servers and repairs drift)" in log.lines
+
+
+def test_a_record_without_inputs_hashes_runs_again_in_place(project: Path) -> None:
+    """A record from before the hashes: its commands run again, none is deleted as a replacement."""
     count = project / "count"
 
     def program() -> None:
         local.Command("tick", create=f"echo x >> {count}", delete=f"rm -f {count}")
 
-    for _ in range(2):
-        start = time.monotonic()
-        rehearsal.up(program, project, STACK, {}, Lines())
-        assert time.monotonic() - start < 30
-    assert count.read_text() == "x\nx\n"
-    assert len(json.loads(record_path(project, STACK).read_text())["commands"]) == 1
-
-
-def stack_project(root: Path, provider: dict) -> None:
-    (root / "stacks").mkdir(parents=True)
-    (root / "Pulumi.yaml").write_text("name: tierkit\nruntime: python\nstackConfigDir: stacks\n")
-    spec = {"tier": "single-gpu", "provider": provider, "gpu": {"model": "l40s", "count": 1},
-            "model": {"key": "llama-3.1-8b", "max_context": 8192}}
-    (root / "stacks" / "Pulumi.s.yaml").write_text(json.dumps({"config": {"tierkit:tier": spec}}))
-
-
-def test_off_the_lab_the_rehearsal_generates_the_api_key_once_0600(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TIERKIT_API_KEY", raising=False)
-    key = tmp_path / "id"
-    key.write_text("PRIVATE\n")
-    stack_project(tmp_path, {"kind": "baremetal", "hosts": [{"name": "a", "address": "192.0.2.10", "key_path": str(key)}]})
-    env = {"tierkit:apiKey": "TIERKIT_API_KEY"}
-    assert "tierkit:apiKey" not in load_stack_config(tmp_path, "s", env).config  # preview: none yet
-    first = load_stack_config(tmp_path, "s", env, generate=True)
-    stored = StackPaths(tmp_path, "s").api_key
-    assert "tierkit:apiKey" in first.secret_keys and len(first.config["tierkit:apiKey"]) >= 32
-    assert stored.stat().st_mode & 0o777 == 0o600
-    assert load_stack_config(tmp_path, "s", env, generate=True).config["tierkit:apiKey"] == first.config["tierkit:apiKey"]
-    assert all(first.config["tierkit:apiKey"] not in note for note in first.notes)
-
-
-def test_on_the_lab_the_rehearsal_generates_no_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("TIERKIT_API_KEY", raising=False)
-    stack_project(tmp_path, {"kind": "lab", "name": "t"})
-    cfg = load_stack_config(tmp_path, "s", {"tierkit:apiKey": "TIERKIT_API_KEY"}, generate=True)
-    assert "tierkit:apiKey" not in cfg.config and not (tmp_path / ".tierkit").exists()
+    rehearsal.up(program, project, STACK, {}, Lines())
+    path = record_path(project, STACK)
+    doc = json.loads(path.read_text())
+    for entry in doc["commands"]:
+        entry.pop("inputs_hash")
+    path.write_text(json.dumps(doc))
+    rehearsal.up(program, project, STACK, {}, Lines())
+    assert count.read_text() == "x\nx\n", "ran again, and the old one's delete never ran"
+    assert json.loads(path.read_text())["commands"][0]["inputs_hash"], "hashed from now on"

@@ -169,7 +169,7 @@ CASES: dict[str, tuple[str | bytes, list[str]]] = {
     "extra arg host": (stack_text(changed(serving={"extra_args": ["--host=0.0.0.0"]})), ["sets --host"]),
     "extra arg model": (stack_text(changed(serving={"extra_args": ["--model", "/other"]})), ["sets --model"]),
     "extra arg served name": (stack_text(changed(serving={"extra_args": ["--served-model-name=x"]})), ["sets --served-model-name"]),
-    "extra arg tp short": (stack_text(changed(serving={"extra_args": ["-tp", "8"]})), ["-tp, -pp, -q"]),
+    "extra arg tp short": (stack_text(changed(serving={"extra_args": ["-tp", "8"]})), ["sets a flag tierkit sets from the spec (-tp, -pp, -dp"]),
     "extra arg tp long": (stack_text(changed(serving={"extra_args": ["--tensor-parallel-size=8"]})), ["sets --tensor-parallel-size"]),
     "extra arg config file": (stack_text(changed(serving={"extra_args": ["--config", "/tmp/x.yaml"]})), ["sets --config"]),
     "extra arg uds": (stack_text(changed(serving={"extra_args": ["--uds=/tmp/s"]})), ["sets --uds"]),
@@ -201,7 +201,7 @@ CASES: dict[str, tuple[str | bytes, list[str]]] = {
     "vip baremetal broadcast": (stack_text({**BM_FO, "failover": {"virtual_ip": "192.0.2.255"}}), ["192.0.2.255 is the subnet's broadcast address"]),
     "vip baremetal host": (stack_text({**BM_FO, "failover": {"virtual_ip": "192.0.2.11"}}), ["is a host's own address"]),
     # --- aws
-    "aws ssh_cidr everyone": (stack_text(changed(AWS, provider__ssh_cidr="everyone")), ["ssh_cidr: 'everyone' is not a CIDR block"]),
+    "aws ssh_cidr everyone": (stack_text(changed(AWS, provider__ssh_cidr="everyone")), ["ssh_cidr: 'everyone' is not an IPv4 CIDR block"]),
     "aws ssh_cidr whole internet": (stack_text(changed(AWS, provider__ssh_cidr="0.0.0.0/0")), ["ssh_cidr: 0.0.0.0/0 opens SSH"]),
     "aws region injection": (stack_text(changed(AWS, provider__region="us-east-1; id")), ["provider.region", "e.g. us-east-1"]),
     "aws ami": (stack_text(changed(AWS, provider__ami="ami-xyz")), ["provider.ami"]),

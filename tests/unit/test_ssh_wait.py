@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import socket
 import subprocess
 import sys
@@ -17,9 +18,11 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from tierkit import inventory
 from tierkit.cli import main
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
+from tierkit.pins import write_known_hosts
 from tierkit.ssh_wait import fingerprint, wait_for_ssh
 
 
@@ -222,3 +225,49 @@ def test_cli_reads_stdin_writes_pinned_hosts(server: SshServer, keys: dict, tmp_
     assert printed == json.loads(out.read_text())
     assert printed[0]["known_hosts"] == str(kh)
     assert "pinned gpu1" in captured.err and "ready gpu1" in captured.err
+    assert printed[0]["host_key"] == f"ssh-rsa {keys['host_a'].get_base64()}", "the pin travels in the output"
+
+
+def test_a_pinned_key_in_the_host_wins_and_is_never_re_trusted(server: SshServer, keys: dict, tmp_path: Path) -> None:
+    """A host record carrying its pin (a deploy's state) is held to it, even when the stack's
+    known_hosts (a cache, here deleted or stale) says nothing or something else."""
+    kh = tmp_path / "kh"
+    pinned = host(server.port, keys["client_path"]).model_copy(
+        update={"host_key": f"ssh-rsa {keys['host_a'].get_base64()}"})
+    [reached] = wait_for_ssh([pinned], kh, 10, lambda _: None)
+    assert reached.how == "matches its pinned host key"
+    other = pinned.model_copy(update={"host_key": f"ssh-rsa {keys['host_b'].get_base64()}"})
+    kh.unlink()
+    with pytest.raises(TierkitError) as info:
+        wait_for_ssh([other], kh, 10, lambda _: None)
+    problem = info.value.problems[0]
+    assert problem.startswith(f"gpu1: host key ssh-rsa {fingerprint(keys['host_a'])} does not match its pinned host key")
+    assert "replace it through the deploy" in problem
+    assert not kh.exists(), "nothing pinned from a key that does not match"
+
+
+def test_known_hosts_rebuilt_from_pins_is_what_ssh_checks(server: SshServer, keys: dict, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """tierkit.pins: the known_hosts any step rebuilds from the hosts' pins; OpenSSH holds a host to it."""
+    pinned = host(server.port, keys["client_path"]).model_copy(
+        update={"host_key": f"ssh-rsa {keys['host_a'].get_base64()}", "known_hosts": "/nonexistent"})
+    [rebuilt] = write_known_hosts([pinned], tmp_path / "run" / "known_hosts")
+    cache = Path(rebuilt.known_hosts)
+    assert cache == tmp_path / "run" / "known_hosts" and cache.stat().st_mode & 0o777 == 0o600
+    assert cache.read_text() == f"[127.0.0.1]:{server.port} ssh-rsa {keys['host_a'].get_base64()}\n"
+    # OpenSSH, with the options the inventory gives Ansible, logs in against the rebuilt cache, and
+    # refuses the host once the pin is another key.
+    def ssh(h: Host) -> subprocess.CompletedProcess[str]:
+        ssh_args = shlex.split(inventory.host_vars(h)["ansible_ssh_common_args"])
+        return subprocess.run(["ssh", *ssh_args, "-o", "BatchMode=yes", "-i", str(keys["client_path"]),
+                               "-p", str(server.port), "root@127.0.0.1", "true"],
+                              capture_output=True, text=True, timeout=30)
+    assert ssh(rebuilt).returncode == 0
+    impostor = pinned.model_copy(update={"host_key": f"ssh-rsa {keys['host_b'].get_base64()}"})
+    refused = ssh(write_known_hosts([impostor], cache)[0])
+    assert refused.returncode == 255 and "Host key verification failed" in refused.stderr
+    monkeypatch.chdir(tmp_path)
+    [relative] = write_known_hosts([pinned], Path("rel") / "known_hosts")
+    assert relative.known_hosts == str(tmp_path / "rel" / "known_hosts"), "absolute: SSH runs elsewhere"
+    unpinned = host(server.port, keys["client_path"], "/lab/known_hosts")
+    assert write_known_hosts([unpinned], tmp_path / "other") == [unpinned]

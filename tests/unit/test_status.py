@@ -14,6 +14,7 @@ from test_probe import KEY, FakeVllm
 
 from tierkit import history
 from tierkit.errors import TierkitError
+from tierkit.hosts import Host
 from tierkit.paths import StackPaths
 from tierkit.spec import load_stack
 from tierkit.status import collect
@@ -30,31 +31,30 @@ def vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     server.shutdown()
 
 
-def deployed(state: Path, port: int, passed: bool = True) -> None:
+def deployed(state: Path, port: int, passed: bool = True) -> list[Host]:
     state.mkdir(parents=True)
-    (state / "hosts.json").write_text(json.dumps([{"name": "h1", "address": "127.0.0.1", "port": port,
-                                                   "key_path": "/nonexistent"}]))
     gates = [{"name": "output_throughput", "measured": 50.0, "op": ">=", "required": 40.0, "unit": "tok/s", "passed": passed}]
     (state / "smoke.json").write_text(json.dumps({"passed": passed, "output_throughput": 50.0, "gates": gates,
                                                   "gate_source": "the plan", "plan_vs_measured": []}))
     history.append(state / "history.jsonl", history.Run(engine="rehearsal", ok=passed, seconds=300,
                                                         steps=[history.StepTime(name="configure", seconds=200)]))
+    return [Host(name="h1", address="127.0.0.1", port=port, key_path="/nonexistent")]
 
 
 def test_everything_answers(tmp_path: Path, vllm: int) -> None:
-    deployed(tmp_path / ".tierkit" / "s", vllm)
-    report = collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "s"), vllm, f"http://127.0.0.1:{vllm}")
+    hosts = deployed(tmp_path / ".tierkit" / "s", vllm)
+    report = collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "s"), hosts, vllm, f"http://127.0.0.1:{vllm}")
     assert report.ok, report.problems
     assert report.probe.hosts[0].vllm_version == "0.32.0" and report.probe.hosts[0].models == ["tiny"]
     assert report.last_smoke is not None and report.last_smoke.gates == [
-        "output_throughput pass: measured 50.0, required >= 40.0"]
+        "output_throughput pass: measured 50 tok/s, required >= 40 tok/s"]
     assert report.plan["tier"] == "single-gpu" and [r.steps[0].name for r in report.runs] == ["configure"]
     assert report.vip_holders is None
 
 
 def test_a_failed_smoke_and_a_dead_vllm_are_problems(tmp_path: Path, vllm: int) -> None:
-    deployed(tmp_path / ".tierkit" / "s", vllm, passed=False)
-    report = collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "s"), 1, f"http://127.0.0.1:{vllm}")
+    hosts = deployed(tmp_path / ".tierkit" / "s", vllm, passed=False)
+    report = collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "s"), hosts, 1, f"http://127.0.0.1:{vllm}")
     assert not report.ok
     assert any(p.startswith("h1: vLLM at http://127.0.0.1:1") for p in report.problems)
     assert "smoke: the last smoke gate failed" in report.problems
@@ -62,7 +62,7 @@ def test_a_failed_smoke_and_a_dead_vllm_are_problems(tmp_path: Path, vllm: int) 
 
 def test_nothing_deployed_is_one_error_line(tmp_path: Path) -> None:
     with pytest.raises(TierkitError, match=r"run `tierkit up --stack none` first"):
-        collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "none"), 8000, None)
+        collect(load_stack("single-gpu", ROOT), StackPaths(tmp_path, "none"), [], 8000, None)
 
 
 def test_history_keeps_the_last_runs_and_skips_a_torn_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

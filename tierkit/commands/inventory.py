@@ -10,6 +10,7 @@ import typer
 from tierkit import inventory as inv, stackfiles
 from tierkit.commands.options import FileOpt, HostsOpt, StackOpt
 from tierkit.console import console, print_json
+from tierkit.pins import write_known_hosts
 
 def inventory_command(
     stack: StackOpt = None,
@@ -25,8 +26,9 @@ def inventory_command(
     Secrets are never written: pass the API key as an extra var (-e vllm_api_key=...), as `tierkit configure` does from TIERKIT_API_KEY.
     """
     spec = stackfiles.load(stack, file)
-    rendered = inv.render(spec, stackfiles.resolve_hosts(spec, hosts))
-    path = inv.write(rendered, out or stackfiles.paths(stack, file).inventory_dir)
+    directory = out or stackfiles.paths(stack, file).inventory_dir
+    rendered = inv.render(spec, write_known_hosts(stackfiles.resolve_hosts(spec, hosts), directory / "known_hosts"))
+    path = inv.write(rendered, directory)
     if as_json:
         print_json({"inventory": str(path), "hosts": rendered.hosts, "groups": rendered.groups,
                     "group_vars": rendered.group_vars})

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tierkit.commands.options import FileOpt, StackOpt
+from tierkit.commands.options import FileOpt, HostsOpt, StackOpt
 from tierkit.console import console, print_json
 
 
@@ -32,8 +32,9 @@ def _show(report) -> None:  # a tierkit.status.StatusReport
         for gate in s.gates:
             console.print(Text(f"  {gate}"))
     p = report.plan
+    dp = p.get("data_parallel", 1)  # plans recorded before data-parallel engines have none
     console.print(Text(f"plan: {p['tier']} {p['servers']}x{p['gpus_per_server']} GPUs, TP={p['tensor_parallel']} "
-                       f"PP={p['pipeline_parallel']}, expected {p['expected_tok_s']:,.0f} tok/s, {p['max_users']} users"))
+                       f"PP={p['pipeline_parallel']}{f' DP={dp}' if dp > 1 else ''}, expected {p['expected_tok_s']:,.0f} tok/s, {p['max_users']} users"))
     if report.runs:
         runs = Table(title="last runs of `tierkit up`", title_justify="left")
         for column in ("at", "engine", "ok", "seconds", "steps", "output tok/s", "decode predicted/measured"):
@@ -53,6 +54,7 @@ def _show(report) -> None:  # a tierkit.status.StatusReport
 def status_command(
     stack: StackOpt = None,
     file: FileOpt = None,
+    hosts: HostsOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """What runs where: each host's reachability, vLLM version and served model, the endpoint, the VIP holder (failover), the last smoke result and the plan it was gated on, and the last runs of `tierkit up` side by side.
@@ -64,7 +66,8 @@ def status_command(
     from tierkit.status import collect
 
     spec = stackfiles.load(stack, file)
-    report = collect(spec, stackfiles.paths(stack, file), vllm_port(spec), None)
+    found = stackfiles.resolve_hosts(spec, hosts)
+    report = collect(spec, stackfiles.paths(stack, file), found, vllm_port(spec), None)
     if as_json:
         print_json({"ok": report.ok, **report.model_dump(mode="json")})
     else:

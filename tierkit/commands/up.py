@@ -1,6 +1,6 @@
 """`tierkit up` and `tierkit down`: deploy or remove a stack.
 
-With the `pulumi` CLI on PATH they drive it through the Automation API (`pulumi up` / `pulumi
+With the `pulumi` CLI on PATH they drive it (tierkit/pulumi_cli.py: `pulumi up` / `pulumi
 destroy`, with Pulumi's state and diffs). Without it they use tierkit's rehearsal
 (tierkit/rehearsal/), which runs the same program's local commands for real. The first line
 says which.
@@ -20,22 +20,21 @@ from tierkit.commands.options import RequiredStackOpt
 from tierkit.console import console, err_console, print_json
 from tierkit.errors import TierkitError
 from tierkit.paths import StackPaths
+from tierkit.pulumi_cli import PulumiCli
 from tierkit.rehearsal.record import record_path
 from tierkit.spec import load_stack, project_root
 
 if TYPE_CHECKING:  # the rehearsal's engine brings the Pulumi SDK: imported when up or down runs
-    from tierkit.deploy_report import EngineEvents
     from tierkit.rehearsal.runtime import Export
 
 Engine = Literal["auto", "pulumi", "rehearsal"]
 EngineOpt = Annotated[str, typer.Option("--engine", help="auto: the Pulumi CLI when `pulumi` is on PATH, else the rehearsal; pulumi; rehearsal.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Progress to stderr; print the outcome (engine, seconds, outputs) as JSON on stdout.")]
 
-REHEARSAL_UP = ("rehearsal (no Pulumi CLI): runs the program's local commands for real, every create on every up; "
-                "no Pulumi state, no diffs; what ran is recorded in {record} for `tierkit down`")
+REHEARSAL_UP = ("rehearsal (no Pulumi CLI): runs the program's local commands for real; {record} plays the "
+                "stack's state: a command whose inputs are unchanged keeps its recorded outputs and does not run, "
+                "a changed one is replaced; not a Pulumi state (local commands only)")
 REHEARSAL_DOWN = "rehearsal (no Pulumi CLI): runs the deletes recorded in {record}, dependents first"
-AGAIN = ("a second up changes nothing: `tierkit lab up` reports the existing lab, wait-ssh re-checks the pinned keys, "
-         "configure's second run reports changed=0, and smoke measures again")
 
 
 def choose_engine(engine: str) -> tuple[str, str | None]:
@@ -82,36 +81,22 @@ def render_outputs(outputs: dict[str, Any], say) -> None:
             say(f"  {key}: {value}")
 
 
-def _automation(stack: str, action: str, say, events: EngineEvents | None = None) -> dict[str, Any]:
-    from pulumi import automation as auto
-
-    try:
-        s = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_root()))
-        if action == "down":
-            s.destroy(on_output=lambda line: say(line.rstrip()), show_secrets=False)
-            return {}
-        from tierkit.deploy_report import sdk_event
-
-        observe = None if events is None else (lambda e: events(sdk_event(e)))
-        result = s.up(on_output=lambda line: say(line.rstrip()), on_event=observe,
-                      show_secrets=False)  # the SDK's default shows them
-    except auto.errors.CommandError as exc:
-        last = [line for line in str(exc).splitlines() if line.strip()][-1:] or ["see the output above"]
-        raise TierkitError(f"pulumi {action}: failed ({last[0].strip()})", exit_code=1) from None
-    return {k: ("[secret]" if v.secret else v.value) for k, v in result.outputs.items()}
-
-
 JunitOpt = Annotated[Optional[Path], typer.Option("--junit", help="Write FILE as JUnit XML: one test case per step with its duration, per play of configure, per verification gate and per smoke gate; a failed step carries its reason and its log's path.")]
 
 
+RefreshOpt = Annotated[bool, typer.Option("--refresh", help="Check the deployment against the world before changing it: with the Pulumi CLI, `pulumi up --refresh` (cloud resources re-read; a lost instance is made again, and its dependents follow); with the rehearsal, every command runs again, even those its record says are unchanged (each checks the servers and repairs drift, e.g. a lab host that died, a gate that should be measured again).")]
+
+
 def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False,
-               junit: JunitOpt = None) -> None:
+               junit: JunitOpt = None, refresh: RefreshOpt = False) -> None:
     """Deploy a stack: servers, SSH ready, configured and verified (site.yml), smoke gate passed.
 
-    With the Pulumi CLI: `pulumi up` through the Automation API. Without it: the rehearsal runs
-    the program's commands for real (lab and bare-metal stacks; a cloud stack needs the CLI).
-    Secrets: `pulumi config set --secret tierkit:apiKey` with the CLI; $TIERKIT_API_KEY and
-    $HF_TOKEN for the rehearsal. Exits 1 when a step fails (a failed smoke gate fails the up).
+    With the Pulumi CLI: `pulumi stack select --create`, then `pulumi config set --secret` for
+    tierkit:apiKey and tierkit:hfToken from $TIERKIT_API_KEY and $HF_TOKEN (value on stdin) when
+    they are set, then `pulumi up --yes --skip-preview`. Without it: the rehearsal runs the
+    program's commands for real (lab and bare-metal stacks; a cloud stack needs the CLI), with
+    the secrets from $TIERKIT_API_KEY and $HF_TOKEN; its record keeps unchanged commands as they
+    are. Exits 1 when a step fails (a failed smoke gate fails the up).
 
     Every up, failed or not, adds its step times and smoke figures to .tierkit/STACK/history.jsonl (`tierkit status` shows them).
     """
@@ -129,10 +114,11 @@ def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: Jso
     failure: str | None = None
     try:
         if kind == "pulumi":
-            say(f"tierkit up: Pulumi Automation API (pulumi at {path}): pulumi up --stack {stack}")
+            say(f"tierkit up: the Pulumi CLI at {path} (stack select, secrets from the environment, up); "
+                f"what it reports is what happened")
             events = EngineEvents()
             try:
-                outputs = _automation(stack, "up", say, events)
+                outputs = PulumiCli(path, root, stack, say).up(events, refresh=refresh)
             finally:
                 ran, planned = events.ran, events.planned
         else:
@@ -143,11 +129,12 @@ def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: Jso
 
             trace = Trace()
             try:
-                result = up(program.main, root, stack, program.SECRET_ENV, say, trace)
+                result = up(program.main, root, stack, program.SECRET_ENV, say, trace, refresh=refresh)
             finally:
                 ran, planned = [Step(*r) for r in trace.ran], trace.planned
             outputs = _plain(result.exports)
-            say(AGAIN)
+            say(f"ran {len(result.ran)} command(s) ({', '.join(n for n, _ in result.ran) or 'none'}); "
+                f"{len(result.unchanged)} unchanged ({', '.join(result.unchanged) or 'none'})")
     except TierkitError as exc:
         failure = "; ".join(exc.problems)
         raise
@@ -164,7 +151,7 @@ def up_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: Jso
 def down_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: JsonOpt = False) -> None:
     """Remove a stack: every step's delete, dependents first (the lab's hosts last).
 
-    With the Pulumi CLI: `pulumi destroy` through the Automation API. Without it: the rehearsal
+    With the Pulumi CLI: `pulumi destroy --yes --skip-preview`. Without it: the rehearsal
     runs the deletes it recorded in .tierkit/STACK/rehearsal.json. Idempotent.
     """
     kind, path = choose_engine(engine)
@@ -173,8 +160,8 @@ def down_command(stack: RequiredStackOpt, engine: EngineOpt = "auto", as_json: J
     started = time.monotonic()
     deleted: list[str] = []
     if kind == "pulumi":
-        say(f"tierkit down: Pulumi Automation API (pulumi at {path}): pulumi destroy --stack {stack}")
-        _automation(stack, "down", say)
+        say(f"tierkit down: the Pulumi CLI at {path}: pulumi destroy --stack {stack}")
+        PulumiCli(path, root, stack, say).destroy()
     else:
         from tierkit.rehearsal.engine import down
 

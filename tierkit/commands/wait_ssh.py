@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,18 +10,8 @@ import typer
 
 from tierkit.console import err_console, print_json
 from tierkit.errors import TierkitError
-from tierkit.hosts import Host, HostList, load_hosts
+from tierkit.hosts import read_hosts
 from tierkit.outputs import check_output_file
-
-
-def _read_hosts(source: str) -> list[Host]:
-    if source != "-":
-        return load_hosts(source)
-    try:
-        return HostList.validate_python(json.loads(sys.stdin.read()))
-    except ValueError as exc:
-        raise TierkitError(f"--hosts: standard input is not a hosts JSON list ({str(exc).splitlines()[0]}); "
-                           f"pipe what `tierkit lab up --json` prints") from None
 
 
 def wait_ssh_command(
@@ -44,7 +33,7 @@ def wait_ssh_command(
         check_output_file("--write", write)  # before the wait, not after it
     from tierkit.ssh_wait import pinned_hosts, wait_for_ssh  # paramiko: only when the verb runs
 
-    wanted = _read_hosts(hosts)
+    wanted = read_hosts(hosts)
     if not wanted:
         raise TierkitError("--hosts: no hosts listed; nothing to wait for")
     results = wait_for_ssh(wanted, known_hosts.resolve(), timeout, lambda line: err_console.print(line, markup=False, soft_wrap=True))

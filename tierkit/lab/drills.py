@@ -18,6 +18,9 @@ repeats them and prints them.
 - `rolling_restart`: configure runs with a changed vLLM setting while a continuous load of streamed
   completions goes through the VIP; every node's vLLM restarts, one at a time, each drained from
   both HAProxies first: no request may fail, in flight or new.
+- `soak`: a long smoke run at full load through the VIP, watched for false alarms: every VRRP
+  transition keepalived logged on either node during it (a VIP move, a FAULT) and the holders
+  seen by polling.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
 - `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
@@ -26,19 +29,22 @@ repeats them and prints them.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import http.client
 import json
 import shlex
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import SecretStr
 
@@ -57,10 +63,11 @@ from tierkit.smoke.stream import RequestResult
 from tierkit.spec import TierSpec, parse_spec, spec_data_from_stack_file, stack_path
 
 
-# roles/failover defaults (failover_stats_port) and roles/vllm vars (vllm_service); a unit test
-# keeps these in step with the roles.
+# roles/failover defaults (failover_stats_port), vars (failover_log_tag) and roles/vllm vars
+# (vllm_service); a unit test keeps these in step with the roles.
 HAPROXY_STATS_PORT = 8404
 VLLM_SERVICE = "vllm"
+FAILOVER_LOG_TAG = "tierkit-failover"
 
 # vLLM's engine core process title (`set_process_title("EngineCore_DP<rank>")` with the prefix
 # VLLM_PROCESS_NAME_PREFIX, "VLLM", in vllm/v1/engine/core.py and vllm/utils/system_utils.py).
@@ -69,6 +76,7 @@ STOP_TIMEOUT_S = 300
 PROBE_INTERVAL_S = 0.1
 PROBE_TIMEOUT_S = 2.0
 DownFault = Literal["kill", "cut-link"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,26 @@ def deploy(lab_name: str, workdir: Path, stack: str = "failover",
     return Pair.of(lab, spec)
 
 
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that pick the pair a bench measures (`bench_pair`'s arguments)."""
+    parser.add_argument("--lab", default="tkfo-bench", help="lab name (default: tkfo-bench)")
+    parser.add_argument("--stack", default="failover", help="stack whose spec the pair serves (default: failover)")
+    parser.add_argument("--no-deploy", action="store_true", help="use the lab as it is; do not run the playbooks")
+
+
+def bench_pair(lab_name: str, stack: str = "failover", *, as_is: bool = False) -> Pair:
+    """The pair a bench measures: lab `lab_name` as it is (`as_is`: a pair `tierkit up` or an
+    earlier run made), else deployed by `deploy` with its files in a temporary directory."""
+    if as_is:
+        lab = Lab.get(lab_name)
+        return Pair.of(lab, lab_spec(lab.name, lab.subnet, stack))
+    from tierkit.console import err_console
+
+    with tempfile.TemporaryDirectory(prefix="tierkit-bench-") as workdir:
+        err_console.print(f"deploying the {stack} stack on lab {lab_name} (minutes when cold)")
+        return deploy(lab_name, Path(workdir), stack, playbooks=("vllm", "failover"))
+
+
 # ---------------------------------------------------------------------------------------------
 # Who holds the VIP.
 
@@ -205,6 +233,11 @@ class ServerStats:
     responses_2xx: int
     retries: int  # wretr
     redispatches: int  # wredis
+    # The longest queue wait, connect and response (to the first byte of the answer's head)
+    # times in ms since HAProxy started or `clear counters` (its admin socket) reset them.
+    qtime_max: int = 0
+    ctime_max: int = 0
+    rtime_max: int = 0
 
 
 def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
@@ -222,6 +255,9 @@ def parse_backend_stats(csv_text: str) -> dict[str, ServerStats]:
             responses_2xx=int(row["hrsp_2xx"] or 0),
             retries=int(row["wretr"] or 0),
             redispatches=int(row["wredis"] or 0),
+            qtime_max=int(row.get("qtime_max") or 0),
+            ctime_max=int(row.get("ctime_max") or 0),
+            rtime_max=int(row.get("rtime_max") or 0),
         )
         for row in rows
         if row["pxname"] == HAPROXY_BACKEND and row["svname"] not in ("BACKEND", "FRONTEND")
@@ -324,6 +360,24 @@ async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIM
     return reason is None and sink.status == 200
 
 
+async def smoke_around(settings: SmokeSettings, after_s: float, fault: Callable[[], T]) -> tuple[list[RequestResult], T]:
+    """A smoke run with `fault` run (in a thread) `after_s` into its measured load: every
+    request's result, and what `fault` returned."""
+    results: list[RequestResult] = []
+    running = asyncio.Event()
+
+    def on_result(result: RequestResult) -> None:
+        results.append(result)
+        running.set()
+
+    smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
+    await running.wait()  # the measured load is under way
+    await asyncio.sleep(after_s)
+    value = await asyncio.to_thread(fault)
+    await smoke
+    return results, value
+
+
 # ---------------------------------------------------------------------------------------------
 # Drill 1: steady state.
 
@@ -411,18 +465,7 @@ def stop_vllm(pair: Pair, node: str, *, concurrency: int = 8, duration_s: float 
         return stopping
 
     async def drill() -> tuple[list[RequestResult], dict[str, ServerStats], subprocess.Popen[str]]:
-        results: list[RequestResult] = []
-        running = asyncio.Event()
-
-        def on_result(result: RequestResult) -> None:
-            results.append(result)
-            running.set()
-
-        smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
-        await running.wait()  # the measured load is under way
-        await asyncio.sleep(stop_after_s)
-        stopping = await asyncio.to_thread(stop)
-        await smoke
+        results, stopping = await smoke_around(settings, stop_after_s, stop)
         return results, await asyncio.to_thread(backend_stats, pair, holder), stopping
 
     results, end_stats, stopping = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
@@ -518,23 +561,8 @@ def hang_engine(pair: Pair, node: str, *, concurrency: int = 8, duration_s: floa
         marks["t1"] = time.perf_counter()
         marks["health"] = health_status(address, pair.backend_port)
 
-    async def drill() -> list[RequestResult]:
-        results: list[RequestResult] = []
-        running = asyncio.Event()
-
-        def on_result(result: RequestResult) -> None:
-            results.append(result)
-            running.set()
-
-        smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
-        await running.wait()
-        await asyncio.sleep(hang_after_s)
-        await asyncio.to_thread(hang)
-        await smoke
-        return results
-
     try:
-        results = netns.call_in(pair.lab.netns, lambda: asyncio.run(drill()))
+        results, _ = netns.call_in(pair.lab.netns, lambda: asyncio.run(smoke_around(settings, hang_after_s, hang)))
     finally:
         signal_engine(pair, node, "CONT")
     for observer in pair.nodes:
@@ -620,6 +648,74 @@ def take_down(pair: Pair, fault: DownFault = "kill", timeout_s: float = 30.0) ->
                            new_holder=survivors[0] if survivors else "", probes_failed=failed, fault_s=fault_s)
 
 
+# ---------------------------------------------------------------------------------------------
+# Drill 5: a long run at full load, for false alarms.
+
+
+@dataclass
+class SoakOutcome:
+    holder: str  # the VIP holder when the run started
+    duration_s: float
+    concurrency: int
+    requests: int
+    failed: int
+    output_tok_s: float
+    moves: int  # transitions to MASTER keepalived logged on either node during the run (0: the VIP never moved)
+    faults: int  # transitions to FAULT (the health script failed `fall` times in a row)
+    transitions: list[str]  # those log lines, per node
+    holders_seen: list[tuple[str, ...]]  # the distinct holder sets polled every 0.1 s, in order
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def parse_transitions(log: str) -> list[str]:
+    """The VRRP states the notify script logged ("vrrp INSTANCE <name> is now <STATE> ..."), in order."""
+    return [line.split(" is now ", 1)[1].split()[0] for line in log.splitlines() if " is now " in line]
+
+
+def transitions_since(pair: Pair, node: str, since_epoch_s: float) -> list[str]:
+    """The states `node`'s keepalived entered since the given time (its notify script's log lines)."""
+    return parse_transitions(pair.ssh(node, f"journalctl -t {FAILOVER_LOG_TAG} --no-pager -o cat --since @{since_epoch_s:.0f}"))
+
+
+def soak(pair: Pair, *, duration_s: float, concurrency: int = 8, input_len: int = 64, output_len: int = 64) -> SoakOutcome:
+    """A smoke run of `duration_s` through the VIP at `concurrency` (the failover stack's smoke
+    load keeps every core of the lab busy), counting the VIP moves and FAULTs it caused: none is
+    the promise, since nothing failed. Moves come from keepalived's own log (a move shorter than
+    the poll still counts), the polled holders show where the VIP was."""
+    holder, _ = wait_for_single_holder(pair, 10)
+    settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, input_len=input_len,
+                              output_len=output_len)
+    since = time.time() - 1  # the journal's --since has whole seconds
+    seen: list[tuple[str, ...]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            now = tuple(holders(pair))
+            if not seen or seen[-1] != now:
+                seen.append(now)
+            done.wait(0.1)
+
+    watcher = threading.Thread(target=watch, name="soak-holders")
+    watcher.start()
+    results: list[RequestResult] = []
+    try:
+        report = netns.call_in(pair.lab.netns, lambda: asyncio.run(run_smoke(settings, on_result=results.append)))
+    finally:
+        done.set()
+        watcher.join()
+    logged = {node: transitions_since(pair, node, since) for node in pair.nodes}
+    states = [state for node_states in logged.values() for state in node_states]
+    failed = [r for r in results if not r.success]
+    return SoakOutcome(
+        holder=holder, duration_s=duration_s, concurrency=concurrency,
+        requests=int(report.metrics["completed"] + report.metrics["failed"]), failed=int(report.metrics["failed"]),
+        output_tok_s=report.metrics["output_throughput"], moves=states.count("MASTER"), faults=states.count("FAULT"),
+        transitions=[f"{node}: {state}" for node, node_states in logged.items() for state in node_states],
+        holders_seen=seen, errors=dict(Counter(r.error for r in failed if r.error)),
+    )
+
+
 def partition(pair: Pair, node: str) -> None:
     """Split the node off the switch with its carrier up: the switch's port for it leaves the
     bridge (a failed switch path, not a pulled cable), so keepalived on the node sees a healthy
@@ -641,7 +737,7 @@ def restore(pair: Pair, node: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Drill 5: a rolling restart under load.
+# Drill 6: a rolling restart under load.
 
 
 @dataclass

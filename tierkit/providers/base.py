@@ -70,12 +70,14 @@ class StackContext:
 
 @dataclass
 class Provisioned:
-    """What a provider made: the hosts (a list of Host dicts, JSON-ready), and a load balancer's
-    base URL when the provider puts one in front of the servers."""
+    """What a provider made: the hosts (a list of Host dicts, JSON-ready), a load balancer's base
+    URL when the provider puts one in front of the servers, and notes for the stack's outputs
+    known only once resources exist (an Output of a list of lines)."""
 
     hosts: pulumi.Output
     endpoint: pulumi.Output | None = None
     resources: list[pulumi.Resource] = field(default_factory=list)
+    notes: pulumi.Output | None = None
 
 
 class Provider(ABC):
@@ -127,6 +129,13 @@ class Provider(ABC):
     @abstractmethod
     def derive_source(self, spec: TierSpec) -> DeriveSource:
         """Where `smoke.min_output_tok_s: derive` takes its figure on this provider."""
+
+    def preview_lookup(self, spec: TierSpec, token: str, args: dict[str, Any]) -> dict[str, Any]:
+        """Placeholder answers to this provider's lookups (Pulumi invokes) for `tierkit preview`
+        under the mocks, where no cloud is asked. A provider that looks nothing up has none."""
+        from tierkit.errors import TierkitError
+
+        raise TierkitError(f"preview: the {self.kind} provider makes no lookups, yet {token} was asked")
 
     @abstractmethod
     def notes(self, spec: TierSpec, plan: Plan, hosts: list[dict[str, Any]], endpoint: str) -> list[str]:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from tierkit.errors import TierkitError
 from tierkit.hosts import Host, HostList
 from tierkit.lab import network, share
 from tierkit.lab.cpu_ranks import lab_ranks
@@ -174,6 +175,7 @@ class LabProvider(Provider):
         return []
 
     def provision(self, spec: TierSpec, ctx: StackContext, opts: pulumi.ResourceOptions) -> Provisioned:
+        import pulumi
         from pulumi_command import local
 
         lab = local.Command(
@@ -182,14 +184,21 @@ class LabProvider(Provider):
             delete=ctx.command("lab", "down", config_of(spec).name),
             logging=local.Logging.STDERR,  # stdout is the JSON the program reads; progress is on stderr
             dir=str(ctx.root),
-            opts=opts,
+            # A changed lab is a new lab of the same name: the old one goes first (create-before-
+            # delete would make nothing new, then tear the lab down).
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)),
         )
         return Provisioned(hosts=lab.stdout.apply(hosts_from_lab_json), resources=[lab])
 
     def hosts(self, spec: TierSpec) -> list[Host]:
         from tierkit.lab.lab import Lab
 
-        return Lab.get(config_of(spec).name).hosts
+        name = config_of(spec).name  # valid: the spec checked it
+        try:
+            return Lab.get(name).hosts
+        except TierkitError:
+            raise TierkitError(f"--hosts: this stack's lab {name!r} is not up; deploy the stack (`tierkit up --stack "
+                               f"NAME`), or pass --hosts FILE") from None
 
     def model_path(self, spec: TierSpec) -> str | None:
         return share.guest_path(share.TINY_MODEL_AT) if spec.model.key == TINY_MODEL_KEY else None
@@ -220,6 +229,7 @@ class LabProvider(Provider):
             "vllm_quantization": "",
             "vllm_tensor_parallel_size": ranks.tensor_parallel,
             "vllm_pipeline_parallel_size": ranks.pipeline_parallel,
+            "vllm_data_parallel_size": 1,  # one engine: data parallelism is not run in the lab (docs/vllm.md)
             "vllm_health_timeout": VLLM_HEALTH_TIMEOUT,
         }
         subnet = config_of(spec).subnet
@@ -254,6 +264,9 @@ class LabProvider(Provider):
                 f"not the plan's {plan.expected_tok_s:,.0f} tok/s for {spec.gpu.count}x {spec.gpu.model}"]
         if spec.tensor_parallel * spec.pipeline_parallel > 1:
             said.append(parallelism_note(spec))
+        if spec.data_parallel > 1:
+            said.append(f"lab: vLLM ran one engine, not the spec's {spec.data_parallel} (data parallelism is checked "
+                        f"against vLLM's documents only, never run: docs/vllm.md#data-parallelism)")
         spaces = sorted({h["netns"] for h in hosts if h.get("netns")})
         if spaces:
             said.append(f"lab: {endpoint} is reachable inside network namespace {spaces[0]}: "

@@ -2,8 +2,10 @@
 
 `up` runs the program twice under the mock runtime: a preview that executes nothing, lists the
 Command resources and refuses the stack when any other custom resource or an invoke appears (a
-cloud server needs the Pulumi CLI); then a run that executes every Command's create for real and
-records it. `down` runs the recorded deletes, dependents first."""
+cloud server needs the Pulumi CLI); then a run in which each Command whose inputs changed since
+the record is created (replacing the recorded one), an unchanged one answers with its recorded
+outputs, and recorded commands the program no longer makes are deleted. `down` runs the recorded
+deletes, dependents first."""
 
 from __future__ import annotations
 
@@ -14,20 +16,22 @@ from pathlib import Path
 
 from tierkit.errors import TierkitError
 from tierkit.rehearsal.config import load_stack_config
-from tierkit.rehearsal.execute import CommandFailed, CommandResult, Log, execute
-from tierkit.rehearsal.record import RecordedCommand, RecordStore, record_path
+from tierkit.rehearsal.execute import CommandFailed, CommandResult, Log
+from tierkit.rehearsal.record import RecordStore, record_path
 from tierkit.rehearsal.runner import COMMAND, CommandRunner, RehearsalRefused
 from tierkit.rehearsal.runtime import Export, ProgramRun, run_program
-from tierkit.rehearsal.schedule import dependents_first
+from tierkit.rehearsal.undo import delete_recorded
 
-# Failures the rehearsal reports itself, once (see run_program's `reported`).
-REPORTED = (CommandFailed, RehearsalRefused)
+# Failures the rehearsal reports itself, once (see run_program's `reported`); TierkitError: the
+# program's own refusals (a changed host key, say), reported by `_failure`.
+REPORTED = (CommandFailed, RehearsalRefused, TierkitError)
 
 
 @dataclass
 class UpResult:
     exports: dict[str, Export]
     ran: list[tuple[str, CommandResult]]
+    unchanged: list[str]
     seconds: float
 
 
@@ -68,9 +72,11 @@ def _failure(run: ProgramRun, runner: CommandRunner) -> TierkitError:
 
 
 def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str, str], log: Log,
-       trace: Trace | None = None) -> UpResult:
-    """Preview (refusing cloud resources), then run every Command's create for real; `trace`
-    (when given) learns the plan and every command run, failed ones too."""
+       trace: Trace | None = None, *, refresh: bool = False) -> UpResult:
+    """Preview (refusing cloud resources), then run each Command whose inputs changed since the
+    record (replacing the old one), and delete recorded commands the program no longer makes;
+    `trace` (when given) learns the plan and every command run, failed ones too. `refresh`: the
+    unchanged commands run again too (in place, nothing deleted)."""
     trace = trace if trace is not None else Trace()
     started = time.monotonic()
     cfg = load_stack_config(root, stack, secret_env)
@@ -87,54 +93,35 @@ def up(program: Callable[[], None], root: Path, stack: str, secret_env: dict[str
         raise refusal(f"invoke {preview_runner.invoked[0]}")
     if preview.error is not None:
         raise _failure(preview, preview_runner)
-    cfg = load_stack_config(root, stack, secret_env, generate=True)
-    trace.planned = [r.name for r in preview_runner.planned if r.name != "api-key"]  # the key is in cfg now
-    log(f"plan: {len(trace.planned)} commands ({', '.join(trace.planned)}); every create runs (no state, no diffs)")
-    runner = CommandRunner(execute=True, log=log, store=RecordStore(record_path(root, stack), stack))
+    trace.planned = [r.name for r in preview_runner.planned]
+    names = ", ".join(trace.planned)
+    store = RecordStore(record_path(root, stack), stack)
+    log(f"plan: {len(preview_runner.planned)} commands ({names}); " + (
+        "--refresh: every one runs" if refresh else f"those whose inputs match {store.path.name} stay as they are"))
+    runner = CommandRunner(execute=True, log=log, store=store, refresh=refresh)
     run = run_program(program, runner, project=cfg.project, stack=stack, config=cfg.config,
                       secret_keys=cfg.secret_keys, preview=False, reported=REPORTED)
     runner.wait_idle()
     trace.fill(runner)
     if run.error is not None:
         raise _failure(run, runner)
-    return UpResult(run.exports, runner.ran, time.monotonic() - started)
-
-
-def _delete_one(entry: RecordedCommand, log: Log) -> CommandResult:
-    env = dict(entry.environment)
-    if entry.stdout:
-        env["PULUMI_COMMAND_STDOUT"] = entry.stdout
-    if entry.stderr:
-        env["PULUMI_COMMAND_STDERR"] = entry.stderr
-    log(f"- {entry.name}: deleting")
-    if not entry.delete:
-        return CommandResult("", "", 0.0)
-    return execute(entry.name, entry.delete, interpreter=entry.interpreter, directory=entry.dir,
-                   environment=env, stdin=None, logging="stdoutAndStderr", log=log)
+    registered = {r.urn for r in run.registrations}
+    stale = {c.urn for c in store.record.commands if c.urn not in registered}
+    if stale:
+        log(f"- {len(stale)} recorded command(s) the program no longer makes: deleting them")
+        delete_recorded(store, stale, log)
+    return UpResult(run.exports, runner.ran, runner.unchanged, time.monotonic() - started)
 
 
 def down(root: Path, stack: str, log: Log) -> DownResult:
-    """Run the recorded deletes: a command only after everything that depends on it is gone,
-    independent ones in parallel. A failure stops the scheduling and keeps the rest recorded."""
+    """Run every recorded delete, dependents first (undo.delete_recorded)."""
     started = time.monotonic()
     path = record_path(root, stack)
     store = RecordStore(path, stack)
-    entries = {c.urn: c for c in store.record.commands}
-    if not entries:
+    if not store.record.commands:
         log(f"nothing recorded in {path}: nothing to delete")
         return DownResult([], time.monotonic() - started)
-    deleted: list[str] = []
-
-    def done(urn: str, result: CommandResult) -> None:
-        store.drop(urn)
-        deleted.append(entries[urn].name)
-        log(f"= {entries[urn].name}: deleted in {result.seconds:.1f} s")
-
-    failures = dependents_first({u: e.dependencies for u, e in entries.items()},
-                                lambda urn: _delete_one(entries[urn], log), done, CommandFailed)
-    if failures:
-        raise TierkitError(*[f"{f.name}: delete failed with exit {f.code}; fix it and run `tierkit down` again"
-                             for f in failures if isinstance(f, CommandFailed)], exit_code=1)
+    deleted = delete_recorded(store, {c.urn for c in store.record.commands}, log)
     for directory in (path.parent, path.parent.parent):  # .tierkit/<stack>, then .tierkit
         if directory.is_dir() and not any(directory.iterdir()):
             directory.rmdir()

@@ -1,10 +1,17 @@
-"""The record `tierkit down` reads: `.tierkit/<stack>/rehearsal.json`, the local commands
-`tierkit up` ran without the Pulumi CLI. Not a Pulumi state: no diffs, no resource outputs beyond
-each command's own stdout/stderr (never when secret), no secret values."""
+"""The rehearsal's record, `.tierkit/<stack>/rehearsal.json` (0600): the part of a Pulumi state
+the rehearsal keeps for the local commands `tierkit up` ran without the Pulumi CLI.
+
+Per command: a salted hash of its inputs (secrets included, only the hash written), its outputs
+(stdout/stderr; the secret ones sealed with tierkit/rehearsal/sealed.py's key, which lives outside
+the project), its delete and what that delete runs with (secret environment values never written),
+and its dependencies. The next `up` leaves a command whose inputs hash matches alone and answers
+with its recorded outputs; `tierkit down` runs the deletes. Not a Pulumi state: local commands
+only, no refresh, no import."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 from pathlib import Path
 
@@ -15,8 +22,10 @@ from tierkit.paths import StackPaths
 
 RECORD_ABOUT = (
     "tierkit rehearsal record: the local commands `tierkit up` ran for this stack without the Pulumi "
-    "CLI, kept so that `tierkit down` can run their deletes. Not a Pulumi state: no diffs, no "
-    "resource outputs, no secret values."
+    "CLI, with a salted hash of each one's inputs and its outputs (secret outputs encrypted with the "
+    "key in ~/.local/state/tierkit/rehearsal.key; secret environment values never written), so that "
+    "the next `up` leaves unchanged commands alone and `tierkit down` can run their deletes. Not a "
+    "Pulumi state."
 )
 
 
@@ -32,8 +41,9 @@ class RecordedCommand(BaseModel):
     interpreter: list[str] | None
     environment: dict[str, str] = Field(description="non-secret variables only")
     secret_environment: list[str] = Field(description="names of secret variables; values are never written")
-    stdout: str | None = Field(description="None when secret")
-    stderr: str | None = Field(description="None when secret")
+    stdout: str | None = Field(description="the command's stdout, `fernet:...` when secret; None: not kept")
+    stderr: str | None = Field(description="the command's stderr, `fernet:...` when secret; None: not kept")
+    inputs_hash: str | None = Field(None, description="salted sha256 of every input; None (an older record): run again in place")
     dependencies: list[str]
     created: str
 
@@ -41,6 +51,7 @@ class RecordedCommand(BaseModel):
 class Record(BaseModel):
     about: str = RECORD_ABOUT
     stack: str
+    salt: str = Field(default_factory=lambda: secrets.token_hex(16), description="for the inputs hashes")
     commands: list[RecordedCommand] = Field(default_factory=list)
 
 
@@ -60,6 +71,10 @@ class RecordStore:
             return None
         except ValueError as exc:
             raise TierkitError(f"{path}: not a rehearsal record ({str(exc).splitlines()[0]}); move it aside and run down by hand") from None
+
+    def get(self, urn: str) -> RecordedCommand | None:
+        with self._lock:
+            return next((c for c in self.record.commands if c.urn == urn), None)
 
     def put(self, entry: RecordedCommand) -> None:
         with self._lock:

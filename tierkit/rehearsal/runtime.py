@@ -13,9 +13,11 @@ tagged with the secret signature (`is_sealed`, `seal`, `reveal`, `has_secret`).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -69,6 +71,8 @@ class Registration:
     custom: bool
     inputs: dict[str, Any]
     secret_outputs: list[str]
+    ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     def plain(self, key: str, default: Any = None) -> Any:
         value = self.inputs.get(key)
@@ -118,7 +122,7 @@ class RecordingMonitor(mocks.MockMonitor):
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == _STACK:
             return resource_pb2.RegisterResourceResponse(urn=urn)
-        _ensure_event_loop()
+        _track(_ensure_event_loop())
         reg = Registration(
             urn=urn,
             type=request.type,
@@ -128,6 +132,8 @@ class RecordingMonitor(mocks.MockMonitor):
             custom=bool(request.custom),
             inputs=rpc.deserialize_properties(request.object),
             secret_outputs=list(request.additionalSecretOutputs),
+            ignore_changes=list(request.ignoreChanges),
+            delete_before_replace=bool(request.deleteBeforeReplace),
         )
         with self._lock:
             self.registrations.append(reg)
@@ -166,6 +172,27 @@ class ProgramRun:
         return found[0]
 
 
+# The event loops the mock runtime made (one per thread that registered a resource). Closed at
+# exit, before the interpreter's last collection: a loop collected open during shutdown, on a
+# loaded machine, printed "Exception ignored in: BaseEventLoop.__del__" after tierkit's own error.
+_LOOPS: set[asyncio.AbstractEventLoop] = set()
+_LOOPS_LOCK = threading.Lock()
+
+
+def _track(loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+    with _LOOPS_LOCK:
+        _LOOPS.add(loop)
+    return loop
+
+
+@atexit.register
+def _close_loops() -> None:
+    with _LOOPS_LOCK:
+        for loop in _LOOPS:
+            if not loop.is_running() and not loop.is_closed():
+                loop.close()
+
+
 # Exception types whose failures their raiser reports (run_program's `reported`), for good: the
 # event loop outlives each run, and a rejected output's "never retrieved" notice comes when it is
 # garbage-collected, which can be after its run returned.
@@ -196,7 +223,7 @@ def run_program(
     `reported`: exception types the caller reports itself (see `_quiet`)."""
     _REPORTED.update(reported)
     settings.ROOT.set(None)
-    _ensure_event_loop().set_exception_handler(_quiet)
+    _track(_ensure_event_loop()).set_exception_handler(_quiet)
     pulumi.runtime.set_all_config(dict(config), list(secret_keys or []))
     monitor = RecordingMonitor(backend)
     mocks.set_mocks(backend, project, stack, preview=preview, monitor=monitor)

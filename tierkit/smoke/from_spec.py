@@ -2,7 +2,7 @@
 
 `tierkit smoke --stack`, the Pulumi program's Smoke step (which runs that command) and the lab's
 calibration probe all take their settings from `smoke_settings`. `min_output_tok_s: derive`
-asks the planner: the tier's expected tok/s (single-stream decode per replica x replicas) times
+asks the planner: the tier's expected tok/s (single-stream decode of one engine x engines) times
 `PLAN_FRACTION`. The plan's single-stream decode rate is the figure the report holds against
 the measured one (tierkit/smoke/expected.py), unless the caller gives its own prediction.
 """

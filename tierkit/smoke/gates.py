@@ -2,16 +2,15 @@
 
 Given on the command line, or taken from a tier spec (tierkit/smoke/from_spec.py, the one place
 that maps a spec to gates). `min_output_tok_s: derive` asks the planner: the tier's expected tok/s
-(single-stream decode per replica x replicas) times `PLAN_FRACTION`. The planner's estimate
-already assumes 70% of peak memory bandwidth (docs/planner.md#decode-speed); the fraction
-leaves room for run-to-run noise without letting a tier that misses its promise by more than a
+(single-stream decode of one engine x engines, every replica's data-parallel engines) times `PLAN_FRACTION`. The planner's estimate
+is fitted to measured decode speeds (docs/planner-fit.md); the fraction leaves room for run-to-run noise without letting a tier that misses its promise by more than a
 fifth through.
 The text sanity check is always a gate.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -47,11 +46,25 @@ class GateResult(BaseModel):
             return str(self.required)
         return f"{self.op} {_num(self.required)}" + (f" {self.unit}" if self.unit else "")
 
+    def figures(self) -> str:
+        """`measured 812.30 tok/s, required >= 1000 tok/s`."""
+        return f"measured {self.measured_text()}, required {self.required_text()}"
+
     def describe(self) -> str:
-        """`output_throughput 812.3 tok/s, required >= 1000.0 tok/s`."""
+        """`output_throughput 812.30 tok/s, required >= 1000 tok/s`."""
         if self.op is None:
             return f"{self.name}: {self.measured}"
         return f"{self.name} {self.measured_text()}, required {self.required_text()}"
+
+    def verdict(self) -> str:
+        """`output_throughput FAIL: measured 812.30 tok/s, required >= 1000 tok/s`: the one line
+        `status`, `up`'s summary and the JUnit reports print for a gate."""
+        return f"{self.name} {'pass' if self.passed else 'FAIL'}: {self.figures()}"
+
+
+def from_report(report: dict[str, Any]) -> list[GateResult]:
+    """The gates of a smoke JSON report (`tierkit smoke --json`), read back as results."""
+    return [GateResult.model_validate(g) for g in report.get("gates", [])]
 
 
 def _num(value: float | str) -> str:

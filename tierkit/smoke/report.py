@@ -13,7 +13,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 from rich.text import Text
 
-from tierkit.smoke.expected import describe
 from tierkit.smoke.metrics import LATENCIES, STATISTICS, output_tokens
 from tierkit.smoke.run import SmokeReport
 from tierkit.smoke.stream import RequestResult
@@ -153,24 +152,12 @@ def write_json(path: Path, report: SmokeReport) -> None:
 
 
 def junit_suite(report: SmokeReport) -> junit.Suite:
-    """One JUnit test case per gate: measured and required in the output, and in a failed gate's
-    message, so a CI report shows why the deploy did not count."""
-    from tierkit import junit  # XML only when a report is asked for (the CLI starts without it)
+    """One JUnit test case per gate, so a CI report shows why the deploy did not count."""
+    from tierkit.smoke.junit_suite import gates_suite  # XML only when a report is asked for
 
-    cases = []
-    for gate in report.gates:
-        figures = f"measured {gate.measured_text()}, required {gate.required_text()}"
-        cases.append(junit.Case(
-            name=gate.name,
-            classname="tierkit.smoke.gates",
-            outcome="passed" if gate.passed else "failure",
-            message=gate.describe() if not gate.passed else "",
-            detail=f"{figures}\ngates from {report.settings.gates.source}" if not gate.passed else "",
-            output=f"{figures} ({report.settings.endpoint.url}, model {report.model})",
-        ))
-    plan = "\n".join(f"plan vs measured: {describe(c)}" for c in report.plan_vs_measured)
-    return junit.Suite(name=f"tierkit smoke {report.settings.endpoint.url}", cases=cases,
-                       wall_s=float(report.metrics["duration"]), output=plan)
+    return gates_suite(f"tierkit smoke {report.settings.endpoint.url}", report.gates, report.plan_vs_measured,
+                       report.settings.gates.source, f"{report.settings.endpoint.url}, model {report.model}",
+                       float(report.metrics["duration"]))
 
 
 def write_junit(path: Path, report: SmokeReport) -> None:
