@@ -3,6 +3,7 @@ right, and the failover stack is placed on a lab's subnet."""
 
 from __future__ import annotations
 
+import threading
 from ipaddress import IPv4Network
 from pathlib import Path
 
@@ -97,3 +98,20 @@ def test_lab_spec_moves_the_stack_onto_another_lab_subnet() -> None:
     assert vip in subnet and vip not in host_addresses(subnet, 2)
     assert spec.provider.subnet == subnet and spec.provider.name == "tkfo"
     assert spec.failover.router_id == 51 and spec.serving.port == 8000  # the rest as the stack says
+
+
+def test_holders_watched_keeps_each_change_of_holders_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = iter([["a"], ["a"], [], ["b"], ["b"]])
+    all_polled = threading.Event()
+
+    def polled(pair: object) -> list[str]:
+        try:
+            return next(polls)
+        except StopIteration:
+            all_polled.set()
+            return ["b"]
+
+    monkeypatch.setattr(drill, "holders", polled)
+    with drill.holders_watched(object(), every_s=0.001) as seen:  # type: ignore[arg-type]
+        assert all_polled.wait(5)
+    assert seen == [("a",), (), ("b",)]

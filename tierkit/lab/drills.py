@@ -22,7 +22,7 @@ repeats them and prints them.
   transition keepalived logged on either node during it (a VIP move, a FAULT) and the holders
   seen by polling.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
-- `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
+- `holders`, `wait_for_single_holder`, `watch_holders`, `holders_watched`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
 - `backend_stats`: HAProxy's per-vLLM counters on a node (its stats page on 127.0.0.1).
 """
@@ -40,7 +40,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -210,15 +211,33 @@ def wait_for_holder(pair: Pair, node: str, timeout_s: float) -> float:
     return time.monotonic() - start
 
 
+@contextmanager
+def holders_watched(pair: Pair, every_s: float = 0.1) -> Iterator[list[tuple[str, ...]]]:
+    """The distinct holder sets seen while the block runs, in order (one entry: the VIP never
+    moved), polled every `every_s` from a thread; the list is complete once the block ends."""
+    seen: list[tuple[str, ...]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            now = tuple(holders(pair))
+            if not seen or seen[-1] != now:
+                seen.append(now)
+            done.wait(every_s)
+
+    watcher = threading.Thread(target=watch, name="vip-holders")
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
 def watch_holders(pair: Pair, seconds: float, every_s: float = 0.1) -> list[tuple[str, ...]]:
     """The distinct holder sets seen over `seconds`, in order (one entry: the VIP never moved)."""
-    seen: list[tuple[str, ...]] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        now = tuple(holders(pair))
-        if not seen or seen[-1] != now:
-            seen.append(now)
-        time.sleep(every_s)
+    with holders_watched(pair, every_s) as seen:
+        time.sleep(seconds)
     return seen
 
 
@@ -349,15 +368,19 @@ def probe_request(pair: Pair) -> bytes:
     return build_request("POST", pair.endpoint, "/v1/completions", body, pair.api_key)
 
 
-async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    """One completion on a fresh connection: True on HTTP 200 within timeout_s."""
+async def exchange_once(endpoint: Endpoint, request: bytes, sink: _Status, timeout_s: float) -> str | None:
+    """`request` on a fresh connection, its answer to `sink`: None once answered in full, else why not."""
     pool = ConnectionPool(endpoint, timeout_s)
-    sink = _Status()
     try:
-        reason = await pool.exchange(request, sink)
+        return await pool.exchange(request, sink)
     finally:
         pool.close()
-    return reason is None and sink.status == 200
+
+
+async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """One completion on a fresh connection: True on HTTP 200 within timeout_s."""
+    sink = _Status()
+    return await exchange_once(endpoint, request, sink, timeout_s) is None and sink.status == 200
 
 
 async def smoke_around(settings: SmokeSettings, after_s: float, fault: Callable[[], T]) -> tuple[list[RequestResult], T]:
@@ -686,24 +709,9 @@ def soak(pair: Pair, *, duration_s: float, concurrency: int = 8, input_len: int 
     settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, input_len=input_len,
                               output_len=output_len)
     since = time.time() - 1  # the journal's --since has whole seconds
-    seen: list[tuple[str, ...]] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            now = tuple(holders(pair))
-            if not seen or seen[-1] != now:
-                seen.append(now)
-            done.wait(0.1)
-
-    watcher = threading.Thread(target=watch, name="soak-holders")
-    watcher.start()
     results: list[RequestResult] = []
-    try:
+    with holders_watched(pair) as seen:
         report = netns.call_in(pair.lab.netns, lambda: asyncio.run(run_smoke(settings, on_result=results.append)))
-    finally:
-        done.set()
-        watcher.join()
     logged = {node: transitions_since(pair, node, since) for node in pair.nodes}
     states = [state for node_states in logged.values() for state in node_states]
     failed = [r for r in results if not r.success]
@@ -735,7 +743,6 @@ def restore(pair: Pair, node: str) -> None:
     pair.lab.fault(node, "restore")
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Drill 6: a rolling restart under load.
 
@@ -749,16 +756,14 @@ class RollingRestartOutcome:
     errors: dict[str, int] = field(default_factory=dict)
 
 
-class _Stream:
+class _Stream(_Status):
     """A streamed completion's status and body."""
 
-    __slots__ = ("status", "body")
+    __slots__ = ("body",)
 
     def __init__(self) -> None:
-        self.status, self.body = 0, bytearray()
-
-    def on_head(self, status: int, headers: dict[str, str]) -> None:
-        self.status = status
+        super().__init__()
+        self.body = bytearray()
 
     def on_body(self, data: bytes, now: float) -> None:
         self.body += data
@@ -773,12 +778,8 @@ def stream_request(pair: Pair, output_len: int) -> bytes:
 async def completion(endpoint: Endpoint, request: bytes, timeout_s: float) -> str | None:
     """One streamed completion on a fresh connection: None when it ran to `data: [DONE]`, else why not
     (a 200 head followed by no tokens, the loss a planned stop used to cause, is a failure)."""
-    pool = ConnectionPool(endpoint, timeout_s)
     sink = _Stream()
-    try:
-        reason = await pool.exchange(request, sink)
-    finally:
-        pool.close()
+    reason = await exchange_once(endpoint, request, sink, timeout_s)
     if reason is not None:
         return reason
     if sink.status != 200:
@@ -848,4 +849,3 @@ def rolling_restart(pair: Pair, workdir: Path, spec: TierSpec, *, stack: str = "
     return RollingRestartOutcome(requests=len(results), failed=len(failed), restart_s=restart_s,
                                  restarted=[n for n in pair.nodes if after[n] not in (before[n], "0")],
                                  errors=dict(Counter(failed)))
-
