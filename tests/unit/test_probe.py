@@ -81,3 +81,19 @@ def test_hung_and_dead_hosts_cost_one_timeout(silent: int, vllm: int) -> None:
     assert hung.ssh and hung.vllm_version is None and "vLLM at" in (hung.problem or "")
     assert not dead.ssh and (dead.problem or "").startswith("SSH port 1 does not answer")
     assert not report.endpoint.healthy
+
+
+def test_a_cut_host_costs_one_timeout_not_one_per_port(silent: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host cut off the network: its SSH port's connect and vLLM's answer both time out, at once."""
+
+    def connect_times_out(address: str, port: int, timeout: float) -> bool:
+        time.sleep(timeout)
+        return False
+
+    monkeypatch.setattr("tierkit.probe._tcp", connect_times_out)
+    request = ProbeRequest(hosts=[host("cut", "127.0.0.1", 22)], vllm_port=silent, endpoint=f"http://127.0.0.1:{silent}",
+                           timeout_s=1.0)
+    started = time.monotonic()
+    (cut,) = probe(request, api_key=KEY).hosts
+    assert time.monotonic() - started < 1.8
+    assert not cut.ssh and (cut.problem or "").startswith("SSH port 22 does not answer; vLLM at")
