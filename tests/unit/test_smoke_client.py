@@ -39,7 +39,9 @@ def test_well_formed_streams_pass(fake: FakeServer, scenario: str) -> None:
 
 
 def test_stream_details_are_counted(fake: FakeServer) -> None:
-    assert smoke(fake, model="split").stream["split_events"] >= N * (OUT + 2)
+    # Each event is written in three pieces 2 ms apart; a client that reads late (a loaded machine)
+    # gets some of them whole, so the count is bounded, not exact.
+    assert 0 < smoke(fake, model="split").stream["split_events"] <= N * (OUT + 2)
     comments = smoke(fake, model="comments").stream
     assert (comments["comments"], comments["other_fields"]) == (N, 3 * N)
     assert smoke(fake, model="usage-null").stream["usage_only"] == N
