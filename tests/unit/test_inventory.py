@@ -73,8 +73,17 @@ def test_lab_vars_follow_the_design_recipe():
     assert gv["vllm_tensor_parallel_size"] > 1 or machine_cores() == 1  # a rank per core, for real
     assert gv["gpu_topology_tensor_parallel"] == 4  # the gate still checks the simulated GPUs' TP
     assert gv["nvidia_driver_fabricmanager"] is True and gv["gpu_topology_min_nvlinks"] == 18
+    assert ("VLLM_ENABLE_V1_MULTIPROCESSING" in gv["vllm_env"]) == (gv["vllm_tensor_parallel_size"] == 1)
     assert gv["nvidia_repo_url"] == "http://10.211.7.1:8089"
     assert gv["vllm_allowed_sources"] == ["10.211.7.1"]
+
+
+@pytest.mark.parametrize("stack", ["single-gpu", "failover"])
+def test_lab_one_rank_engines_keep_their_model_in_the_engine_core(stack):
+    """vLLM's CPU build would move a one-rank engine's model into a spinning worker process."""
+    gv = inv.render(load_stack(stack, ROOT), hosts(2 if stack == "failover" else 1)).group_vars
+    assert gv["vllm_tensor_parallel_size"] == gv["vllm_pipeline_parallel_size"] == 1
+    assert gv["vllm_env"]["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
 
 
 def test_baremetal_vars_have_no_lab_settings(monkeypatch):

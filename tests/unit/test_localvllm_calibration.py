@@ -29,7 +29,7 @@ def test_floor_is_the_plan_rule_with_a_measured_single_stream(fake: FakeServer) 
     per_request_s = 0.2 + 0.02 * spec.smoke.output_len
     assert c.single_stream_tok_s == pytest.approx(spec.smoke.output_len / per_request_s, rel=0.25)
     assert c.min_output_tok_s == pytest.approx(PLAN_FRACTION * c.single_stream_tok_s, rel=0.01)
-    assert c.replicas == 1 and c.probe_requests == PROBE_REQUESTS
+    assert c.replicas == 1 and c.probe_requests == PROBE_REQUESTS and fake.seen.peak == 1
     assert c.plan_expected_tok_s == plan_for_spec(spec).expected_tok_s
     assert "These figures come from a CPU rehearsal" in c.statement
     assert f"{c.min_output_tok_s:.1f} tok/s" in c.statement and "not the gate here" in c.statement
@@ -38,6 +38,17 @@ def test_floor_is_the_plan_rule_with_a_measured_single_stream(fake: FakeServer) 
 def test_failover_counts_both_replicas() -> None:
     assert floor(100.0, 2) == pytest.approx(2 * PLAN_FRACTION * 100.0)
     assert lab_spec("failover", "ok").server_count == 2 and lab_spec("failover", "ok").replicas == 2
+
+
+def test_failover_is_probed_with_one_stream_per_replica_at_once(fake: FakeServer) -> None:
+    """The plan's figure is one stream on each replica at once; the probe measures just that."""
+    spec = lab_spec("failover", "slow")
+    c = calibrate(fake.url, spec, None)
+    assert fake.seen.peak == 2 and c.probe_requests == 2 * PROBE_REQUESTS
+    per_request_s = 0.2 + 0.02 * spec.smoke.output_len  # the fake serves both streams side by side
+    assert c.single_stream_tok_s == pytest.approx(spec.smoke.output_len / per_request_s, rel=0.25)
+    assert c.min_output_tok_s == pytest.approx(2 * PLAN_FRACTION * c.single_stream_tok_s, rel=0.01)
+    assert "one stream per replica at once" in c.statement
 
 
 def test_a_split_model_is_one_replica() -> None:

@@ -59,6 +59,13 @@ VLLM_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
 }
+# An engine of one rank (TP x PP = 1) runs its model inside the engine core process, as vLLM does
+# on a GPU (the "uni" executor). The CPU build moves that rank into a worker process of its own
+# unless VLLM_ENABLE_V1_MULTIPROCESSING is 0 (vllm/platforms/cpu.py, vLLM 0.32.0), and the worker
+# and the engine core then spin on their shared-memory queue for a second after every message:
+# with the failover tier's health checks (a completion every half second) both spin for good, and
+# two replicas on two cores answer short requests up to a second late (docs/lab.md).
+ONE_RANK_VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 # Seconds the vllm role waits for /health: vLLM on the CPU compiles its kernels on first start.
 VLLM_HEALTH_TIMEOUT = 600
 
@@ -222,7 +229,7 @@ class LabProvider(Provider):
             "vllm_version": version,
             "vllm_wheelhouse": share.guest_path(share.WHEELHOUSE_AT),
             "vllm_remove_packages": list(REMOVED_PACKAGES),
-            "vllm_env": dict(VLLM_ENV),
+            "vllm_env": {**VLLM_ENV, **(ONE_RANK_VLLM_ENV if ranks.tensor_parallel * ranks.pipeline_parallel == 1 else {})},
             # vLLM on the CPU, bfloat16, a rank per core (tierkit.lab.cpu_ranks); the topology gate
             # still checks the simulated GPUs for the spec's TP.
             "vllm_dtype": "bfloat16",
