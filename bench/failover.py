@@ -1,4 +1,4 @@
-"""Failover bench: repeat the failover tier's three fault drills and print the figures.
+"""Failover bench: repeat the failover tier's fault drills and rolling restart, and print the figures.
 
 Each round, on a lab pair serving the failover stack:
   0. The engine of the VIP holder's vLLM hangs (its engine core stopped with SIGSTOP; /health
@@ -8,18 +8,24 @@ Each round, on a lab pair serving the failover stack:
   1. vLLM stops on the VIP holder during a smoke run through the VIP; failed requests are
      counted by when they started (before the stop, while stopping, after it had stopped); then
      vLLM starts again and the round waits until HAProxy has it back.
-  2. The VIP holder goes down (`kill`: SIGKILL and cable pulled, as a power cut; or
+  2. A rolling restart: the vllm playbook runs with serving.max_num_seqs changed (one more, or
+     back) while four clients stream completions through the VIP back to back; both nodes
+     restart one at a time, each drained from both HAProxies first: the requests, the failed
+     ones (the tier promises 0) and the restart's duration (the playbook run).
+  3. The VIP holder goes down (`kill`: SIGKILL and cable pulled, as a power cut; or
      `cut-link`); takeover is the time from the fault to the first success through the VIP; the
      node then comes back and the round waits until it serves again.
 After the rounds, the soak: a smoke run at full load through the VIP (`--soak-minutes`, default
 10; the failover stack's smoke load, concurrency 8, keeps both cores of a 2-core lab busy), and
 how often the VIP moved or a node went to FAULT meanwhile (must be 0: nothing failed).
-At the end: hung-engine time out of the pool and takeover, min / median / max, the failed-request
-counts and the soak's figures. `--drills` picks the drills of each round.
+At the end: hung-engine time out of the pool, takeover and the rolling restart's duration, min /
+median / max, the failed-request counts and the soak's figures. `--drills` picks the drills of
+each round.
 
     .venv/bin/python bench/failover.py                  # the lab `tkfo-bench`, deployed if needed
     .venv/bin/python bench/failover.py --lab ha --no-deploy   # a pair `tierkit up --stack failover` made
     .venv/bin/python bench/failover.py --drills takedown      # takeover rounds and the soak only
+    .venv/bin/python bench/failover.py --drills roll --soak-minutes 0   # rolling restarts only
 Needs root (labs, network namespaces). The lab is left up; `tierkit lab down NAME` removes it.
 """
 
@@ -29,20 +35,23 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from rich.table import Table
 
 from tierkit.console import console, err_console
 from tierkit.errors import TierkitError
 from tierkit.lab.drills import (
-    HungEngineOutcome, Pair, SoakOutcome, StopVllmOutcome, TakedownOutcome, add_pair_arguments, bench_pair, hang_engine,
-    restore, soak, start_vllm, stop_vllm, take_down, wait_for_single_holder, wait_until_up,
+    HungEngineOutcome, Pair, RollingRestartOutcome, SoakOutcome, StopVllmOutcome, TakedownOutcome, add_pair_arguments,
+    bench_pair, hang_engine, lab_spec, restore, rolling_restart, soak, start_vllm, stop_vllm, take_down,
+    wait_for_single_holder, wait_until_up,
 )
 
 VLLM_START_TIMEOUT_S = 900
-DRILLS = ("hung", "stop", "takedown")
+DRILLS = ("hung", "stop", "roll", "takedown")
 
 
 def drill_list(text: str) -> list[str]:
@@ -79,10 +88,21 @@ def pair_for(args: argparse.Namespace) -> Pair:
     return bench_pair(args.lab, args.stack, as_is=args.no_deploy)
 
 
+def roll(pair: Pair, args: argparse.Namespace, n: int) -> RollingRestartOutcome:
+    """The rolling-restart drill, max_num_seqs one more on odd rounds and back on even ones; the
+    playbook's inventory and log go to a fresh directory (tierkit rebuilds them each run)."""
+    spec = lab_spec(pair.lab.name, pair.lab.subnet, args.stack)
+    seqs = spec.serving.max_num_seqs + n % 2
+    changed = spec.model_copy(update={"serving": spec.serving.model_copy(update={"max_num_seqs": seqs})})
+    with tempfile.TemporaryDirectory(prefix="tierkit-bench-") as workdir:
+        return rolling_restart(pair, Path(workdir), changed, stack=args.stack)
+
+
 @dataclass
 class Figures:
     hungs: list[HungEngineOutcome] = field(default_factory=list)
     stops: list[StopVllmOutcome] = field(default_factory=list)
+    rolls: list[RollingRestartOutcome] = field(default_factory=list)
     downs: list[TakedownOutcome] = field(default_factory=list)
     soak: SoakOutcome | None = None
 
@@ -101,6 +121,11 @@ def round_trip(pair: Pair, args: argparse.Namespace, n: int, figures: Figures) -
                           f"{stopped.failed_after} new of {stopped.requests} failed {stopped.errors or ''}; restarting it")
         start_vllm(pair, holder, VLLM_START_TIMEOUT_S)
         figures.stops.append(stopped)
+    if "roll" in args.drills:
+        rolled = roll(pair, args, n)
+        err_console.print(f"round {n}: rolling restart of {', '.join(rolled.restarted)} in {rolled.restart_s:.1f} s: "
+                          f"{rolled.failed} of {rolled.requests} failed {rolled.errors or ''}")
+        figures.rolls.append(rolled)
     if "takedown" in args.drills:
         down = take_down(pair, args.fault)
         err_console.print(f"round {n}: {down.fault} {down.node}: {down.new_holder} answered through the VIP "
@@ -116,10 +141,14 @@ def spread(values: list[float]) -> dict[str, float] | None:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def rounds_of(f: Figures) -> int:
+    return max(len(f.hungs), len(f.stops), len(f.rolls), len(f.downs))
+
+
 def summary(f: Figures) -> dict[str, object]:
     takeovers = [d.takeover_s for d in f.downs]
     return {
-        "rounds": max(len(f.hungs), len(f.stops), len(f.downs)),
+        "rounds": rounds_of(f),
         "fault": f.downs[0].fault if f.downs else None,
         "hung_out_of_pool_s": spread([h.out_of_pool_s for h in f.hungs]),
         "hung_requests": [h.requests for h in f.hungs],
@@ -133,19 +162,26 @@ def summary(f: Figures) -> dict[str, object]:
         "vllm_stop_failed_in_flight": [s.failed_before for s in f.stops],
         "vllm_stop_failed_new": [s.failed_after for s in f.stops],
         "vllm_stop_errors": [s.errors for s in f.stops],
+        "rolling_restart_requests": [r.requests for r in f.rolls],
+        "rolling_restart_failed": [r.failed for r in f.rolls],
+        "rolling_restart_s": spread([r.restart_s for r in f.rolls]),
+        "rolling_restart_errors": [r.errors for r in f.rolls],
         "soak": {k: v for k, v in asdict(f.soak).items() if k != "holders_seen"} if f.soak else None,
         "runs": {"hung_engine": [asdict(h) for h in f.hungs], "vllm_stop": [asdict(s) for s in f.stops],
-                 "takedown": [asdict(d) for d in f.downs], "soak": asdict(f.soak) if f.soak else None},
+                 "rolling_restart": [asdict(r) for r in f.rolls], "takedown": [asdict(d) for d in f.downs],
+                 "soak": asdict(f.soak) if f.soak else None},
     }
 
 
 def show(figures: dict[str, object], f: Figures) -> None:
-    rounds = max(len(f.hungs), len(f.stops), len(f.downs))
+    rounds = rounds_of(f)
     table = Table(title=f"failover bench: {rounds} rounds" + (f", holder down by {figures['fault']}" if f.downs else ""))
     columns = {"hung": ("hung: out of pool s", "hung: failed before", "hung: failed after (must be 0)"),
                "stop": ("vLLM stop: requests", "failed in flight", "failed new (must be 0)"),
+               "roll": ("rolling restart: requests", "failed (must be 0)", "restart s"),
                "takedown": ("takeover s", "probes failed")}
-    present = [d for d, outcomes in (("hung", f.hungs), ("stop", f.stops), ("takedown", f.downs)) if outcomes]
+    present = [d for d, outcomes in (("hung", f.hungs), ("stop", f.stops), ("roll", f.rolls), ("takedown", f.downs))
+               if outcomes]
     table.add_column("round", justify="right")
     for drill in present:
         for column in columns[drill]:
@@ -158,6 +194,9 @@ def show(figures: dict[str, object], f: Figures) -> None:
         if f.stops:
             s = f.stops[n]
             row += [str(s.requests), str(s.failed_before), str(s.failed_after)]
+        if f.rolls:
+            r = f.rolls[n]
+            row += [str(r.requests), str(r.failed), f"{r.restart_s:.1f}"]
         if f.downs:
             d = f.downs[n]
             row += [f"{d.takeover_s:.2f}", str(d.probes_failed)]
@@ -178,6 +217,10 @@ def show(figures: dict[str, object], f: Figures) -> None:
         reasons = sum((Counter(s.errors) for s in f.stops), Counter())
         if reasons:
             console.print("why: " + ", ".join(f"{n} x {why}" for why, n in reasons.most_common()))
+    if rr := figures["rolling_restart_s"]:
+        console.print(f"rolling restart under load (both nodes, one at a time): {sum(r.failed for r in f.rolls)} failed of "
+                      f"{sum(r.requests for r in f.rolls)} requests; the playbook run took min {rr['min']:.1f} s, "  # type: ignore[index]
+                      f"median {rr['median']:.1f} s, max {rr['max']:.1f} s")  # type: ignore[index]
     if k := f.soak:
         console.print(f"soak: {k.duration_s / 60:g} min at concurrency {k.concurrency} through the VIP: VIP moves {k.moves}, "
                       f"FAULTs {k.faults}, failed requests {k.failed} of {k.requests} ({k.output_tok_s:.1f} output tok/s)"

@@ -24,12 +24,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 from tierkit import catalog, planner, providers
+from tierkit.atomicfile import write_atomic
 from tierkit.errors import TierkitError
 from tierkit.hosts import Host
-from tierkit.spec import HAPROXY_STATS_PORT, TierSpec
+from tierkit.spec import DRAIN_AGENT_PORT, HAPROXY_STATS_PORT, TierSpec
 
 GROUP = "gpu_servers"
 FAILOVER_GROUP = "failover"
+# The failover role's HAProxy backend (roles/failover/templates/haproxy.cfg.j2); its servers are
+# named after the nodes' inventory names.
+HAPROXY_BACKEND = "tierkit_vllm"
 MULTI_SERVER_GROUP = "multi_server"
 
 # nccl gate. The catalog's busbw expectations are large-message figures (docs/nvidia.md, "NCCL
@@ -192,6 +196,12 @@ def vllm_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         # the node out of the pool instead.
         "vllm_watchdog": spec.tier != "failover",
     }
+    if spec.tier == "failover":
+        # A changed setting restarts the pair one node at a time, each drained from both HAProxies
+        # first (roles/failover) and back in both pools before the next one stops.
+        out |= {"vllm_rolling_restart": True, "vllm_balancers": [
+            {"host": h.name, "stats_url": f"http://127.0.0.1:{HAPROXY_STATS_PORT}/stats;csv", "backend": HAPROXY_BACKEND}
+            for h in hosts]}
     if spec.tier == "multi-server":
         net = spec.network_gate
         out |= {"vllm_head": hosts[0].name, "vllm_master_port": net.master_port, "vllm_port_base": net.port_range_start}
@@ -221,6 +231,7 @@ def failover_vars(spec: TierSpec, hosts: list[Host]) -> dict[str, Any]:
         "failover_port": spec.serving.port,
         "failover_backend_port": vllm_port(spec),
         "failover_stats_port": HAPROXY_STATS_PORT,
+        "failover_agent_port": DRAIN_AGENT_PORT,
         "failover_allowed_sources": client_sources(spec, hosts),
         "failover_check_model": spec.served_model_name,
     }
@@ -286,16 +297,15 @@ def render(spec: TierSpec, hosts: list[Host]) -> Inventory:
 
 
 def write(inventory: Inventory, directory: str | Path) -> Path:
-    """Write `hosts.yml` and `group_vars/gpu_servers.yml` under `directory`; returns hosts.yml."""
+    """Write `hosts.yml` and `group_vars/gpu_servers.yml` under `directory`, each whole or not at
+    all (a configure killed meanwhile leaves the old file or the new one); returns hosts.yml."""
     root = Path(directory)
     header = "# Rendered by `tierkit inventory` from the tier spec; regenerate rather than edit.\n"
     hosts_file = root / "hosts.yml"
     try:
         (root / "group_vars").mkdir(parents=True, exist_ok=True)
-        hosts_file.write_text(header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
-        (root / "group_vars" / f"{GROUP}.yml").write_text(
-            header + yaml.safe_dump(inventory.group_vars, sort_keys=False)
-        )
+        write_atomic(hosts_file, header + yaml.safe_dump(inventory.inventory_doc(), sort_keys=False))
+        write_atomic(root / "group_vars" / f"{GROUP}.yml", header + yaml.safe_dump(inventory.group_vars, sort_keys=False))
     except OSError as exc:
         raise TierkitError(f"{root}: cannot write the inventory there ({exc.strerror}); pick a writable directory") from None
     return hosts_file

@@ -31,10 +31,12 @@ TIER_GPUS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (2, 
 TIER_SERVERS: dict[str, tuple[int, int]] = {"single-gpu": (1, 1), "multi-gpu": (1, 1), "failover": (2, 2), "multi-server": (2, 8)}
 
 
-# Ports tierkit's roles use on every server besides the serving ports: SSH, and HAProxy's
-# statistics page on the failover tier (roles/failover, `failover_stats_port`).
+# Ports tierkit's roles use on every server besides the serving ports: SSH, and on the failover
+# tier HAProxy's statistics page and the drain agent HAProxy polls (roles/failover,
+# `failover_stats_port`, `failover_agent_port`).
 SSH_PORT = 22
 HAPROXY_STATS_PORT = 8404
+DRAIN_AGENT_PORT = 8405
 # vLLM runs as an unprivileged user: it can bind only ports from here up.
 FIRST_UNPRIVILEGED_PORT = 1024
 # Config keys Pulumi keeps as secrets, with the command that sets each.
@@ -428,11 +430,12 @@ def _check_shape(spec: TierSpec, prefix: str) -> list[str]:
 
 
 def _check_ports(spec: TierSpec, prefix: str) -> list[str]:
-    """The serving ports against each other, SSH, HAProxy's stats port and what vLLM may bind."""
+    """The serving ports against each other, SSH, HAProxy's stats and drain agent ports, and what vLLM may bind."""
     port, backend = spec.serving.port, spec.vllm_port
     taken = {SSH_PORT: "SSH"}
     if spec.failover is not None:  # HAProxy runs beside a VIP only
         taken[HAPROXY_STATS_PORT] = "HAProxy's statistics page"
+        taken[DRAIN_AGENT_PORT] = "the drain agent"
     problems = []
     for used in dict.fromkeys((port, backend)):
         if used in taken:

@@ -25,7 +25,15 @@ leaving it as the next expects (one deployment for all of them: the lab has two 
    at most, is bench/failover.py's figure: docs/failover.md);
 7. the dead node returns: the VIP stays where it is, and the node's vLLM rejoins the pool;
 8. split brain: the holder is split off the switch with its carrier up, so both nodes hold the
-   VIP; once the path is back, one holder within 5 s.
+   VIP; once the path is back, one holder within 5 s;
+9. the holder reboots: it serves again by itself (its units enabled, its firewalls up before
+   vLLM, HAProxy and keepalived), and the VIP, which moved to its peer, does not move back.
+
+Between 2 and 3, planned changes: a changed vLLM setting run through the vllm playbook restarts
+both nodes one at a time, each drained from both HAProxies first, under a continuous load
+through the VIP that sees no failed request; then a configure killed at a random moment and run
+again converges (no temporary file beside a config, every config valid, both nodes serving, a
+further run changes nothing).
 
 In steady state, four loops of short completions through the VIP, a new connection each, wait
 nowhere in HAProxy (its queue and connect maxima) and all get their answer.
@@ -35,6 +43,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -50,6 +60,7 @@ from tierkit.lab.drills import (
     VLLM_SERVICE, Pair, hang_engine, heal, holders, lab_spec, partition, restore, soak, start_vllm, steady_state,
     stop_vllm, take_down, wait_for_holder, wait_for_single_holder, wait_until_up, watch_holders,
 )
+from tierkit.lab.drills import holders_watched, rolling_restart
 from tierkit.lab.lab import Lab
 from tierkit.lab.stalls import short_completions, targets
 from tierkit.paths import StackPaths
@@ -312,6 +323,82 @@ def test_second_failover_run_changes_nothing_and_puts_no_secret_on_a_command_lin
             assert not any(secret in line for line in lines), f"a secret on a command line on {where}"
 
 
+def test_rolling_restart_under_load_fails_no_request(pair: Pair) -> None:
+    """A changed vLLM setting (serving.max_num_seqs) run through the vllm playbook restarts both
+    nodes one at a time, each drained from both HAProxies (its drain agent) before it stops, while
+    4 clients stream completions through the VIP back to back: none fails, in flight or new."""
+    spec = lab_spec(pair.lab.name, pair.lab.subnet, STACK)
+    changed = spec.model_copy(update={"serving": spec.serving.model_copy(update={"max_num_seqs": spec.serving.max_num_seqs + 1})})
+    outcome = rolling_restart(pair, ROOT, changed, stack=STACK)
+    print(f"rolling restart: {outcome}")
+    assert sorted(outcome.restarted) == sorted(pair.nodes)
+    assert outcome.requests > 0
+    assert outcome.failed == 0, outcome.errors
+    addresses = [pair.lab.host(n).address for n in pair.nodes]
+    for node in pair.nodes:
+        drained = [line for line in pair.ssh(node, f"journalctl --unit {VLLM_SERVICE} --no-pager --output cat").splitlines()
+                   if line.startswith("tierkit-drain: told to drain")]
+        assert drained and all(a in drained[-1] for a in addresses) and "not asking" not in drained[-1], drained
+
+
+# Where Ansible's template and copy modules write a file before they rename it over the target
+# (ansible.module_utils.basic.AnsibleModule.atomic_move: a `.ansible_tmp` file in the target's directory).
+CONFIG_DIRS = "/etc/haproxy /etc/keepalived /etc/vllm /etc/systemd/system /etc/default /usr/local/libexec"
+
+
+def _kill_playbook_after(seconds: float, inventory_dir: Path) -> threading.Thread:
+    """SIGKILL, after `seconds`, every ansible-playbook process of this stack (and its process
+    group: its SSH sessions), as a controller that dies mid-run leaves the hosts."""
+
+    def kill() -> None:
+        time.sleep(seconds)
+        for entry in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                words = entry.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(w.endswith(b"ansible-playbook") for w in words) and str(inventory_dir).encode() in b" ".join(words):
+                pid = int(entry.parent.name)
+                try:
+                    group = os.getpgid(pid)
+                    if group != os.getpgid(0):  # never this test's own group
+                        os.killpg(group, signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+def test_configure_killed_at_a_random_moment_converges_when_run_again(pair: Pair) -> None:
+    paths = StackPaths(ROOT, STACK)
+    spec = lab_spec(pair.lab.name, pair.lab.subnet, STACK)  # the stack's own setting back: another rolling restart
+    seconds = random.Random().uniform(5, 60)
+    print(f"killing configure after {seconds:.1f} s")
+    killer = _kill_playbook_after(seconds, paths.inventory_dir.resolve())
+    try:
+        first = configure(spec, pair.lab.hosts, paths, "vllm", quiet=True)
+        if first.ok:
+            first = configure(spec, pair.lab.hosts, paths, "failover", quiet=True)
+    finally:
+        killer.join()
+    assert not first.ok, "the run ended before the kill; raise the run's length or lower the kill's delay"
+    for playbook in ("vllm", "failover"):
+        again = configure(spec, pair.lab.hosts, paths, playbook, quiet=True)
+        assert again.ok, [f.model_dump() for f in again.failures]
+    for node in pair.nodes:
+        assert not pair.ssh(node, f"find {CONFIG_DIRS} -name '.ansible_tmp*'").strip(), f"a half-written file on {node}"
+        pair.ssh(node, "haproxy -c -q -f /etc/haproxy/haproxy.cfg && keepalived --config-test --use-file /etc/keepalived/keepalived.conf"
+                       " && nft --check --file /etc/vllm/firewall.nft && nft --check --file /etc/keepalived/tierkit-firewall.nft")
+    outcome = steady_state(pair, concurrency=4, duration_s=10)
+    assert outcome.failed == 0 and all(n > 0 for n in outcome.served.values()), outcome
+    for playbook in ("vllm", "failover"):
+        third = configure(spec, pair.lab.hosts, paths, playbook, quiet=True)
+        assert third.ok and all(recap.changed == 0 for recap in third.recap.values()), third.recap
+
+
 def test_hung_engine_leaves_the_pool_within_5_s(pair: Pair) -> None:
     holder, _ = wait_for_single_holder(pair, 10)
     outcome = hang_engine(pair, holder)
@@ -382,3 +469,29 @@ def test_split_brain_heals_to_one_holder_within_5_s(pair: Pair) -> None:
     single, seconds = wait_for_single_holder(pair, TAKEOVER_TARGET_S)
     print(f"split brain healed: {single} alone holds the VIP {seconds:.2f} s after the partition ended")
     assert watch_holders(pair, 5) == [(single,)]
+
+
+def test_rebooted_holder_serves_again_by_itself_and_the_vip_stays_with_its_peer(pair: Pair) -> None:
+    holder, _ = wait_for_single_holder(pair, 10)
+    peer = pair.peer(holder)
+    with holders_watched(pair) as seen:
+        started = time.monotonic()
+        pair.lab.fault(holder, "reboot")
+        back_s = wait_until_up(pair, peer, holder, VLLM_START_TIMEOUT_S) + time.monotonic() - started
+        wait_until_up(pair, holder, holder, 60)  # its own HAProxy has it too
+        time.sleep(10)  # keepalived's checks pass on the rebooted node: the moment it could take the VIP back
+    print(f"reboot of {holder}: serving again after {back_s:.1f} s; VIP holders seen: {seen}")
+    moved = seen.index((peer,))
+    assert all(holder not in now for now in seen[moved:]), f"the VIP moved back: {seen}"
+    assert holders(pair) == [peer]
+    units = ["vllm-firewall", "tierkit-failover-firewall", VLLM_SERVICE, "haproxy", "keepalived", "tierkit-drain-agent"]
+    started_at = {}
+    for unit in units:
+        state = pair.ssh(holder, f"systemctl show --property=ActiveState,ExecMainStartTimestampMonotonic,"
+                                 f"ActiveEnterTimestampMonotonic {unit}")
+        fields = dict(line.split("=", 1) for line in state.split())
+        assert fields["ActiveState"] == "active", (unit, fields)
+        started_at[unit] = int(fields["ExecMainStartTimestampMonotonic"] or 0) or int(fields["ActiveEnterTimestampMonotonic"])
+    for firewall, service in (("vllm-firewall", VLLM_SERVICE), ("tierkit-failover-firewall", "haproxy"),
+                              ("tierkit-failover-firewall", "keepalived")):
+        assert started_at[firewall] <= started_at[service], (firewall, service, started_at)

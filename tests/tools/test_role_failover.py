@@ -39,9 +39,12 @@ FILES = {
     "keepalived.default": "keepalived.default.j2",
     "firewall.nft": "firewall.nft.j2",
     "tierkit-check.headers": "tierkit-check.headers.j2",
+    "tierkit-drain-agent.service": "tierkit-drain-agent.service.j2",
+    "vllm-drain.conf": "vllm-drain.conf.j2",
 }
 INTERFACE = "host0"
 API_KEY = "sk-check-0123456789"
+AGENT_PORT = 8405
 
 def failover_hosts() -> tuple[Any, list[Host]]:
     spec = load_stack("failover", ROOT)
@@ -374,12 +377,36 @@ def test_vrrp_and_the_serving_port_are_accepted_from_their_sources_only(rendered
         text = files["firewall.nft"].read_text()
         peers = [a for n, a in addresses.items() if n != name]
         assert f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept" in text
-        assert addresses[name] not in text
         rules = [line.strip() for line in text.splitlines() if line.startswith("\t\t")]
         assert f"elements = {{ 127.0.0.0/8, {', '.join(peers + clients)} }}" in rules
-        assert rules[-5:] == [f'tcp dport {port} iifname "lo" accept', f"tcp dport {port} ip saddr @serving_sources accept",
-                              f"tcp dport {port} drop", f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept",
-                              "ip protocol 112 drop"]
+        nodes = ", ".join(addresses.values())  # the drain agent answers both HAProxies
+        assert rules[-7:] == [f'tcp dport {port} iifname "lo" accept', f"tcp dport {port} ip saddr @serving_sources accept",
+                              f"tcp dport {port} drop", f"tcp dport {AGENT_PORT} ip saddr {{ {nodes} }} accept",
+                              f"tcp dport {AGENT_PORT} drop",
+                              f"ip protocol 112 ip saddr {{ {', '.join(peers)} }} accept", "ip protocol 112 drop"]
         if shutil.which("nft"):
             check = subprocess.run(["nft", "--check", "--file", str(files["firewall.nft"])], capture_output=True, text=True)
             assert check.returncode == 0, check.stderr
+
+
+def test_every_stop_of_vllm_drains_it_from_both_haproxies_first(rendered: dict[str, Any]) -> None:
+    """Both HAProxies poll each node's drain agent; vLLM's drop-in runs the drain before SIGTERM
+    (ExecStop) and lowers the flag at each start, and the agent listens on the node's address."""
+    addresses = {h.name: h.address for h in rendered["hosts"]}
+    backend = rendered["spec"].vllm_port
+    for name, files in rendered["nodes"].items():
+        sections = haproxy_sections(files["haproxy.cfg"].read_text())
+        [default] = statements(sections["backend tierkit_vllm"], "default-server")
+        assert " ".join(default).endswith(f"agent-check agent-port {AGENT_PORT} agent-inter 500ms")
+        drop_in = files["vllm-drain.conf"].read_text().splitlines()
+        [stop] = [line for line in drop_in if line.startswith("ExecStop=")]
+        assert stop.startswith("ExecStop=+/usr/local/libexec/tierkit-drain ")  # as root, outside vLLM's sandbox
+        words = stop.split()
+        assert [words[i + 1] for i, w in enumerate(words) if w == "--balancer"] == list(addresses.values())
+        assert f"http://{addresses[name]}:{backend}/metrics" in words
+        assert words[words.index("--timeout") + 1] == "25"
+        assert [line for line in drop_in if line.startswith("ExecStartPre=")][0].endswith(" ready")
+        assert "After=tierkit-drain-agent.service" in drop_in
+        agent = files["tierkit-drain-agent.service"].read_text()
+        assert f"serve --address {addresses[name]} --port {AGENT_PORT}" in agent
+        assert "DynamicUser=yes" in agent and "Requires=tierkit-failover-firewall.service" in agent

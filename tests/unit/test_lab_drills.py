@@ -3,12 +3,14 @@ right, and the failover stack is placed on a lab's subnet."""
 
 from __future__ import annotations
 
+import threading
 from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tierkit import spec
 from tierkit.lab import drills as drill
 from tierkit.lab.stalls import HAPROXY_ADMIN_SOCKET
 from tierkit.errors import TierkitError
@@ -22,8 +24,11 @@ FIXTURE = ROOT / "tests" / "fixtures" / "haproxy" / "stats-after-vllm-stop.csv"
 def test_constants_follow_the_roles() -> None:
     failover = yaml.safe_load((ROOT / "roles/failover/defaults/main.yml").read_text())
     assert drill.HAPROXY_STATS_PORT == failover["failover_stats_port"]
+    assert spec.DRAIN_AGENT_PORT == failover["failover_agent_port"]
+    failover_vars = yaml.safe_load((ROOT / "roles/failover/vars/main.yml").read_text())
     vllm_vars = yaml.safe_load((ROOT / "roles/vllm/vars/main.yml").read_text())
     assert drill.VLLM_SERVICE == vllm_vars["vllm_service"]
+    assert failover_vars["failover_vllm_service"] == vllm_vars["vllm_service"]
     template = (ROOT / "roles/failover/templates/haproxy.cfg.j2").read_text()
     assert f"\nbackend {drill.HAPROXY_BACKEND}\n" in template
     assert f"stats socket {HAPROXY_ADMIN_SOCKET} " in template and "level admin" in template
@@ -93,3 +98,20 @@ def test_lab_spec_moves_the_stack_onto_another_lab_subnet() -> None:
     assert vip in subnet and vip not in host_addresses(subnet, 2)
     assert spec.provider.subnet == subnet and spec.provider.name == "tkfo"
     assert spec.failover.router_id == 51 and spec.serving.port == 8000  # the rest as the stack says
+
+
+def test_holders_watched_keeps_each_change_of_holders_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = iter([["a"], ["a"], [], ["b"], ["b"]])
+    all_polled = threading.Event()
+
+    def polled(pair: object) -> list[str]:
+        try:
+            return next(polls)
+        except StopIteration:
+            all_polled.set()
+            return ["b"]
+
+    monkeypatch.setattr(drill, "holders", polled)
+    with drill.holders_watched(object(), every_s=0.001) as seen:  # type: ignore[arg-type]
+        assert all_polled.wait(5)
+    assert seen == [("a",), (), ("b",)]

@@ -157,6 +157,8 @@ def fault(
     stop: Annotated[bool, typer.Option("--stop", help="Shut the host down cleanly.")] = False,
     kill: Annotated[bool, typer.Option("--kill", help="Kill every process of the host at once "
                                        "(a power cut).")] = False,
+    reboot: Annotated[bool, typer.Option("--reboot", help="Reboot it cleanly from inside (`systemctl "
+                                         "reboot`); waits until it answers SSH again.")] = False,
     cut_link: Annotated[bool, typer.Option("--cut-link", help="Unplug its network cable.")] = False,
     throttle: Annotated[Optional[str], typer.Option(
         "--throttle", metavar="RATE", help="Limit its cable to RATE both ways (tc token bucket), "
@@ -165,10 +167,10 @@ def fault(
                                           "and boot the host if it is down; waits for SSH.")] = False,
 ) -> None:
     """Inject a server fault into a lab host, or restore it (failover and multi-server tests)."""
-    chosen = [action for action, on in (("stop", stop), ("kill", kill), ("cut-link", cut_link),
+    chosen = [action for action, on in (("stop", stop), ("kill", kill), ("reboot", reboot), ("cut-link", cut_link),
                                         ("throttle", throttle is not None), ("restore", restore)) if on]
     if len(chosen) != 1:
-        raise TierkitError("fault: choose exactly one of --stop, --kill, --cut-link, --throttle RATE, --restore")
+        raise TierkitError("fault: choose exactly one of --stop, --kill, --reboot, --cut-link, --throttle RATE, --restore")
     lab, target = Lab.of_host(host)
     lab.fault(target.name, chosen[0], throttle)  # type: ignore[arg-type]
     done = f"link throttled to {throttle}" if throttle else f"{chosen[0]} done"

@@ -15,11 +15,14 @@ repeats them and prints them.
 - `hang_engine`: a node's engine hangs (its engine core stopped with SIGSTOP; vLLM's /health
   still answers 200) during a smoke run through the VIP; the time until both HAProxies have it
   out of the pool, and the failed requests split by when they started.
+- `rolling_restart`: configure runs with a changed vLLM setting while a continuous load of streamed
+  completions goes through the VIP; every node's vLLM restarts, one at a time, each drained from
+  both HAProxies first: no request may fail, in flight or new.
 - `soak`: a long smoke run at full load through the VIP, watched for false alarms: every VRRP
   transition keepalived logged on either node during it (a VIP move, a FAULT) and the holders
   seen by polling.
 - `partition` / `heal`: split a node off the switch with its carrier up (split brain).
-- `holders`, `wait_for_single_holder`, `watch_holders`: which nodes have the VIP on their
+- `holders`, `wait_for_single_holder`, `watch_holders`, `holders_watched`: which nodes have the VIP on their
   interface, read from each host's own network namespace (a cut-off host is still readable).
 - `backend_stats`: HAProxy's per-vLLM counters on a node (its stats page on 127.0.0.1).
 """
@@ -37,7 +40,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from pathlib import Path
@@ -48,7 +52,7 @@ from pydantic import SecretStr
 from tierkit import netns
 from tierkit.configure import configure
 from tierkit.errors import TierkitError
-from tierkit.inventory import secret_vars, vllm_port
+from tierkit.inventory import HAPROXY_BACKEND, secret_vars, vllm_port
 from tierkit.lab import network
 from tierkit.lab.lab import Lab, ssh_argv
 from tierkit.paths import StackPaths
@@ -63,7 +67,6 @@ from tierkit.spec import TierSpec, parse_spec, spec_data_from_stack_file, stack_
 # roles/failover defaults (failover_stats_port), vars (failover_log_tag) and roles/vllm vars
 # (vllm_service); a unit test keeps these in step with the roles.
 HAPROXY_STATS_PORT = 8404
-HAPROXY_BACKEND = "tierkit_vllm"
 VLLM_SERVICE = "vllm"
 FAILOVER_LOG_TAG = "tierkit-failover"
 
@@ -208,15 +211,33 @@ def wait_for_holder(pair: Pair, node: str, timeout_s: float) -> float:
     return time.monotonic() - start
 
 
+@contextmanager
+def holders_watched(pair: Pair, every_s: float = 0.1) -> Iterator[list[tuple[str, ...]]]:
+    """The distinct holder sets seen while the block runs, in order (one entry: the VIP never
+    moved), polled every `every_s` from a thread; the list is complete once the block ends."""
+    seen: list[tuple[str, ...]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            now = tuple(holders(pair))
+            if not seen or seen[-1] != now:
+                seen.append(now)
+            done.wait(every_s)
+
+    watcher = threading.Thread(target=watch, name="vip-holders")
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
 def watch_holders(pair: Pair, seconds: float, every_s: float = 0.1) -> list[tuple[str, ...]]:
     """The distinct holder sets seen over `seconds`, in order (one entry: the VIP never moved)."""
-    seen: list[tuple[str, ...]] = []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        now = tuple(holders(pair))
-        if not seen or seen[-1] != now:
-            seen.append(now)
-        time.sleep(every_s)
+    with holders_watched(pair, every_s) as seen:
+        time.sleep(seconds)
     return seen
 
 
@@ -347,15 +368,19 @@ def probe_request(pair: Pair) -> bytes:
     return build_request("POST", pair.endpoint, "/v1/completions", body, pair.api_key)
 
 
-async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
-    """One completion on a fresh connection: True on HTTP 200 within timeout_s."""
+async def exchange_once(endpoint: Endpoint, request: bytes, sink: _Status, timeout_s: float) -> str | None:
+    """`request` on a fresh connection, its answer to `sink`: None once answered in full, else why not."""
     pool = ConnectionPool(endpoint, timeout_s)
-    sink = _Status()
     try:
-        reason = await pool.exchange(request, sink)
+        return await pool.exchange(request, sink)
     finally:
         pool.close()
-    return reason is None and sink.status == 200
+
+
+async def probe(endpoint: Endpoint, request: bytes, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """One completion on a fresh connection: True on HTTP 200 within timeout_s."""
+    sink = _Status()
+    return await exchange_once(endpoint, request, sink, timeout_s) is None and sink.status == 200
 
 
 async def smoke_around(settings: SmokeSettings, after_s: float, fault: Callable[[], T]) -> tuple[list[RequestResult], T]:
@@ -684,24 +709,9 @@ def soak(pair: Pair, *, duration_s: float, concurrency: int = 8, input_len: int 
     settings = smoke_settings(pair, concurrency=concurrency, duration_s=duration_s, input_len=input_len,
                               output_len=output_len)
     since = time.time() - 1  # the journal's --since has whole seconds
-    seen: list[tuple[str, ...]] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            now = tuple(holders(pair))
-            if not seen or seen[-1] != now:
-                seen.append(now)
-            done.wait(0.1)
-
-    watcher = threading.Thread(target=watch, name="soak-holders")
-    watcher.start()
     results: list[RequestResult] = []
-    try:
+    with holders_watched(pair) as seen:
         report = netns.call_in(pair.lab.netns, lambda: asyncio.run(run_smoke(settings, on_result=results.append)))
-    finally:
-        done.set()
-        watcher.join()
     logged = {node: transitions_since(pair, node, since) for node in pair.nodes}
     states = [state for node_states in logged.values() for state in node_states]
     failed = [r for r in results if not r.success]
@@ -732,3 +742,110 @@ def restore(pair: Pair, node: str) -> None:
     """Plug the node back in and boot it if it is down (waits for SSH)."""
     pair.lab.fault(node, "restore")
 
+
+# ---------------------------------------------------------------------------------------------
+# Drill 6: a rolling restart under load.
+
+
+@dataclass
+class RollingRestartOutcome:
+    requests: int  # streamed completions sent through the VIP while configure ran
+    failed: int  # of them, the ones without a whole stream (the tier promises 0)
+    restart_s: float  # the configure run that restarted the nodes, one at a time
+    restarted: list[str]  # nodes whose vLLM runs a new process afterwards
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class _Stream(_Status):
+    """A streamed completion's status and body."""
+
+    __slots__ = ("body",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = bytearray()
+
+    def on_body(self, data: bytes, now: float) -> None:
+        self.body += data
+
+
+def stream_request(pair: Pair, output_len: int) -> bytes:
+    body = json.dumps({"model": pair.model, "prompt": "Count to one hundred:", "max_tokens": output_len,
+                       "ignore_eos": True, "stream": True}).encode()
+    return build_request("POST", pair.endpoint, "/v1/completions", body, pair.api_key)
+
+
+async def completion(endpoint: Endpoint, request: bytes, timeout_s: float) -> str | None:
+    """One streamed completion on a fresh connection: None when it ran to `data: [DONE]`, else why not
+    (a 200 head followed by no tokens, the loss a planned stop used to cause, is a failure)."""
+    sink = _Stream()
+    reason = await exchange_once(endpoint, request, sink, timeout_s)
+    if reason is not None:
+        return reason
+    if sink.status != 200:
+        return f"HTTP {sink.status}"
+    if b'"error"' in sink.body or b"data: [DONE]" not in sink.body:
+        return "stream ended without [DONE]"
+    return None
+
+
+async def steady_load(endpoint: Endpoint, request: bytes, concurrency: int, stop: threading.Event,
+                      started: threading.Event, timeout_s: float) -> list[tuple[float, str | None]]:
+    """`concurrency` clients sending completions back to back until `stop`: (sent at, why it failed)."""
+    results: list[tuple[float, str | None]] = []
+
+    async def client() -> None:
+        while not stop.is_set():
+            sent = time.perf_counter()
+            results.append((sent, await completion(endpoint, request, timeout_s)))
+            started.set()
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return results
+
+
+def main_pids(pair: Pair) -> dict[str, str]:
+    """Each node's vLLM main process id (0: not running)."""
+    return {n: pair.ssh(n, f"systemctl show --property=MainPID --value {VLLM_SERVICE}").strip() for n in pair.nodes}
+
+
+def rolling_restart(pair: Pair, workdir: Path, spec: TierSpec, *, stack: str = "failover", playbook: str = "vllm",
+                    concurrency: int = 4, output_len: int = 32, timeout_s: float = 120) -> RollingRestartOutcome:
+    """Run `playbook` with `spec` (a vLLM setting changed, so every node's vLLM restarts) while
+    `concurrency` clients in the lab's switch stream completions through the VIP back to back,
+    from before the run starts until after it ends."""
+    before = main_pids(pair)
+    stop, started = threading.Event(), threading.Event()
+    endpoint, request = pair.endpoint, stream_request(pair, output_len)
+    box: dict[str, Any] = {}
+
+    def load() -> None:
+        try:
+            box["results"] = netns.call_in(pair.lab.netns, lambda: asyncio.run(
+                steady_load(endpoint, request, concurrency, stop, started, timeout_s)))
+        except BaseException as exc:  # reported below, in the caller's thread
+            box["error"] = exc
+            started.set()
+
+    loader = threading.Thread(target=load)
+    loader.start()
+    try:
+        if not started.wait(timeout_s) or "error" in box:
+            raise TierkitError(f"failover: no completion through {endpoint.url} before the rolling restart")
+        t0 = time.perf_counter()
+        result = configure(spec, pair.lab.hosts, StackPaths(workdir, stack), playbook, quiet=True)
+        restart_s = time.perf_counter() - t0
+        time.sleep(2)  # clients keep sending after the run: the last node serves and both pools hold it
+    finally:
+        stop.set()
+        loader.join()
+    if "error" in box:
+        raise box["error"]
+    if not result.ok:
+        raise TierkitError(*(f"{playbook}: {f.host}: {f.task}: {f.message}" for f in result.failures))
+    after = main_pids(pair)
+    results = box["results"]
+    failed = [why for _, why in results if why is not None]
+    return RollingRestartOutcome(requests=len(results), failed=len(failed), restart_s=restart_s,
+                                 restarted=[n for n in pair.nodes if after[n] not in (before[n], "0")],
+                                 errors=dict(Counter(failed)))

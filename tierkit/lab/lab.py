@@ -38,9 +38,11 @@ from tierkit.lab.state import (
     save, settings, share_dir,
 )
 
-FaultAction = Literal["stop", "kill", "cut-link", "throttle", "restore"]
-FAULT_ACTIONS: tuple[str, ...] = ("stop", "kill", "cut-link", "throttle", "restore")
+FaultAction = Literal["stop", "kill", "reboot", "cut-link", "throttle", "restore"]
+FAULT_ACTIONS: tuple[str, ...] = ("stop", "kill", "reboot", "cut-link", "throttle", "restore")
 SSH_READY_TIMEOUT_S = 90.0
+# A reboot stops every unit first: a failover node's vLLM drains (up to 25 s) and stops (up to 30 s).
+REBOOT_TIMEOUT_S = 180.0
 MACHINE_LOCK = "_machine"  # subnets and the shared mounts; not a valid lab name
 
 
@@ -311,7 +313,8 @@ class Lab:
         return self.machines[host_name]
 
     def fault(self, host_name: str, action: FaultAction, rate: str | None = None) -> None:
-        """stop: clean shutdown; kill: SIGKILL the whole host; cut-link: unplug its cable;
+        """stop: clean shutdown; kill: SIGKILL the whole host; reboot: a clean reboot from inside
+        (`systemctl reboot`), waits until it answers SSH in its new boot; cut-link: unplug its cable;
         throttle: limit its cable to `rate` (e.g. 100mbit) both ways; restore: plug it back in at
         full speed and boot it if it is down (waits for SSH)."""
         machine = self.machine(host_name)
@@ -319,6 +322,8 @@ class Lab:
             machine.stop()
         elif action == "kill":
             machine.kill()
+        elif action == "reboot":
+            self.reboot(host_name)
         elif action == "cut-link":
             network.set_link(self.name, machine.index, up=False)
         elif action == "throttle":
@@ -332,6 +337,30 @@ class Lab:
         else:
             raise TierkitError(f"fault: {action!r} is not a fault; use one of "
                                f"{', '.join(FAULT_ACTIONS)}")
+
+    def reboot(self, host_name: str, timeout_s: float = REBOOT_TIMEOUT_S) -> None:
+        """`systemctl reboot` in the guest (its units stop as on any reboot; nspawn exits 133 and
+        the host's supervisor boots it again), then wait until it answers SSH in its new boot,
+        told apart by PID 1's start time (lab hosts share the machine's kernel and boot id)."""
+        host = self.host(host_name)
+
+        def boot_mark() -> str:
+            argv = ssh_argv(host, ["cut -d' ' -f22 /proc/1/stat"], connect_timeout_s=2)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            return proc.stdout.strip() if proc.returncode == 0 else ""
+
+        before = boot_mark()
+        if not before:
+            raise TierkitError(f"lab: {host_name} does not answer SSH; `tierkit lab fault {host_name} --restore` boots a host that is down")
+        subprocess.run(ssh_argv(host, ["systemctl reboot"]), capture_output=True, timeout=60, check=False)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            now = boot_mark()
+            if now and now != before:
+                return
+            time.sleep(0.5)
+        raise TierkitError(f"lab: {host_name} did not come back within {timeout_s:.0f} s of its reboot; "
+                           f"see {self.machine(host_name).console_log}")
 
     def relaunch(self, host_name: str) -> None:
         """Boot a host that is down (stopped, killed, or gone with the machine), wait for SSH."""

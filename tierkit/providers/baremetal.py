@@ -68,11 +68,12 @@ def unique_hosts(listed: list[BaremetalHost]) -> list[str]:
 
 def ssh_port_clashes(spec: TierSpec, listed: list[BaremetalHost]) -> list[str]:
     """A host's SSH port that is also one of the ports tierkit serves on it."""
-    from tierkit.spec import HAPROXY_STATS_PORT, SSH_PORT
+    from tierkit.spec import DRAIN_AGENT_PORT, HAPROXY_STATS_PORT, SSH_PORT
 
     serving = {spec.vllm_port: "vLLM's port", spec.serving.port: "the serving port"}
     if spec.tier == "failover":
         serving[HAPROXY_STATS_PORT] = "HAProxy's statistics port"
+        serving[DRAIN_AGENT_PORT] = "the drain agent's port"
     return [f"provider.hosts[{i}].port: SSH on {h.port} clashes with {serving[h.port]}; give SSH's real port, or move serving.port"
             for i, h in enumerate(listed) if h.port in serving and h.port != SSH_PORT]
 
