@@ -81,7 +81,8 @@ HAPROXY_CONNECT_MAX_MS = 200
 
 
 # Set to 1 to leave the pair up after the module, for `bench/failover.py --lab ha --no-deploy`
-# (one deployment for both; `tierkit down --stack failover` removes it).
+# (one deployment for both; `tierkit down --stack failover` removes it). The pair's API key is
+# API_KEY: the bench reads it from $TIERKIT_API_KEY, as `tierkit up` does.
 KEEP_ENV = "TIERKIT_KEEP_FAILOVER_LAB"
 
 

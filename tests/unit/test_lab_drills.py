@@ -115,3 +115,25 @@ def test_holders_watched_keeps_each_change_of_holders_once(monkeypatch: pytest.M
     with drill.holders_watched(object(), every_s=0.001) as seen:  # type: ignore[arg-type]
         assert all_polled.wait(5)
     assert seen == [("a",), (), ("b",)]
+
+
+def test_a_smoke_run_that_ends_before_its_first_result_is_raised_not_awaited_forever() -> None:
+    """A run that fails before its measured load (nothing answers) must end the drill with an
+    error; waiting for a first result that never comes would hang the drill and its bench."""
+    import asyncio
+    import socket
+
+    from tierkit.smoke.endpoint import parse_endpoint
+    from tierkit.smoke.gates import Gates
+    from tierkit.smoke.run import SmokeSettings
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = SmokeSettings(endpoint=parse_endpoint(f"http://127.0.0.1:{port}"), model="tiny-llama", concurrency=2,
+                             duration_s=5, input_len=8, output_len=4, warmup=1, timeout_s=5,
+                             gates=Gates(max_failed=0, source="test"))
+    faults: list[str] = []
+    with pytest.raises(TierkitError):
+        asyncio.run(asyncio.wait_for(drill.smoke_around(settings, 0.1, lambda: faults.append("ran")), 60))
+    assert faults == []

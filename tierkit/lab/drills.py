@@ -394,7 +394,14 @@ async def smoke_around(settings: SmokeSettings, after_s: float, fault: Callable[
         running.set()
 
     smoke = asyncio.create_task(run_smoke(settings, on_result=on_result))
-    await running.wait()  # the measured load is under way
+    started = asyncio.create_task(running.wait())
+    # The measured load is under way, or the run ended before its first result (an error: raised here).
+    await asyncio.wait({smoke, started}, return_when=asyncio.FIRST_COMPLETED)
+    if smoke.done():
+        started.cancel()
+        report = smoke.result()
+        raise TierkitError(f"failover: the smoke run ended before the fault, with no result "
+                           f"({'; '.join(report.notes) or 'no request was measured'})")
     await asyncio.sleep(after_s)
     value = await asyncio.to_thread(fault)
     await smoke
