@@ -84,6 +84,7 @@ def test_lab_one_rank_engines_keep_their_model_in_the_engine_core(stack):
     gv = inv.render(load_stack(stack, ROOT), hosts(2 if stack == "failover" else 1)).group_vars
     assert gv["vllm_tensor_parallel_size"] == gv["vllm_pipeline_parallel_size"] == 1
     assert gv["vllm_env"]["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert gv["vllm_env"]["OMP_NUM_THREADS"] == "1"  # the core binding applies to worker processes only
 
 
 def test_baremetal_vars_have_no_lab_settings(monkeypatch):

@@ -11,9 +11,9 @@ The single-stream rate comes from a short probe of the endpoint: PROBE_REQUESTS 
 a time, with the smoke run's own prompt and output lengths (after PROBE_WARMUP warm-up requests).
 The plan counts replicas because each has a server of its own. A lab's hosts share this one
 machine's cores, and once one stream keeps them busy a second replica adds little (the failover
-pair, with the engine in one process: one stream with the peer idle 173.7 tok/s; one stream on
-each replica at once 224.5 tok/s in all; concurrency 8 through the VIP 169.3-221 tok/s in
-different runs: docs/lab.md), so the lab counts one machine whatever its replicas. An endpoint
+pair: one stream with the peer idle about 180 tok/s; one stream on each replica at once 224.5
+tok/s in all; concurrency 8 through the VIP 169-264 tok/s in different runs: docs/lab.md), so
+the lab counts one machine whatever its replicas. An endpoint
 served elsewhere on the CPU (a `tierkit calibrate` of another provider's stack) has a machine per
 replica. The smoke run then sends `concurrency` streams at once, which a healthy server batches to
 at least one stream's rate; one that stalls or fails them falls below the floor.

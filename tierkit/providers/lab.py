@@ -64,8 +64,13 @@ VLLM_ENV = {
 # unless VLLM_ENABLE_V1_MULTIPROCESSING is 0 (vllm/platforms/cpu.py, vLLM 0.32.0), and the worker
 # and the engine core then spin on their shared-memory queue for a second after every message:
 # with the failover tier's health checks (a completion every half second) both spin for good, and
-# two replicas on two cores answer short requests up to a second late (docs/lab.md).
-ONE_RANK_VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+# two replicas on two cores answer short requests up to a second late (docs/lab.md). In the
+# engine core the lab's core binding (VLLM_CPU_OMP_THREADS_BIND) no longer applies: only the
+# worker processes' launcher sets OpenMP up (vllm/utils/ompmultiprocessing.py), and torch would
+# run every op on all of this machine's cores, whose OpenMP threads spin-wait after each op
+# (vLLM's own note on set_torch_threads_for_runtime, vllm/utils/torch_utils.py): two replicas
+# then fight over both cores. One thread per engine keeps the lab's rank-per-core rule.
+ONE_RANK_VLLM_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_NUM_THREADS": "1"}
 # Seconds the vllm role waits for /health: vLLM on the CPU compiles its kernels on first start.
 VLLM_HEALTH_TIMEOUT = 600
 
