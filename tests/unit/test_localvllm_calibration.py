@@ -9,7 +9,7 @@ import yaml
 
 from smoke_fake_server import FakeServer
 from tierkit.errors import TierkitError
-from tierkit.localvllm.calibration import PROBE_REQUESTS, calibrate, floor, machines
+from tierkit.localvllm.calibration import PROBE_REQUESTS, calibrate, floor
 from tierkit.spec import plan_for_spec
 from tierkit.smoke.gates import PLAN_FRACTION
 from tierkit.spec import TierSpec, parse_spec
@@ -29,30 +29,15 @@ def test_floor_is_the_plan_rule_with_a_measured_single_stream(fake: FakeServer) 
     per_request_s = 0.2 + 0.02 * spec.smoke.output_len
     assert c.single_stream_tok_s == pytest.approx(spec.smoke.output_len / per_request_s, rel=0.25)
     assert c.min_output_tok_s == pytest.approx(PLAN_FRACTION * c.single_stream_tok_s, rel=0.01)
-    assert c.replicas == c.machines == 1 and c.probe_requests == PROBE_REQUESTS and fake.seen.peak == 1
+    assert c.replicas == 1 and c.probe_requests == PROBE_REQUESTS and fake.seen.peak == 1  # one at a time
     assert c.plan_expected_tok_s == plan_for_spec(spec).expected_tok_s
     assert "These figures come from a CPU rehearsal" in c.statement
     assert f"{c.min_output_tok_s:.1f} tok/s" in c.statement and "not the gate here" in c.statement
 
 
-def test_the_lab_counts_one_machine_for_both_replicas(fake: FakeServer) -> None:
-    """The lab's failover pair shares this machine's cores: one machine, not two servers."""
-    spec = lab_spec("failover", "ok")
-    assert spec.server_count == 2 and spec.replicas == 2 and machines(spec) == 1
-    c = calibrate(fake.url, spec, None)
-    assert c.replicas == 2 and c.machines == 1
-    assert c.min_output_tok_s == pytest.approx(PLAN_FRACTION * c.single_stream_tok_s, rel=0.01)
-    assert "x 1 machine(s) (the lab's 2 replicas share its cores)" in c.statement
-
-
-def test_replicas_elsewhere_count_a_machine_each() -> None:
-    data = yaml.safe_load((ROOT / "stacks" / "Pulumi.failover.yaml").read_text())["config"]["tierkit:tier"]
-    host = {"user": "ubuntu", "key_path": str(ROOT / "README.md")}
-    data["provider"] = {"kind": "baremetal", "hosts": [{"name": "a", "address": "10.77.40.10", **host},
-                                                       {"name": "b", "address": "10.77.40.11", **host}]}
-    data["model"] = {**data["model"], "path": "/srv/models/tiny-llama"}  # the lab's model has no weights elsewhere
-    assert machines(parse_spec(data)) == 2
+def test_failover_counts_both_replicas() -> None:
     assert floor(100.0, 2) == pytest.approx(2 * PLAN_FRACTION * 100.0)
+    assert lab_spec("failover", "ok").server_count == 2 and lab_spec("failover", "ok").replicas == 2
 
 
 def test_a_split_model_is_one_replica() -> None:

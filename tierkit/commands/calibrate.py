@@ -24,7 +24,7 @@ def calibrate_command(
     The plan's figures assume GPUs; a lab deploy serves the tiny model on the CPU. This sends
     requests one at a time with the spec's model and smoke lengths and sets the floor by the plan's own rule
     (the smoke fraction x single-stream tok/s x replicas) with the measured rate in place of the
-    estimate; a lab stack counts one replica, as its hosts share this machine's cores. The API key comes from $OPENAI_API_KEY. Exits 1 when the probe fails.
+    estimate. The API key comes from $OPENAI_API_KEY. Exits 1 when the probe fails.
     """
     spec = stackfiles.load(stack, file)
     result = calibrate(endpoint, spec, load_api_key(None))

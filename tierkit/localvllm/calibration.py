@@ -5,18 +5,12 @@ memory bandwidth over the real model's weights) cannot gate it. The lab keeps th
 replaces its one estimated input with a measurement:
 
     plan:  min output tok/s = PLAN_FRACTION x estimated single-stream tok/s x replicas
-    lab:   min output tok/s = PLAN_FRACTION x measured  single-stream tok/s x machines
+    lab:   min output tok/s = PLAN_FRACTION x measured  single-stream tok/s x replicas
 
 The single-stream rate comes from a short probe of the endpoint: PROBE_REQUESTS requests, one at
 a time, with the smoke run's own prompt and output lengths (after PROBE_WARMUP warm-up requests).
-The plan counts replicas because each has a server of its own. A lab's hosts share this one
-machine's cores, and once one stream keeps them busy a second replica adds little (the failover
-pair: one stream with the peer idle about 180 tok/s; one stream on each replica at once 224.5
-tok/s in all; concurrency 8 through the VIP 169-264 tok/s in different runs: docs/lab.md), so
-the lab counts one machine whatever its replicas. An endpoint
-served elsewhere on the CPU (a `tierkit calibrate` of another provider's stack) has a machine per
-replica. The smoke run then sends `concurrency` streams at once, which a healthy server batches to
-at least one stream's rate; one that stalls or fails them falls below the floor.
+The smoke run then sends `concurrency` streams at once, which a healthy server batches to well
+above one stream's rate; a server that serializes or stalls them falls below the floor.
 """
 
 from __future__ import annotations
@@ -40,7 +34,6 @@ class Calibration(BaseModel):
     endpoint: str
     single_stream_tok_s: float
     replicas: int
-    machines: int  # replicas with cores of their own: 1 on the lab
     fraction: float
     min_output_tok_s: float
     probe_requests: int
@@ -48,21 +41,15 @@ class Calibration(BaseModel):
     statement: str
 
 
-def floor(single_stream_tok_s: float, machines: int) -> float:
-    return round(PLAN_FRACTION * single_stream_tok_s * machines, 1)
-
-
-def machines(spec: TierSpec) -> int:
-    """Replicas that do not share cores: on the lab every host shares this machine's."""
-    return 1 if spec.provider.kind == "lab" else spec.replicas
+def floor(single_stream_tok_s: float, replicas: int) -> float:
+    return round(PLAN_FRACTION * single_stream_tok_s * replicas, 1)
 
 
 def statement(c: Calibration, spec: TierSpec) -> str:
-    shared = f" (the lab's {c.replicas} replicas share its cores)" if c.machines < c.replicas else ""
     return (
         f"lab gate: output_throughput >= {c.min_output_tok_s:.1f} tok/s = {c.fraction:g} x {c.single_stream_tok_s:.1f} "
         f"tok/s single-stream (measured by {c.probe_requests} requests, one at a time, on {c.endpoint}) x "
-        f"{c.machines} machine(s){shared}. These figures come from a CPU rehearsal (vLLM on the CPU serving tierkit's tiny "
+        f"{c.replicas} replica(s). These figures come from a CPU rehearsal (vLLM on the CPU serving tierkit's tiny "
         f"model); the plan's {c.plan_expected_tok_s:,.0f} tok/s for {spec.gpu.count}x {spec.gpu.model} is not the gate here."
     )
 
@@ -87,9 +74,8 @@ def calibrate(endpoint: str, spec: TierSpec, api_key: SecretStr | None) -> Calib
         endpoint=endpoint,
         single_stream_tok_s=round(single, 1),
         replicas=replicas,
-        machines=machines(spec),
         fraction=PLAN_FRACTION,
-        min_output_tok_s=floor(single, machines(spec)),
+        min_output_tok_s=floor(single, replicas),
         probe_requests=PROBE_REQUESTS,
         plan_expected_tok_s=plan_for_spec(spec).expected_tok_s,
         statement="",
