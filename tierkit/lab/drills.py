@@ -397,7 +397,7 @@ async def smoke_around(settings: SmokeSettings, after_s: float, fault: Callable[
     started = asyncio.create_task(running.wait())
     # The measured load is under way, or the run ended before its first result (an error: raised here).
     await asyncio.wait({smoke, started}, return_when=asyncio.FIRST_COMPLETED)
-    if smoke.done():
+    if not running.is_set():
         started.cancel()
         report = smoke.result()
         raise TierkitError(f"failover: the smoke run ended before the fault, with no result "
